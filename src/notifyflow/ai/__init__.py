@@ -1,0 +1,1 @@
+"""AI providers behind one interface: OpenAI (any compatible endpoint) and an offline one."""

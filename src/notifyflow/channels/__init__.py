@@ -1,0 +1,1 @@
+"""Outbound channels behind one interface: WhatsApp through Twilio, Instagram, console."""

@@ -1,0 +1,61 @@
+"""The channel interface the activities use. Implementations: ``console``, ``twilio``,
+``instagram``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundText:
+    """A free-form message (inside the 24-hour window)."""
+
+    to: str  # "+15551234567" for WhatsApp, the IGSID for Instagram
+    sender: str  # the merchant's WhatsApp sender or Instagram page id
+    body: str
+    idempotency_key: str
+    human_agent: bool = False  # Instagram HUMAN_AGENT tag (24 h to 7 days)
+
+
+@dataclass(frozen=True)
+class OutboundTemplate:
+    """An approved template: Content API SID plus numbered variables."""
+
+    to: str
+    sender: str
+    content_sid: str
+    variables: dict[str, str]
+    rendered_body: str  # the body with variables filled, for the ledger and the history
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    status: str = "sent"
+
+
+@dataclass
+class SendError(Exception):
+    """A send the provider refused. ``retryable`` decides whether Temporal tries again."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    # The provider said the 24-hour window is closed (Twilio 63016, WhatsApp 131047).
+    window_closed: bool = False
+    # Ambiguous: the provider may have accepted the message (5xx, timeout).
+    ambiguous: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.code}: {self.message}")
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send_text(self, message: OutboundText) -> SendResult: ...
+
+    async def send_template(self, message: OutboundTemplate) -> SendResult: ...

@@ -1,0 +1,166 @@
+"""Settings (DESIGN §6), read once from the environment.
+
+Never imported by workflow code: the starter passes what a workflow needs in its input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: object) -> timedelta:
+    """Seconds (``90``, ``"1.5"``) or an ISO 8601 duration (``PT30M``, ``P1DT2H``)."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = timedelta(seconds=float(text))
+        except ValueError:
+            match = _ISO_DURATION.match(text.upper())
+            if not match or text.upper() in {"P", "PT"} or text.upper().endswith("T"):
+                raise ValueError(
+                    f"{value!r} is not a duration: use seconds (3600) or ISO 8601 (PT1H)"
+                ) from None
+            parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+            result = timedelta(
+                days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"]
+            )
+    else:
+        raise ValueError(f"{value!r} is not a duration")
+    if result <= timedelta(0):
+        raise ValueError("a duration must be positive")
+    return result
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _strip_slash(url: str) -> str:
+    return url.rstrip("/")
+
+
+Url = Annotated[str, AfterValidator(_strip_slash)]
+
+DEFAULT_STATE_DIR = Path(".notifyflow")
+
+
+class Settings(BaseSettings):
+    """Every environment variable of the contract; unknown variables are ignored."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{(DEFAULT_STATE_DIR / 'notifyflow.db').resolve()}",
+        validation_alias="DATABASE_URL",
+    )
+    temporal_address: str = Field(default="127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field(default="notifyflow", validation_alias="TEMPORAL_TASK_QUEUE")
+    temporal_api_key: SecretStr | None = Field(default=None, validation_alias="TEMPORAL_API_KEY")
+
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: Url | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    classify_model: str = Field(default="gpt-4.1", validation_alias="NOTIFYFLOW_CLASSIFY_MODEL")
+    localize_model: str = Field(
+        default="gpt-4.1-mini", validation_alias="NOTIFYFLOW_LOCALIZE_MODEL"
+    )
+    compose_model: str = Field(default="gpt-4.1-mini", validation_alias="NOTIFYFLOW_COMPOSE_MODEL")
+    ai: Literal["openai", "offline"] | None = Field(default=None, validation_alias="NOTIFYFLOW_AI")
+
+    twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_api_base_url: Url = Field(
+        default="https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL"
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, validation_alias="TWILIO_MESSAGING_SERVICE_SID"
+    )
+    instagram_graph_base_url: Url = Field(
+        default="https://graph.facebook.com/v21.0", validation_alias="INSTAGRAM_GRAPH_BASE_URL"
+    )
+    channel: Literal["twilio", "console"] | None = Field(
+        default=None, validation_alias="NOTIFYFLOW_CHANNEL"
+    )
+    public_url: Url = Field(default="http://127.0.0.1:8000", validation_alias="NOTIFYFLOW_PUBLIC_URL")
+    api_token: SecretStr | None = Field(default=None, validation_alias="NOTIFYFLOW_API_TOKEN")
+
+    remind_after: Duration = Field(
+        default=timedelta(minutes=30), validation_alias="NOTIFYFLOW_REMIND_AFTER"
+    )
+    escalate_after: Duration = Field(
+        default=timedelta(hours=2), validation_alias="NOTIFYFLOW_ESCALATE_AFTER"
+    )
+    auto_close_after: Duration = Field(
+        default=timedelta(hours=24), validation_alias="NOTIFYFLOW_AUTO_CLOSE_AFTER"
+    )
+
+    @property
+    def ai_provider(self) -> Literal["openai", "offline"]:
+        if self.ai is not None:
+            return self.ai
+        return "openai" if self.openai_api_key else "offline"
+
+    @property
+    def channel_provider(self) -> Literal["twilio", "console"]:
+        if self.channel is not None:
+            return self.channel
+        return "twilio" if self.twilio_account_sid and self.twilio_auth_token else "console"
+
+    def check_consistency(self) -> None:
+        """Cross-field rules; raise SettingsError naming the variable."""
+        if self.ai_provider == "openai" and not self.openai_api_key:
+            raise SettingsError("OPENAI_API_KEY: required when NOTIFYFLOW_AI=openai")
+        if self.channel_provider == "twilio" and not (
+            self.twilio_account_sid and self.twilio_auth_token
+        ):
+            raise SettingsError(
+                "TWILIO_ACCOUNT_SID: TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are required "
+                "when NOTIFYFLOW_CHANNEL=twilio"
+            )
+        if not (self.remind_after < self.escalate_after < self.auto_close_after):
+            raise SettingsError(
+                "NOTIFYFLOW_ESCALATE_AFTER: timers must grow: NOTIFYFLOW_REMIND_AFTER < "
+                "NOTIFYFLOW_ESCALATE_AFTER < NOTIFYFLOW_AUTO_CLOSE_AFTER"
+            )
+
+
+class SettingsError(Exception):
+    """A bad or missing setting; the message is one line that names the variable."""
+
+
+_ALIASES = {name: f.validation_alias for name, f in Settings.model_fields.items()}
+
+
+def load_settings() -> Settings:
+    """Read and check the environment, turning any problem into one SettingsError line."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        variable = _ALIASES.get(field) or field.upper()
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{variable}: {message}") from None
+    settings.check_consistency()
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load_settings()

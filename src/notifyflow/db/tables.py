@@ -1,0 +1,250 @@
+"""The data model (DESIGN §2) as SQLAlchemy 2 typed tables.
+
+Unique constraints sit where a duplicate would be a bug: a notification's idempotency key, a
+delivery's idempotency key, one accepted answer per single-answer notification, one
+conversation_user per phone, one inbound webhook per provider event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from notifyflow.db.types import JSONType, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Merchant(Timestamped, Base):
+    __tablename__ = "merchant"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # WhatsApp sender as Twilio wants it ("whatsapp:+14155550100").
+    whatsapp_sender: Mapped[str] = mapped_column(String(64))
+    instagram_page_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    default_language: Mapped[str] = mapped_column(String(16), default="en")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+
+
+class MerchantUser(Timestamped, Base):
+    __tablename__ = "merchant_user"
+    __table_args__ = (UniqueConstraint("merchant_id", "phone"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32))
+    # admin, sales, returns, technical, … (free text so merchants can add their own).
+    user_type: Mapped[str] = mapped_column(String(64), index=True)
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ConversationUser(Timestamped, Base):
+    """A person on the other side of a conversation: a customer or a merchant user's phone."""
+
+    __tablename__ = "conversation_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
+    instagram_user_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Conversation(Timestamped, Base):
+    __tablename__ = "conversation"
+    __table_args__ = (UniqueConstraint("merchant_id", "conversation_user_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    conversation_user_id: Mapped[int] = mapped_column(ForeignKey("conversation_user.id"))
+    # Set when the other side is one of the merchant's own users (admin conversations).
+    merchant_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("merchant_user.id"), default=None, index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16), default="whatsapp")
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The 24-hour window is counted from here (DESIGN §2); refreshed by every inbound message.
+    last_inbound_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Message(Timestamped, Base):
+    __tablename__ = "message"
+    __table_args__ = (Index("ix_message_conversation_created", "conversation_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id"))
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant | system
+    content: Mapped[str] = mapped_column(Text)
+    other_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Template sends carry {"type": "template", ...} so they show in the agent's history.
+    whatsapp_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    # Inbound MessageSid: a webhook delivered twice stores one message.
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+
+
+class Document(Timestamped, Base):
+    __tablename__ = "document"
+    __table_args__ = (Index("ix_document_merchant_category", "merchant_id", "category"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
+    category: Mapped[str] = mapped_column(String(64))  # UserQuestion, SupportClassification, …
+    title: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notification(Timestamped, Base):
+    __tablename__ = "notification"
+    __table_args__ = (
+        Index("ix_notification_merchant_status", "merchant_id", "status"),
+        Index("ix_notification_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="requested")
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id"))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    answer_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    allow_multiple_answers: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("document.id"), default=None)
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("merchant_user.id"), default=None)
+    # Localized once and kept, so a retried delivery sends the same words.
+    localized_fragment: Mapped[str | None] = mapped_column(Text, default=None)
+    localized_sentence: Mapped[str | None] = mapped_column(Text, default=None)
+    delivery_method: Mapped[str | None] = mapped_column(String(16), default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    close_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class NotificationRecipient(Base):
+    __tablename__ = "notification_recipient"
+    __table_args__ = (UniqueConstraint("notification_id", "merchant_user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    merchant_user_id: Mapped[int] = mapped_column(ForeignKey("merchant_user.id"))
+    # The merchant user's own conversation, where the instruction message is written.
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id"))
+    reason: Mapped[str] = mapped_column(String(16), default="initial")  # initial | escalation
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationAnswer(Base):
+    """Every answer attempt, accepted or rejected, with who, how and why."""
+
+    __tablename__ = "notification_answer"
+    __table_args__ = (
+        # One accepted answer per single-answer notification, enforced by the database too.
+        Index(
+            "uq_notification_answer_one_accepted",
+            "notification_id",
+            unique=True,
+            postgresql_where=text("accepted AND single_answer"),
+            sqlite_where=text("accepted AND single_answer"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("merchant_user.id"), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    answer_text: Mapped[str] = mapped_column(Text)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    single_answer: Mapped[bool] = mapped_column(Boolean, default=True)
+    reason_code: Mapped[str | None] = mapped_column(String(32), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """The ledger of outbound sends. The idempotency key (notification, step, recipient) means a
+    retried activity finds the row of an accepted send and does not message a person twice."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # request | reminder | escalation | answer | closure | expiry | closed
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient_kind: Mapped[str] = mapped_column(String(16))  # customer | merchant_user
+    merchant_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("merchant_user.id"), default=None
+    )
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id"))
+    method: Mapped[str] = mapped_column(String(16))  # campaign | direct
+    channel: Mapped[str] = mapped_column(String(16))  # whatsapp | instagram | console
+    to_address: Mapped[str] = mapped_column(String(64))
+    campaign: Mapped[str | None] = mapped_column(String(64), default=None)
+    body: Mapped[str] = mapped_column(Text, default="")
+    # pending → sent (accepted by the provider) → delivered | read | failed | undelivered
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(16), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CampaignTemplate(Timestamped, Base):
+    __tablename__ = "campaign_template"
+    __table_args__ = (UniqueConstraint("campaign", "language", "merchant_scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(16))
+    # 0 is the product default; otherwise a merchant's own template. (Not NULL, so the unique
+    # constraint holds on PostgreSQL, where NULLs never collide.)
+    merchant_scope: Mapped[int] = mapped_column(Integer, default=0)
+    content_sid: Mapped[str] = mapped_column(String(34))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InboundEvent(Base):
+    """Webhooks already handled, keyed by provider event (Twilio retries once by default)."""
+
+    __tablename__ = "inbound_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(128), unique=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

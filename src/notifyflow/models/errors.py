@@ -1,0 +1,49 @@
+"""Refusal codes shared by the workflow, the starter, the API (HTTP status) and the CLI."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class RefusalCode(StrEnum):
+    malformed_id = "malformed_id"
+    wrong_notification = "wrong_notification"
+    not_found = "not_found"
+    unknown_type = "unknown_type"
+    missing_field = "missing_field"
+    not_json = "not_json"
+    schema_mismatch = "schema_mismatch"
+    already_answered = "already_answered"
+    closed = "closed"
+    not_allowed = "not_allowed"
+    invalid_input = "invalid_input"
+
+
+HTTP_STATUS: dict[RefusalCode, int] = {
+    RefusalCode.malformed_id: 400,
+    RefusalCode.wrong_notification: 400,
+    RefusalCode.not_found: 404,
+    RefusalCode.unknown_type: 422,
+    RefusalCode.missing_field: 422,
+    RefusalCode.not_json: 422,
+    RefusalCode.schema_mismatch: 422,
+    RefusalCode.invalid_input: 422,
+    RefusalCode.already_answered: 409,
+    RefusalCode.closed: 409,
+    RefusalCode.not_allowed: 403,
+}
+
+
+class NotificationError(Exception):
+    """A user's mistake, refused with a clear message and no state change."""
+
+    def __init__(self, code: RefusalCode, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]

@@ -1,0 +1,164 @@
+"""Inputs and results of the workflow, its messages and its activities."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from notifyflow.models.notification import NotificationStatus, NotificationType
+
+
+class Timing(BaseModel):
+    """When to remind, escalate and auto-close, counted from the request."""
+
+    remind_after: timedelta
+    escalate_after: timedelta
+    auto_close_after: timedelta
+
+
+class NotificationWorkflowInput(BaseModel):
+    notification_id: int
+    type: NotificationType
+    merchant_id: int
+    conversation_id: int
+    # The question or support reason: shown in summaries, never used for decisions.
+    headline: str
+    answer_schema: dict[str, Any]
+    answered_fields: list[str]
+    allow_multiple_answers: bool = False
+    timing: Timing
+
+
+class AnswerSource(StrEnum):
+    api = "api"
+    cli = "cli"
+    tool = "tool"
+    whatsapp = "whatsapp"
+    ui = "ui"
+
+
+class AnswerSubmission(BaseModel):
+    """Payload of update ``submit_answer`` and signal ``answer``."""
+
+    notification_id: str
+    answered_by: int
+    answer_json: str
+    source: AnswerSource = AnswerSource.api
+
+
+class AnswerAccepted(BaseModel):
+    notification_id: str
+    status: NotificationStatus
+    accepted: bool = True
+
+
+class CloseRequest(BaseModel):
+    """Payload of signal ``close``."""
+
+    reason: str | None = None
+    closed_by: str | None = None
+
+
+class Stage(StrEnum):
+    notifying = "notifying recipients"
+    waiting = "waiting for an answer"
+    delivering = "delivering the answer"
+    finishing = "closing"
+    done = "done"
+
+
+class RejectedAttempt(BaseModel):
+    answered_by: int | None
+    source: AnswerSource
+    code: str
+    message: str
+    at: datetime
+
+
+class WorkflowStatus(BaseModel):
+    """Result of query ``status``."""
+
+    notification_id: str
+    status: NotificationStatus
+    stage: Stage
+    recipients: list[int] = Field(default_factory=list)
+    answered_by: int | None = None
+    reminders_sent: int = 0
+    escalated: bool = False
+    rejected: list[RejectedAttempt] = Field(default_factory=list)
+
+
+class NotificationOutcome(BaseModel):
+    """The workflow's result."""
+
+    notification_id: str
+    status: NotificationStatus
+    delivery_method: str | None = None
+    reason: str | None = None
+
+
+# ---- activities -------------------------------------------------------------------------
+
+
+class OpenInput(BaseModel):
+    notification_id: int
+
+
+class OpenResult(BaseModel):
+    recipients: list[int]
+    # Recipients plus every admin of the merchant: who may answer (DESIGN §2).
+    allowed_answerers: list[int]
+    support_type: str | None = None
+
+
+class FollowUpKind(StrEnum):
+    reminder = "reminder"
+    escalation = "escalation"
+
+
+class FollowUpInput(BaseModel):
+    notification_id: int
+    kind: FollowUpKind
+    recipients: list[int]
+
+
+class FollowUpResult(BaseModel):
+    recipients: list[int]
+    allowed_answerers: list[int]
+    sent: int
+
+
+class DeliverInput(BaseModel):
+    notification_id: int
+    answer: dict[str, Any]
+    answered_by: int
+    answered_at: datetime
+    source: AnswerSource
+    recipients: list[int]
+    # Where the customer-facing text sits in the answer.
+    customer_field: str
+
+
+class DeliverResult(BaseModel):
+    status: NotificationStatus
+    method: str | None = None
+    provider_message_id: str | None = None
+    reason: str | None = None
+    closure_notices: int = 0
+
+
+class FinishInput(BaseModel):
+    notification_id: int
+    status: NotificationStatus
+    reason: str | None = None
+    recipients: list[int]
+    tell_customer: bool
+
+
+class RecordRejectionInput(BaseModel):
+    notification_id: int
+    attempt: RejectedAttempt
+    answer_json: str
