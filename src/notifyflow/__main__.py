@@ -1,0 +1,3 @@
+from notifyflow.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""What clients see: the notification body of DESIGN §4."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class AnswerView(BaseModel):
+    answered_by: int | None
+    source: str
+    accepted: bool
+    answer: str
+    reason_code: str | None = None
+    reason: str | None = None
+    created_at: datetime
+
+
+class DeliveryView(BaseModel):
+    method: str | None = None  # campaign | direct
+    channel: str | None = None
+    status: str | None = None
+    provider_message_id: str | None = None
+    failure_reason: str | None = None
+
+
+class RecipientView(BaseModel):
+    merchant_user_id: int
+    name: str
+    user_type: str
+    reason: str  # initial | escalation
+
+
+class NotificationView(BaseModel):
+    notification_id: str
+    type: str
+    status: str
+    merchant_id: int
+    conversation_id: int
+    context: dict[str, Any]
+    answer_schema: dict[str, Any]
+    allow_multiple_answers: bool
+    recipients: list[RecipientView] = Field(default_factory=list)
+    answers: list[AnswerView] = Field(default_factory=list)
+    delivery: DeliveryView = Field(default_factory=DeliveryView)
+    created_at: datetime
+    updated_at: datetime
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    close_reason: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    """One line of ``notifyflow show``: requested, sent, reminded, answered, delivered, …"""
+
+    at: datetime
+    event: str
+    detail: str
