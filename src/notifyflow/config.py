@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     channel: Literal["twilio", "console"] | None = Field(
         default=None, validation_alias="NOTIFYFLOW_CHANNEL"
     )
-    public_url: Url = Field(default="http://127.0.0.1:8000", validation_alias="NOTIFYFLOW_PUBLIC_URL")
+    public_url: Url = Field(
+        default="http://127.0.0.1:8000", validation_alias="NOTIFYFLOW_PUBLIC_URL"
+    )
     api_token: SecretStr | None = Field(default=None, validation_alias="NOTIFYFLOW_API_TOKEN")
 
     remind_after: Duration = Field(

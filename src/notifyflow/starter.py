@@ -1,18 +1,131 @@
 """The one client-side API: request, answer, close, get, list.
 
-The CLI, the HTTP API and the LLM tools are thin layers over these functions.
-(Stub signatures: the implementation lands with the lifecycle issue.)
+The CLI, the HTTP API and the LLM tools are thin layers over these functions. User mistakes
+raise ``NotificationError`` (with its HTTP status) and change nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from notifyflow.config import Settings, get_settings
 from notifyflow.db.session import SessionFactory
-from notifyflow.models.views import NotificationView, TimelineEntry
-from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource
+from notifyflow.db.tables import (
+    Conversation,
+    ConversationUser,
+    Delivery,
+    Document,
+    MerchantUser,
+    Notification,
+    NotificationAnswer,
+    NotificationRecipient,
+)
+from notifyflow.db.types import utcnow
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.ids import (
+    MalformedNotificationId,
+    format_notification_id,
+    parse_notification_id,
+    workflow_id_for,
+)
+from notifyflow.models.notification import (
+    NOTIFICATION_CONFIG,
+    NotificationStatus,
+    NotificationType,
+)
+from notifyflow.models.views import (
+    AnswerView,
+    DeliveryView,
+    NotificationView,
+    RecipientView,
+    TimelineEntry,
+)
+from notifyflow.models.workflow_io import (
+    AnswerAccepted,
+    AnswerSource,
+    AnswerSubmission,
+    CloseRequest,
+    NotificationWorkflowInput,
+    Timing,
+)
+from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXT_BYTES = 32_000
+MAX_FIELD_CHARS = 4_000
+CLOSE_WAIT = timedelta(seconds=20)
+
+
+def parse_id(notification_id: str) -> int:
+    try:
+        return parse_notification_id(notification_id)
+    except MalformedNotificationId as exc:
+        raise NotificationError(RefusalCode.malformed_id, str(exc)) from None
+
+
+def timing_for(type: NotificationType, settings: Settings) -> Timing:
+    """Per-type overrides in NOTIFICATION_CONFIG win over the environment's defaults."""
+    cfg = NOTIFICATION_CONFIG[type]
+    return Timing(
+        remind_after=cfg.remind_after or settings.remind_after,
+        escalate_after=cfg.escalate_after or settings.escalate_after,
+        auto_close_after=cfg.auto_close_after or settings.auto_close_after,
+    )
+
+
+def _check_request(type: str, context: Any) -> tuple[NotificationType, dict[str, Any]]:
+    try:
+        kind = NotificationType(type)
+    except ValueError:
+        known = ", ".join(t.value for t in NotificationType)
+        raise NotificationError(
+            RefusalCode.unknown_type, f"unknown notification type {type!r}; known: {known}"
+        ) from None
+    if not isinstance(context, dict):
+        raise NotificationError(RefusalCode.invalid_input, "context must be a JSON object")
+    if len(json.dumps(context, default=str)) > MAX_CONTEXT_BYTES:
+        raise NotificationError(RefusalCode.invalid_input, "context is too large")
+    cfg = NOTIFICATION_CONFIG[kind]
+    missing = [
+        f
+        for f in cfg.requested_fields
+        if not isinstance(context.get(f), str) or not str(context.get(f)).strip()
+    ]
+    if missing:
+        raise NotificationError(
+            RefusalCode.missing_field,
+            f"context lacks required field(s) for {kind.value}: {', '.join(missing)}",
+            details=[
+                {"path": f"/context/{f}", "message": "required non-empty string"} for f in missing
+            ],
+        )
+    for f in cfg.requested_fields:
+        if len(context[f]) > MAX_FIELD_CHARS:
+            raise NotificationError(
+                RefusalCode.invalid_input,
+                f"context field {f!r} is longer than {MAX_FIELD_CHARS} characters",
+                details=[{"path": f"/context/{f}", "message": "too long"}],
+            )
+    clean = dict(context)
+    for f in cfg.requested_fields:
+        clean[f] = context[f].strip()
+    return kind, clean
 
 
 async def request_notification(
@@ -23,9 +136,128 @@ async def request_notification(
     conversation_id: int,
     context: dict[str, Any],
     idempotency_key: str | None = None,
+    settings: Settings | None = None,
 ) -> NotificationView:
-    """Validate, record and start a notification. Raises NotificationError on bad input."""
-    raise NotImplementedError
+    """Validate, record and start a notification. Raises NotificationError on bad input.
+
+    Everything is checked before anything durable happens; the same ``idempotency_key``
+    returns the same notification (and its workflow is started once).
+    """
+    settings = settings or get_settings()
+    kind, context = _check_request(type, context)
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise NotificationError(
+            RefusalCode.invalid_input, "idempotency_key must be 1 to 200 characters"
+        )
+    cfg = NOTIFICATION_CONFIG[kind]
+
+    async with db() as session:
+        if idempotency_key:
+            existing = await session.scalar(
+                select(Notification).where(Notification.idempotency_key == idempotency_key)
+            )
+            if existing is not None:
+                await _ensure_started(client, existing, settings)
+                return await get_notification(db, format_notification_id(existing.id))
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None or conversation.merchant_user_id is not None:
+            raise NotificationError(
+                RefusalCode.not_found, f"conversation {conversation_id} not found"
+            )
+        admins = await session.scalar(
+            select(func.count(MerchantUser.id)).where(
+                MerchantUser.merchant_id == conversation.merchant_id,
+                MerchantUser.user_type == "admin",
+            )
+        )
+        if not admins:
+            raise NotificationError(
+                RefusalCode.invalid_input,
+                f"merchant {conversation.merchant_id} has no admin who could answer",
+            )
+        customer = await session.get(ConversationUser, conversation.conversation_user_id)
+        context["lead_phone"] = customer.phone if customer else None
+        notification = Notification(
+            type=kind.value,
+            status=NotificationStatus.requested.value,
+            merchant_id=conversation.merchant_id,
+            conversation_id=conversation.id,
+            context=context,
+            answer_schema=cfg.answer_json_schema(),
+            allow_multiple_answers=cfg.allow_multiple_answers,
+            idempotency_key=idempotency_key,
+        )
+        if kind is NotificationType.user_question_request:
+            # The question joins the knowledge base now; the answer fills it in later.
+            document = Document(
+                merchant_id=conversation.merchant_id,
+                category="UserQuestion",
+                title=context["question"],
+                content="",
+            )
+            session.add(document)
+            await session.flush()
+            notification.document_id = document.id
+            notification.context = {**context, "document_id": document.id}
+        session.add(notification)
+        try:
+            await session.commit()
+        except IntegrityError:
+            # The same idempotency key raced in from another request: return that one.
+            await session.rollback()
+            existing = await session.scalar(
+                select(Notification).where(Notification.idempotency_key == idempotency_key)
+            )
+            if existing is None:
+                raise
+            notification = existing
+
+    await _ensure_started(client, notification, settings)
+    return await get_notification(db, format_notification_id(notification.id))
+
+
+def workflow_input(notification: Notification, settings: Settings) -> NotificationWorkflowInput:
+    kind = NotificationType(notification.type)
+    cfg = NOTIFICATION_CONFIG[kind]
+    return NotificationWorkflowInput(
+        notification_id=notification.id,
+        type=kind,
+        merchant_id=notification.merchant_id,
+        conversation_id=notification.conversation_id,
+        headline=str(notification.context.get(cfg.requested_fields[0], "")),
+        answer_schema=notification.answer_schema,
+        answered_fields=list(cfg.answered_fields),
+        allow_multiple_answers=notification.allow_multiple_answers,
+        timing=timing_for(kind, settings),
+    )
+
+
+async def _ensure_started(client: Client, notification: Notification, settings: Settings) -> None:
+    """Start the workflow, or join the one already running: safe to call again."""
+    input = workflow_input(notification, settings)
+    public = format_notification_id(notification.id)
+    headline = input.headline if len(input.headline) <= 80 else input.headline[:79] + "…"
+    try:
+        await client.start_workflow(
+            NotificationWorkflow.run,
+            input,
+            id=workflow_id_for(notification.id),
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=initial_search_attributes(input),
+            static_summary=f'{public} · {notification.type} · "{headline}"',
+            request_eager_start=True,
+        )
+    except WorkflowAlreadyStartedError:
+        # It ran and finished already: nothing to start.
+        pass
+
+
+def _answer_text(answer: dict[str, Any] | str) -> str:
+    if isinstance(answer, str):
+        return answer
+    return json.dumps(answer, ensure_ascii=False)
 
 
 async def answer_notification(
@@ -37,18 +269,220 @@ async def answer_notification(
     answer: dict[str, Any] | str,
     source: AnswerSource = AnswerSource.api,
 ) -> AnswerAccepted:
-    """Submit an answer through the workflow's update; returns once accepted."""
-    raise NotImplementedError
+    """Submit an answer through the workflow's update; returns once it is accepted (delivery
+    goes on durably). Refusals raise NotificationError and are kept in the answer history."""
+    n = parse_id(notification_id)
+    public = format_notification_id(n)
+    text = _answer_text(answer)
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id_for(n))
+    submission = AnswerSubmission(
+        notification_id=public, answered_by=answered_by, answer_json=text, source=source
+    )
+    try:
+        accepted: AnswerAccepted = await handle.execute_update(
+            "submit_answer", submission, result_type=AnswerAccepted
+        )
+        return accepted
+    except WorkflowUpdateFailedError as exc:
+        error = _refusal_from(exc.cause)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        error = await _refusal_for_missing_workflow(db, n)
+    await _record_refusal(db, n, answered_by, source, text, error)
+    raise error
+
+
+def _refusal_from(cause: BaseException | None) -> NotificationError:
+    if isinstance(cause, ApplicationError) and cause.type and cause.type in RefusalCode.__members__:
+        details = cause.details[0] if cause.details else {}
+        return NotificationError(
+            RefusalCode(cause.type),
+            cause.message,
+            details.get("details") if isinstance(details, dict) else None,
+        )
+    raise RuntimeError(f"answer update failed: {cause}") from cause
+
+
+async def _refusal_for_missing_workflow(db: SessionFactory, n: int) -> NotificationError:
+    """No running workflow: the notification is unknown, or it has finished."""
+    public = format_notification_id(n)
+    async with db() as session:
+        row = await session.get(Notification, n)
+    if row is None:
+        return NotificationError(RefusalCode.not_found, f"notification {public} not found")
+    status = NotificationStatus(row.status)
+    if status in (NotificationStatus.closed, NotificationStatus.expired):
+        return NotificationError(RefusalCode.closed, f"{public} is {status.value}")
+    return NotificationError(RefusalCode.already_answered, f"{public} has already been answered")
+
+
+async def _record_refusal(
+    db: SessionFactory,
+    n: int,
+    answered_by: int,
+    source: AnswerSource,
+    text: str,
+    error: NotificationError,
+) -> None:
+    """Every attempt joins the answer history, refused ones included."""
+    if error.code in (RefusalCode.not_found, RefusalCode.malformed_id):
+        return
+    async with db() as session:
+        if await session.get(Notification, n) is None:
+            return
+        known = await session.get(MerchantUser, answered_by) is not None
+        reason = error.message
+        if not known:
+            reason = f"{reason} (claimed by unknown user {answered_by})"
+        session.add(
+            NotificationAnswer(
+                notification_id=n,
+                answered_by=answered_by if known else None,
+                source=source.value,
+                answer_text=text[:20000],
+                accepted=False,
+                reason_code=error.code.value,
+                reason=reason,
+                created_at=utcnow(),
+            )
+        )
+        await session.commit()
 
 
 async def close_notification(
-    client: Client, db: SessionFactory, notification_id: str, *, reason: str | None = None
+    client: Client,
+    db: SessionFactory,
+    notification_id: str,
+    *,
+    reason: str | None = None,
+    closed_by: str | None = None,
 ) -> NotificationView:
-    raise NotImplementedError
+    """Close an unanswered notification (status ``closed``); the recipients are told."""
+    n = parse_id(notification_id)
+    public = format_notification_id(n)
+    view = await get_notification(db, public)
+    if view.status != NotificationStatus.requested.value:
+        code = (
+            RefusalCode.closed
+            if view.status in (NotificationStatus.closed.value, NotificationStatus.expired.value)
+            else RefusalCode.already_answered
+        )
+        raise NotificationError(code, f"{public} is {view.status} and cannot be closed")
+    handle = client.get_workflow_handle(workflow_id_for(n))
+    try:
+        await handle.signal(
+            NotificationWorkflow.close, CloseRequest(reason=reason, closed_by=closed_by)
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise NotificationError(RefusalCode.closed, f"{public} is no longer open") from None
+    try:
+        # The workflow finishes in a moment; wait so the caller sees the closed state.
+        await asyncio.wait_for(handle.result(), CLOSE_WAIT.total_seconds())
+    except TimeoutError:
+        log.warning("%s: close signalled, not finished within %s", public, CLOSE_WAIT)
+    except Exception as exc:  # noqa: BLE001 - the status below tells the caller what happened
+        log.warning("%s: waiting for the close failed: %s", public, exc)
+    view = await get_notification(db, public)
+    if view.status not in (NotificationStatus.closed.value, NotificationStatus.requested.value):
+        # An answer won the race: the close was ignored.
+        raise NotificationError(RefusalCode.already_answered, f"{public} was answered first")
+    return view
 
 
 async def get_notification(db: SessionFactory, notification_id: str) -> NotificationView:
-    raise NotImplementedError
+    n = parse_id(notification_id)
+    public = format_notification_id(n)
+    async with db() as session:
+        row = await session.get(Notification, n)
+        if row is None:
+            raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
+        recipients = (
+            await session.execute(
+                select(NotificationRecipient, MerchantUser)
+                .join(MerchantUser, MerchantUser.id == NotificationRecipient.merchant_user_id)
+                .where(NotificationRecipient.notification_id == n)
+                .order_by(NotificationRecipient.id)
+            )
+        ).all()
+        answers = (
+            await session.scalars(
+                select(NotificationAnswer)
+                .where(NotificationAnswer.notification_id == n)
+                .order_by(NotificationAnswer.created_at, NotificationAnswer.id)
+            )
+        ).all()
+        delivery = await session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.notification_id == n,
+                Delivery.recipient_kind == "customer",
+                Delivery.kind == "answer",
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+    return _view(row, recipients, answers, delivery)
+
+
+def _view(
+    row: Notification,
+    recipients: Any,
+    answers: Any,
+    delivery: Delivery | None,
+) -> NotificationView:
+    return NotificationView(
+        notification_id=format_notification_id(row.id),
+        type=row.type,
+        status=row.status,
+        merchant_id=row.merchant_id,
+        conversation_id=row.conversation_id,
+        context={k: v for k, v in row.context.items()},
+        answer_schema=row.answer_schema,
+        allow_multiple_answers=row.allow_multiple_answers,
+        recipients=[
+            RecipientView(
+                merchant_user_id=user.id,
+                name=user.name,
+                user_type=user.user_type,
+                reason=rec.reason,
+            )
+            for rec, user in recipients
+        ],
+        answers=[
+            AnswerView(
+                answered_by=a.answered_by,
+                source=a.source,
+                accepted=a.accepted,
+                answer=_redacted_answer(a.answer_text),
+                reason_code=a.reason_code,
+                reason=a.reason,
+                created_at=a.created_at,
+            )
+            for a in answers
+        ],
+        delivery=DeliveryView(
+            method=row.delivery_method or (delivery.method if delivery else None),
+            channel=delivery.channel if delivery else None,
+            status=delivery.status if delivery else None,
+            provider_message_id=delivery.provider_message_id if delivery else None,
+            failure_reason=row.failure_reason,
+        ),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        answered_at=row.answered_at,
+        closed_at=row.closed_at,
+        delivered_at=row.delivered_at,
+        close_reason=row.close_reason,
+    )
+
+
+def _redacted_answer(text: str) -> str:
+    """The answer as given; resolution notes stay visible to operators (they are internal),
+    but never reach the customer or an LLM."""
+    return text
 
 
 async def list_notifications(
@@ -59,8 +493,87 @@ async def list_notifications(
     merchant_id: int | None = None,
     limit: int = 100,
 ) -> list[NotificationView]:
-    raise NotImplementedError
+    if status is not None and status not in NotificationStatus.__members__:
+        raise NotificationError(RefusalCode.invalid_input, f"unknown status {status!r}")
+    if type is not None and type not in NotificationType.__members__:
+        raise NotificationError(RefusalCode.unknown_type, f"unknown notification type {type!r}")
+    query = select(Notification).order_by(Notification.id.desc()).limit(max(1, min(limit, 1000)))
+    if status:
+        query = query.where(Notification.status == status)
+    if type:
+        query = query.where(Notification.type == type)
+    if merchant_id is not None:
+        query = query.where(Notification.merchant_id == merchant_id)
+    async with db() as session:
+        rows = (await session.scalars(query)).all()
+        ids = [r.id for r in rows]
+        answers = (
+            (
+                await session.scalars(
+                    select(NotificationAnswer)
+                    .where(NotificationAnswer.notification_id.in_(ids))
+                    .order_by(NotificationAnswer.created_at, NotificationAnswer.id)
+                )
+            ).all()
+            if ids
+            else []
+        )
+    by_id: dict[int, list[NotificationAnswer]] = {}
+    for a in answers:
+        by_id.setdefault(a.notification_id, []).append(a)
+    return [_view(r, [], by_id.get(r.id, []), None) for r in rows]
 
 
 async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
-    raise NotImplementedError
+    """Requested, sent to whom, reminders, answers accepted and refused, delivery, closure."""
+    n = parse_id(notification_id)
+    view = await get_notification(db, notification_id)
+    async with db() as session:
+        deliveries = (
+            await session.scalars(
+                select(Delivery).where(Delivery.notification_id == n).order_by(Delivery.id)
+            )
+        ).all()
+        names = {
+            u.id: u.name
+            for u in (
+                await session.scalars(
+                    select(MerchantUser).where(MerchantUser.merchant_id == view.merchant_id)
+                )
+            ).all()
+        }
+    entries = [TimelineEntry(at=view.created_at, event="requested", detail=view.type)]
+    for d in deliveries:
+        who = names.get(d.merchant_user_id or -1, "customer")
+        outcome = d.status if not d.error_code else f"{d.status} ({d.error_code})"
+        entries.append(
+            TimelineEntry(
+                at=d.created_at,
+                event=f"sent {d.kind}",
+                detail=f"to {who} by {d.method} via {d.channel}: {outcome}",
+            )
+        )
+    for a in view.answers:
+        who = names.get(a.answered_by or -1, f"user {a.answered_by}")
+        entries.append(
+            TimelineEntry(
+                at=a.created_at,
+                event="answer accepted" if a.accepted else "answer refused",
+                detail=f"by {who} via {a.source}"
+                + ("" if a.accepted else f": {a.reason_code}: {a.reason}"),
+            )
+        )
+    if view.delivered_at:
+        entries.append(
+            TimelineEntry(
+                at=view.delivered_at,
+                event="delivered",
+                detail=f"by {view.delivery.method}",
+            )
+        )
+    if view.closed_at:
+        entries.append(
+            TimelineEntry(at=view.closed_at, event=view.status, detail=view.close_reason or "")
+        )
+    entries.sort(key=lambda e: e.at)
+    return entries

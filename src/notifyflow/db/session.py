@@ -26,9 +26,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         sync: Engine = engine.sync_engine
         event.listen(sync, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:

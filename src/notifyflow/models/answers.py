@@ -23,7 +23,7 @@ def parse_answer(answer_json: str | dict[str, Any]) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise NotificationError(
-            RefusalCode.not_json, "the answer must be a JSON object, like {\"answer\": \"...\"}"
+            RefusalCode.not_json, 'the answer must be a JSON object, like {"answer": "..."}'
         )
     return value
 

@@ -18,6 +18,8 @@ class RefusalCode(StrEnum):
     closed = "closed"
     not_allowed = "not_allowed"
     invalid_input = "invalid_input"
+    # A duplicate of something that exists (a merchant user's phone, a conversation).
+    conflict = "conflict"
 
 
 HTTP_STATUS: dict[RefusalCode, int] = {
@@ -32,6 +34,7 @@ HTTP_STATUS: dict[RefusalCode, int] = {
     RefusalCode.already_answered: 409,
     RefusalCode.closed: 409,
     RefusalCode.not_allowed: 403,
+    RefusalCode.conflict: 409,
 }
 
 

@@ -59,9 +59,7 @@ class UserQuestionAnswerSchema(BaseModel):
 
 class UserSupportRequestAnswerSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", title="UserSupportRequestAnswer")
-    agent_response_to_customer: str = Field(
-        min_length=1, description="What the customer is told"
-    )
+    agent_response_to_customer: str = Field(min_length=1, description="What the customer is told")
     resolution_notes: str | None = Field(
         default=None, description="Internal notes; never sent to the customer"
     )

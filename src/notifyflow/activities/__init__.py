@@ -1,0 +1,1 @@
+"""Activities: small classes holding their dependencies, built once in worker.py."""

@@ -1,0 +1,866 @@
+"""The notification lifecycle's activities: open (route + fan out), follow up (remind,
+escalate), deliver the answer, finish (expire or close), record a refused answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from notifyflow.activities.sending import Sender, Target
+from notifyflow.activities.templates import TemplateMissing, find_template, render
+from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized, SupportCategory
+from notifyflow.channels.base import SendError
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    Conversation,
+    ConversationUser,
+    Document,
+    Merchant,
+    MerchantUser,
+    Message,
+    Notification,
+    NotificationAnswer,
+    NotificationRecipient,
+)
+from notifyflow.db.types import utcnow
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.notification import (
+    NOTIFICATION_CONFIG,
+    Campaign,
+    NotificationStatus,
+    NotificationType,
+    closure_notice,
+)
+from notifyflow.models.workflow_io import (
+    DeliverInput,
+    DeliverResult,
+    FinishInput,
+    FollowUpInput,
+    FollowUpKind,
+    FollowUpResult,
+    OpenInput,
+    OpenResult,
+    RecordRejectionInput,
+)
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+INSTAGRAM_HUMAN_AGENT_WINDOW = timedelta(days=7)
+# After this many failed attempts of an AI step, fall back to the admin's own words.
+AI_ATTEMPTS_BEFORE_FALLBACK = 3
+HISTORY_TURNS = 20
+SUPPORT_CATEGORY = "SupportClassification"
+EXPIRY_MESSAGE = (
+    "We are sorry: our team could not get back to you about your request in time. "
+    "Please write to us again if you still need help."
+)
+
+
+def _non_retryable(message: str) -> ApplicationError:
+    return ApplicationError(message, type="NonRetryable", non_retryable=True)
+
+
+def headline(notification: Notification) -> str:
+    """The question or support reason, as stored in the context."""
+    cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
+    return str(notification.context.get(cfg.requested_fields[0], ""))
+
+
+def window_open(last_inbound: Any, now: Any, window: timedelta = WINDOW) -> bool:
+    """``use_campaign`` is its negation: no inbound message, or the last older than 24 h."""
+    return last_inbound is not None and now - last_inbound <= window
+
+
+def instruction_text(notification: Notification, support_type: str | None) -> str:
+    """The assistant instruction written into each recipient's conversation."""
+    cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
+    public = format_notification_id(notification.id)
+    lines = [f"{public} · {notification.type}"]
+    for field in cfg.requested_fields:
+        lines.append(f"{field}: {notification.context.get(field, '')}")
+    if support_type:
+        lines.append(f"support_request_type: {support_type}")
+    example = {f: "…" for f in cfg.answered_fields}
+    lines += [
+        "",
+        f'To answer, call AnswerNotificationTool(notification_id="{public}", answer_json=...) '
+        "with answer_json a JSON object matching this schema:",
+        json.dumps(notification.answer_schema, ensure_ascii=False, sort_keys=True),
+        f"Example: {json.dumps(example, ensure_ascii=False)}",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass
+class _Member:
+    user: MerchantUser
+    conversation: Conversation
+
+
+class NotificationActivities:
+    """Dependencies are built once per worker and shared by every activity call."""
+
+    def __init__(self, db: SessionFactory, ai: AIProvider, sender: Sender) -> None:
+        self._db = db
+        self._ai = ai
+        self._sender = sender
+
+    # ---- open ---------------------------------------------------------------------------
+
+    @activity.defn(name="open_notification")
+    async def open_notification(self, input: OpenInput) -> OpenResult:
+        async with self._db() as session:
+            notification = await session.get(Notification, input.notification_id)
+            if notification is None:
+                raise _non_retryable(f"notification {input.notification_id} does not exist")
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            users = list(
+                (
+                    await session.scalars(
+                        select(MerchantUser).where(MerchantUser.merchant_id == merchant.id)
+                    )
+                ).all()
+            )
+            recorded = list(
+                (
+                    await session.scalars(
+                        select(NotificationRecipient).where(
+                            NotificationRecipient.notification_id == notification.id
+                        )
+                    )
+                ).all()
+            )
+            categories: list[SupportCategory] = []
+            if not recorded and notification.type == NotificationType.user_support_request:
+                docs = (
+                    await session.scalars(
+                        select(Document).where(
+                            Document.merchant_id == merchant.id,
+                            Document.category == SUPPORT_CATEGORY,
+                        )
+                    )
+                ).all()
+                categories = [
+                    SupportCategory(user_type=d.title.strip().lower(), description=d.content)
+                    for d in docs
+                ]
+
+        admins = [u for u in users if u.user_type == "admin"]
+        support_type: str | None = notification.context.get("support_request_type")
+        if recorded:
+            # A retry: routing was decided and written by an earlier attempt.
+            chosen_ids = [r.merchant_user_id for r in recorded]
+            chosen = [u for u in users if u.id in chosen_ids]
+        else:
+            chosen = admins
+            if notification.type == NotificationType.user_support_request:
+                target_type = "admin"
+                if categories:
+                    classification = await self._ai.classify_support(
+                        str(notification.context.get("support_request_reason", "")), categories
+                    )
+                    target_type = classification.user_type
+                    support_type = classification.readable_type
+                typed = [u for u in users if u.user_type == target_type]
+                # No user of the classified type: fall back to the admins.
+                chosen = typed or admins
+                support_type = support_type or "General"
+            await self._add_recipients(
+                notification.id, merchant, chosen, "initial", support_type=support_type
+            )
+
+        await self._send_requests(notification, merchant, chosen, kind="request")
+        allowed = sorted({u.id for u in chosen} | {u.id for u in admins})
+        return OpenResult(
+            recipients=[u.id for u in chosen], allowed_answerers=allowed, support_type=support_type
+        )
+
+    async def _members(self, merchant: Merchant, users: list[MerchantUser]) -> dict[int, _Member]:
+        """Each merchant user's own conversation with the business, created when missing
+        (with its ConversationUser: one per phone)."""
+        if not users:
+            return {}
+        phones = {u.phone for u in users}
+        async with self._db() as session:
+            people = {
+                p.phone: p
+                for p in (
+                    await session.scalars(
+                        select(ConversationUser).where(ConversationUser.phone.in_(phones))
+                    )
+                ).all()
+            }
+            for phone in phones - set(people):
+                person = ConversationUser(phone=phone)
+                session.add(person)
+                people[phone] = person
+            try:
+                await session.flush()
+            except IntegrityError:
+                # Another attempt created them at the same moment: read theirs.
+                await session.rollback()
+                return await self._members(merchant, users)
+            convs = {
+                c.conversation_user_id: c
+                for c in (
+                    await session.scalars(
+                        select(Conversation).where(
+                            Conversation.merchant_id == merchant.id,
+                            Conversation.channel == "whatsapp",
+                            Conversation.conversation_user_id.in_([p.id for p in people.values()]),
+                        )
+                    )
+                ).all()
+            }
+            out: dict[int, _Member] = {}
+            for user in users:
+                person = people[user.phone]
+                conv = convs.get(person.id)
+                if conv is None:
+                    conv = Conversation(
+                        merchant_id=merchant.id,
+                        conversation_user_id=person.id,
+                        merchant_user_id=user.id,
+                        channel="whatsapp",
+                        language=merchant.default_language,
+                    )
+                    session.add(conv)
+                    convs[person.id] = conv
+                out[user.id] = _Member(user, conv)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                return await self._members(merchant, users)
+            return out
+
+    async def _add_recipients(
+        self,
+        notification_id: int,
+        merchant: Merchant,
+        users: list[MerchantUser],
+        reason: str,
+        *,
+        support_type: str | None,
+    ) -> None:
+        """Recipients, their instruction messages and the routing result, in one transaction."""
+        members = await self._members(merchant, users)
+        async with self._db() as session:
+            notification = await session.get(Notification, notification_id)
+            assert notification is not None
+            instruction = instruction_text(notification, support_type)
+            public = format_notification_id(notification_id)
+            for member in members.values():
+                session.add(
+                    NotificationRecipient(
+                        notification_id=notification_id,
+                        merchant_user_id=member.user.id,
+                        conversation_id=member.conversation.id,
+                        reason=reason,
+                    )
+                )
+                session.add(
+                    Message(
+                        conversation_id=member.conversation.id,
+                        role="assistant",
+                        content=instruction,
+                        other_data={
+                            "kind": "notification_instruction",
+                            "notification_id": notification_id,
+                            "notification_ids": [public],
+                        },
+                    )
+                )
+            context = dict(notification.context)
+            if support_type and notification.type == NotificationType.user_support_request:
+                context["support_request_type"] = support_type
+            context["merchant_user_conversation_user_ids"] = sorted(
+                {
+                    *context.get("merchant_user_conversation_user_ids", []),
+                    *(m.conversation.conversation_user_id for m in members.values()),
+                }
+            )
+            notification.context = context
+            try:
+                await session.commit()
+            except IntegrityError:
+                # An earlier attempt wrote them (same notification, same users): keep those.
+                await session.rollback()
+
+    async def _send_requests(
+        self, notification: Notification, merchant: Merchant, users: list[MerchantUser], kind: str
+    ) -> None:
+        cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
+        public = format_notification_id(notification.id)
+        members = await self._members(merchant, users)
+        async with self._db() as session:
+            template = await find_template(
+                session,
+                cfg.requested_campaign.value,
+                merchant.default_language,
+                merchant.id,
+                merchant.default_language,
+            )
+        rendered = render(template, [public, headline(notification)])
+        await self._fan_out(
+            notification.id,
+            [
+                (
+                    f"{public}:{kind}:{m.user.id}",
+                    self._member_target(merchant, m),
+                )
+                for m in members.values()
+            ],
+            kind,
+            rendered=rendered,
+        )
+
+    async def _fan_out(
+        self,
+        notification_id: int,
+        targets: list[tuple[str, Target]],
+        kind: str,
+        *,
+        rendered: Any = None,
+        text: str | None = None,
+    ) -> int:
+        """Send to several people at once; a permanent refusal for one person is logged and
+        does not stop the others; a retryable one fails the activity (the ledger skips the
+        sends that went through when Temporal retries)."""
+        results = await asyncio.gather(
+            *(
+                self._sender.send(
+                    notification_id=notification_id,
+                    key=key,
+                    kind=kind,
+                    target=target,
+                    template=rendered,
+                    text=text,
+                )
+                for key, target in targets
+            ),
+            return_exceptions=True,
+        )
+        sent = 0
+        retry: SendError | None = None
+        for (key, _), result in zip(targets, results, strict=True):
+            if isinstance(result, SendError):
+                if result.retryable or result.ambiguous:
+                    retry = result
+                else:
+                    log.warning("send %s refused for good: %s", key, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                sent += 1
+        if retry is not None:
+            raise retry
+        return sent
+
+    def _member_target(self, merchant: Merchant, member: _Member) -> Target:
+        return Target(
+            conversation_id=member.conversation.id,
+            channel="whatsapp",
+            to=member.user.phone,
+            sender=merchant.whatsapp_sender,
+            recipient_kind="merchant_user",
+            merchant_user_id=member.user.id,
+        )
+
+    async def _notify_members(
+        self,
+        notification_id: int,
+        merchant: Merchant,
+        users: list[MerchantUser],
+        kind: str,
+        text: str,
+        campaign: Campaign,
+        values: list[str],
+    ) -> int:
+        """Free-form where the member's own 24 h window is open, else the campaign template."""
+        members = await self._members(merchant, users)
+        public = format_notification_id(notification_id)
+        now = utcnow()
+        direct: list[tuple[str, Target]] = []
+        templated: list[tuple[str, Target]] = []
+        for m in members.values():
+            pair = (f"{public}:{kind}:{m.user.id}", self._member_target(merchant, m))
+            (direct if window_open(m.conversation.last_inbound_at, now) else templated).append(pair)
+        sent = 0
+        if direct:
+            sent += await self._fan_out(notification_id, direct, kind, text=text)
+        if templated:
+            async with self._db() as session:
+                template = await find_template(
+                    session,
+                    campaign.value,
+                    merchant.default_language,
+                    merchant.id,
+                    merchant.default_language,
+                )
+            sent += await self._fan_out(
+                notification_id, templated, kind, rendered=render(template, values)
+            )
+        return sent
+
+    # ---- follow-ups ---------------------------------------------------------------------
+
+    @activity.defn(name="follow_up")
+    async def follow_up(self, input: FollowUpInput) -> FollowUpResult:
+        async with self._db() as session:
+            notification = await session.get(Notification, input.notification_id)
+            assert notification is not None
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            users = list(
+                (
+                    await session.scalars(
+                        select(MerchantUser).where(MerchantUser.merchant_id == merchant.id)
+                    )
+                ).all()
+            )
+        public = format_notification_id(notification.id)
+        admins = {u.id for u in users if u.user_type == "admin"}
+        recipients = list(input.recipients)
+        sent = 0
+        if input.kind is FollowUpKind.reminder:
+            current = [u for u in users if u.id in recipients]
+            sent = await self._notify_members(
+                notification.id,
+                merchant,
+                current,
+                "reminder",
+                f"Reminder: {public} is still waiting for an answer: {headline(notification)}",
+                Campaign.notification_reminder,
+                [public, headline(notification)],
+            )
+        else:
+            # Escalation widens the circle to on-call users and admins not yet asked.
+            extra = [u for u in users if (u.on_call or u.id in admins) and u.id not in recipients]
+            if extra:
+                await self._add_recipients(
+                    notification.id,
+                    merchant,
+                    extra,
+                    "escalation",
+                    support_type=notification.context.get("support_request_type"),
+                )
+                await self._send_requests(notification, merchant, extra, kind="escalation")
+                recipients += [u.id for u in extra]
+                sent = len(extra)
+        return FollowUpResult(
+            recipients=recipients, allowed_answerers=sorted(admins | set(recipients)), sent=sent
+        )
+
+    # ---- answer delivery ----------------------------------------------------------------
+
+    @activity.defn(name="deliver_answer")
+    async def deliver_answer(self, input: DeliverInput) -> DeliverResult:
+        public = format_notification_id(input.notification_id)
+        text = str(input.answer.get(input.customer_field, "")).strip()
+        async with self._db() as session:
+            notification = await session.get(Notification, input.notification_id)
+            assert notification is not None
+            already = await session.scalar(
+                select(NotificationAnswer.id).where(
+                    NotificationAnswer.notification_id == notification.id,
+                    NotificationAnswer.accepted.is_(True),
+                    NotificationAnswer.created_at == input.answered_at,
+                )
+            )
+            if already is None:
+                session.add(
+                    NotificationAnswer(
+                        notification_id=notification.id,
+                        answered_by=input.answered_by,
+                        source=input.source.value,
+                        answer_text=json.dumps(input.answer, ensure_ascii=False),
+                        accepted=True,
+                        single_answer=not notification.allow_multiple_answers,
+                        created_at=input.answered_at,
+                    )
+                )
+                notification.status = NotificationStatus.answered.value
+                notification.answered_by = input.answered_by
+                notification.answered_at = input.answered_at
+                notification.localized_fragment = None
+                notification.localized_sentence = None
+                if notification.document_id is not None:
+                    # The question and its answer join the merchant's knowledge base.
+                    document = await session.get(Document, notification.document_id)
+                    if document is not None:
+                        document.content = text
+                await session.commit()
+            conversation = await session.get(Conversation, notification.conversation_id)
+            assert conversation is not None
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            customer = await session.get(ConversationUser, conversation.conversation_user_id)
+            assert customer is not None
+
+        language = conversation.language or merchant.default_language
+        localized = await self._localized(notification, text, language)
+        cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
+        outcome = await self._reach_customer(
+            notification.id,
+            "answer",
+            merchant,
+            conversation,
+            customer,
+            localized,
+            cfg.answered_campaign,
+            answer_for_compose=localized.full_sentence,
+        )
+
+        status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
+        async with self._db() as session:
+            row = await session.get(Notification, notification.id)
+            assert row is not None
+            row.status = status.value
+            row.delivery_method = outcome.method
+            row.failure_reason = outcome.reason
+            if outcome.ok:
+                row.delivered_at = utcnow()
+            await session.commit()
+
+        users = await self._users(merchant.id)
+        notices = 0
+        if not notification.allow_multiple_answers:
+            others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
+            notice = closure_notice(public)
+            notices = await self._notify_members(
+                notification.id,
+                merchant,
+                others,
+                "closure",
+                notice,
+                Campaign.notification_closed,
+                [notice],
+            )
+        if not outcome.ok:
+            answerer = [u for u in users if u.id == input.answered_by]
+            message = (
+                f"Your answer to {public} could not be delivered to the customer: {outcome.reason}"
+            )
+            await self._notify_members(
+                notification.id,
+                merchant,
+                answerer,
+                "delivery_failed",
+                message,
+                Campaign.notification_closed,
+                [message],
+            )
+        return DeliverResult(
+            status=status,
+            method=outcome.method,
+            provider_message_id=outcome.provider_message_id,
+            reason=outcome.reason,
+            closure_notices=notices,
+        )
+
+    async def _localized(self, notification: Notification, text: str, language: str) -> Localized:
+        """Localize once and keep the words, so a retry sends the same text."""
+        if notification.localized_fragment and notification.localized_sentence:
+            return Localized(notification.localized_fragment, notification.localized_sentence)
+        try:
+            localized = await self._ai.localize(text, language)
+        except AIError:
+            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+                raise
+            # Documented fallback: the admin's own words reach the customer.
+            log.warning(
+                "localization failed %d times; delivering the admin's own words",
+                activity.info().attempt,
+            )
+            cleaned = " ".join(text.split())
+            localized = Localized(cleaned, cleaned)
+        async with self._db() as session:
+            row = await session.get(Notification, notification.id)
+            assert row is not None
+            row.localized_fragment = localized.continuation_fragment
+            row.localized_sentence = localized.full_sentence
+            await session.commit()
+        return localized
+
+    async def _compose(self, conversation: Conversation, answer: str, language: str) -> str:
+        async with self._db() as session:
+            rows = (
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.conversation_id == conversation.id,
+                        Message.role.in_(("user", "assistant")),
+                    )
+                    .order_by(Message.created_at.desc(), Message.id.desc())
+                    .limit(HISTORY_TURNS)
+                )
+            ).all()
+        history = [ChatTurn(role=m.role, content=m.content) for m in reversed(rows)]
+        try:
+            return await self._ai.compose_reply(history, answer, language)
+        except AIError:
+            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+                raise
+            log.warning("reply composition failed; sending the localized answer as is")
+            return answer
+
+    async def _reach_customer(
+        self,
+        notification_id: int,
+        kind: str,
+        merchant: Merchant,
+        conversation: Conversation,
+        customer: ConversationUser,
+        localized: Localized,
+        campaign: Campaign,
+        *,
+        answer_for_compose: str | None,
+    ) -> _Outcome:
+        """The 24-hour rule, decided now: free-form inside the window, the campaign outside
+        it, and the campaign again when the provider says the window has closed after all."""
+        public = format_notification_id(notification_id)
+        now = utcnow()
+        last = conversation.last_inbound_at
+        language = conversation.language or merchant.default_language
+        if conversation.channel == "instagram":
+            return await self._reach_instagram(
+                notification_id, kind, merchant, conversation, customer, localized, last, now
+            )
+        target = Target(
+            conversation_id=conversation.id,
+            channel="whatsapp",
+            to=customer.phone or "",
+            sender=merchant.whatsapp_sender,
+            recipient_kind="customer",
+        )
+        if not target.to:
+            return _Outcome(False, None, None, "the customer has no phone number")
+        if window_open(last, now):
+            body = (
+                await self._compose(conversation, answer_for_compose, language)
+                if answer_for_compose
+                else localized.full_sentence
+            )
+            try:
+                sent = await self._sender.send(
+                    notification_id=notification_id,
+                    key=f"{public}:{kind}:customer",
+                    kind=kind,
+                    target=target,
+                    text=body,
+                )
+                return _Outcome(True, "direct", sent.provider_message_id, None)
+            except SendError as err:
+                if not err.window_closed:
+                    return self._failed_or_raise(err)
+                log.info("%s: free-form refused (window closed); sending the template", public)
+        try:
+            async with self._db() as session:
+                template = await find_template(
+                    session, campaign.value, language, merchant.id, merchant.default_language
+                )
+        except TemplateMissing as exc:
+            return _Outcome(False, "campaign", None, str(exc))
+        try:
+            sent = await self._sender.send(
+                notification_id=notification_id,
+                key=f"{public}:{kind}:customer:template",
+                kind=kind,
+                target=target,
+                template=render(template, [localized.continuation_fragment]),
+            )
+        except SendError as err:
+            return self._failed_or_raise(err, method="campaign")
+        return _Outcome(True, "campaign", sent.provider_message_id, None)
+
+    async def _reach_instagram(
+        self,
+        notification_id: int,
+        kind: str,
+        merchant: Merchant,
+        conversation: Conversation,
+        customer: ConversationUser,
+        localized: Localized,
+        last: Any,
+        now: Any,
+    ) -> _Outcome:
+        """Instagram has no templates: inside 24 h a normal reply; up to 7 days only a
+        human-authored answer with the HUMAN_AGENT tag; beyond that, no way to reach them."""
+        public = format_notification_id(notification_id)
+        if not window_open(last, now, INSTAGRAM_HUMAN_AGENT_WINDOW):
+            return _Outcome(
+                False,
+                None,
+                None,
+                "the customer last wrote on Instagram more than 7 days ago (or never); "
+                "Instagram allows no message now",
+            )
+        human_agent = not window_open(last, now) and kind == "answer"
+        if not window_open(last, now) and not human_agent:
+            return _Outcome(False, None, None, "the Instagram 24-hour window is closed")
+        target = Target(
+            conversation_id=conversation.id,
+            channel="instagram",
+            to=customer.instagram_user_id or "",
+            sender=merchant.instagram_page_id or "",
+            recipient_kind="customer",
+        )
+        try:
+            sent = await self._sender.send(
+                notification_id=notification_id,
+                key=f"{public}:{kind}:customer",
+                kind=kind,
+                target=target,
+                text=localized.full_sentence,
+                human_agent=human_agent,
+            )
+        except SendError as err:
+            return self._failed_or_raise(err)
+        return _Outcome(True, "direct", sent.provider_message_id, None)
+
+    @staticmethod
+    def _failed_or_raise(err: SendError, method: str | None = "direct") -> _Outcome:
+        if err.retryable or err.ambiguous:
+            raise err
+        return _Outcome(False, method, None, f"{err.code}: {err.message}")
+
+    async def _users(self, merchant_id: int) -> list[MerchantUser]:
+        async with self._db() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
+                    )
+                ).all()
+            )
+
+    # ---- finish -------------------------------------------------------------------------
+
+    @activity.defn(name="finish_notification")
+    async def finish_notification(self, input: FinishInput) -> None:
+        public = format_notification_id(input.notification_id)
+        async with self._db() as session:
+            notification = await session.get(Notification, input.notification_id)
+            assert notification is not None
+            if not NotificationStatus(notification.status).is_terminal:
+                notification.status = input.status.value
+                notification.closed_at = utcnow()
+                notification.close_reason = input.reason
+                if input.status is NotificationStatus.delivery_failed:
+                    notification.failure_reason = input.reason
+                await session.commit()
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            conversation = await session.get(Conversation, notification.conversation_id)
+            assert conversation is not None
+            customer = await session.get(ConversationUser, conversation.conversation_user_id)
+            assert customer is not None
+        users = [u for u in await self._users(merchant.id) if u.id in input.recipients]
+        if input.status is NotificationStatus.expired:
+            text = f"Notification {public} expired without an answer and is now closed."
+        elif input.status is NotificationStatus.closed:
+            why = f": {input.reason}" if input.reason else "."
+            text = f"Notification {public} was closed by an operator{why}"
+        else:
+            text = f"Notification {public} could not be completed: {input.reason}"
+        await self._notify_members(
+            input.notification_id,
+            merchant,
+            users,
+            input.status.value,
+            text,
+            Campaign.notification_closed,
+            [text],
+        )
+        if input.tell_customer:
+            language = conversation.language or merchant.default_language
+            localized = await self._localized_text(EXPIRY_MESSAGE, language)
+            outcome = await self._reach_customer(
+                input.notification_id,
+                "expiry",
+                merchant,
+                conversation,
+                customer,
+                localized,
+                Campaign.customer_request_expired,
+                answer_for_compose=None,
+            )
+            if not outcome.ok:
+                log.warning("%s: the customer could not be told: %s", public, outcome.reason)
+
+    async def _localized_text(self, text: str, language: str) -> Localized:
+        try:
+            return await self._ai.localize(text, language)
+        except AIError:
+            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+                raise
+            return Localized(text, text)
+
+    # ---- refused answers ----------------------------------------------------------------
+
+    @activity.defn(name="record_rejection")
+    async def record_rejection(self, input: RecordRejectionInput) -> None:
+        """Refused answers from the ``answer`` signal (the Temporal UI) join the history."""
+        async with self._db() as session:
+            exists = await session.scalar(
+                select(NotificationAnswer.id).where(
+                    NotificationAnswer.notification_id == input.notification_id,
+                    NotificationAnswer.accepted.is_(False),
+                    NotificationAnswer.created_at == input.attempt.at,
+                    NotificationAnswer.reason_code == input.attempt.code,
+                )
+            )
+            if exists is not None:
+                return
+            # The claimed answerer may not exist at all (ids are guessable): keep the claim
+            # in the reason rather than break the foreign key.
+            known = (
+                input.attempt.answered_by is not None
+                and (await session.get(MerchantUser, input.attempt.answered_by)) is not None
+            )
+            reason = input.attempt.message
+            if not known and input.attempt.answered_by is not None:
+                reason = f"{reason} (claimed by unknown user {input.attempt.answered_by})"
+            session.add(
+                NotificationAnswer(
+                    notification_id=input.notification_id,
+                    answered_by=input.attempt.answered_by if known else None,
+                    source=input.attempt.source.value,
+                    answer_text=input.answer_json[:20000],
+                    accepted=False,
+                    reason_code=input.attempt.code,
+                    reason=reason,
+                    created_at=input.attempt.at,
+                )
+            )
+            await session.commit()
+
+    def all(self) -> list[Any]:
+        """Every activity of this class, for the worker."""
+        return [
+            self.open_notification,
+            self.follow_up,
+            self.deliver_answer,
+            self.finish_notification,
+            self.record_rejection,
+        ]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    method: str | None
+    provider_message_id: str | None
+    reason: str | None

@@ -1,0 +1,245 @@
+"""Sends through the delivery ledger: one row per idempotency key (notification, step,
+recipient), so a retried activity never messages a person twice once the provider accepted."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from notifyflow.activities.templates import RenderedTemplate
+from notifyflow.channels.base import (
+    Channel,
+    OutboundTemplate,
+    OutboundText,
+    SendError,
+    SendResult,
+)
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Delivery, Message
+from notifyflow.db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a message goes to, and through which conversation it is recorded."""
+
+    conversation_id: int
+    channel: str  # whatsapp | instagram
+    to: str
+    sender: str
+    recipient_kind: str  # customer | merchant_user
+    merchant_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    provider_message_id: str
+    method: str  # campaign | direct
+    duplicate: bool  # the ledger already had it: nothing was sent this time
+
+
+class Sender:
+    def __init__(
+        self, db: SessionFactory, whatsapp: Channel, instagram: Channel | None = None
+    ) -> None:
+        self._db = db
+        self._whatsapp = whatsapp
+        self._instagram = instagram
+
+    def _channel(self, target: Target) -> Channel:
+        if target.channel == "instagram":
+            if self._instagram is None:
+                raise SendError("instagram_not_configured", "no Instagram channel configured")
+            return self._instagram
+        return self._whatsapp
+
+    async def send(
+        self,
+        *,
+        notification_id: int,
+        key: str,
+        kind: str,
+        target: Target,
+        text: str | None = None,
+        template: RenderedTemplate | None = None,
+        human_agent: bool = False,
+        other_data: dict[str, Any] | None = None,
+    ) -> Sent:
+        """Send once per ``key``. Raises SendError when the provider refuses."""
+        if (text is None) == (template is None):
+            raise ValueError("send exactly one of text or template")
+        channel = self._channel(target)
+        method = "campaign" if template else "direct"
+        body = template.body if template else (text or "")
+        delivery = await self._claim(
+            notification_id, key, kind, target, channel, method, body, template
+        )
+        if delivery.status in ACCEPTED and delivery.provider_message_id:
+            return Sent(delivery.provider_message_id, delivery.method, duplicate=True)
+
+        try:
+            if template is not None:
+                result: SendResult = await channel.send_template(
+                    OutboundTemplate(
+                        to=target.to,
+                        sender=target.sender,
+                        content_sid=template.content_sid,
+                        variables=template.variables,
+                        rendered_body=template.body,
+                        idempotency_key=key,
+                    )
+                )
+            else:
+                result = await channel.send_text(
+                    OutboundText(
+                        to=target.to,
+                        sender=target.sender,
+                        body=body,
+                        idempotency_key=key,
+                        human_agent=human_agent,
+                    )
+                )
+        except SendError as err:
+            await self._record_failure(delivery.id, err)
+            raise
+        await self._record_success(
+            delivery.id,
+            target,
+            kind,
+            key,
+            body,
+            template,
+            result,
+            other_data or {},
+            notification_id,
+        )
+        return Sent(result.provider_message_id, method, duplicate=False)
+
+    async def _claim(
+        self,
+        notification_id: int,
+        key: str,
+        kind: str,
+        target: Target,
+        channel: Channel,
+        method: str,
+        body: str,
+        template: RenderedTemplate | None,
+    ) -> Delivery:
+        async with self._db() as session:
+            row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
+            if row is None:
+                row = Delivery(
+                    notification_id=notification_id,
+                    idempotency_key=key,
+                    kind=kind,
+                    recipient_kind=target.recipient_kind,
+                    merchant_user_id=target.merchant_user_id,
+                    conversation_id=target.conversation_id,
+                    method=method,
+                    channel="console" if channel.name == "console" else target.channel,
+                    to_address=target.to,
+                    campaign=template.campaign if template else None,
+                    body=body,
+                    attempts=1,
+                )
+                session.add(row)
+                try:
+                    await session.commit()
+                except IntegrityError:
+                    await session.rollback()
+                    row = await session.scalar(
+                        select(Delivery).where(Delivery.idempotency_key == key)
+                    )
+                    assert row is not None
+                return row
+            if row.status in ACCEPTED:
+                return row
+            # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
+            # whether it took the message before sending it again.
+            finder = getattr(channel, "find_accepted", None)
+            if row.attempts > 0 and row.error_code in (None, "ambiguous") and finder:
+                found = await finder(
+                    to=target.to,
+                    sender=target.sender,
+                    since=row.created_at,
+                    body_or_content_sid=template.content_sid if template else body,
+                )
+                if found:
+                    row.status = "sent"
+                    row.provider_message_id = found
+                    await session.commit()
+                    return row
+            row.attempts += 1
+            row.method = method
+            row.body = body
+            row.campaign = template.campaign if template else None
+            await session.commit()
+            return row
+
+    async def _record_failure(self, delivery_id: int, err: SendError) -> None:
+        async with self._db() as session:
+            row = await session.get(Delivery, delivery_id)
+            if row is None:
+                return
+            row.error_code = "ambiguous" if err.ambiguous else err.code
+            row.error_message = err.message[:2000]
+            if not (err.retryable or err.ambiguous):
+                row.status = "failed"
+            await session.commit()
+
+    async def _record_success(
+        self,
+        delivery_id: int,
+        target: Target,
+        kind: str,
+        key: str,
+        body: str,
+        template: RenderedTemplate | None,
+        result: SendResult,
+        other_data: dict[str, Any],
+        notification_id: int,
+    ) -> None:
+        payload: dict[str, Any]
+        if template is not None:
+            # The agent's history shows template sends (whatsapp_payload.type == "template").
+            payload = {
+                "type": "template",
+                "campaign": template.campaign,
+                "language": template.language,
+                "content_sid": template.content_sid,
+                "variables": template.variables,
+            }
+        else:
+            payload = {"type": "text"}
+        async with self._db() as session:
+            row = await session.get(Delivery, delivery_id)
+            if row is not None:
+                row.status = "sent"
+                row.provider_message_id = result.provider_message_id
+                row.error_code = None
+                row.error_message = None
+                row.updated_at = utcnow()
+            session.add(
+                Message(
+                    conversation_id=target.conversation_id,
+                    role="assistant",
+                    content=body,
+                    other_data={
+                        "notification_id": notification_id,
+                        "kind": kind,
+                        "delivery_key": key,
+                        **other_data,
+                    },
+                    whatsapp_payload=payload,
+                )
+            )
+            await session.commit()

@@ -1,0 +1,377 @@
+"""Inputs and views of the directory: merchants, their users and documents, conversations,
+messages and campaign templates (DESIGN §4).
+
+The input models are the one place where user text is checked and normalized, so the HTTP API,
+the CLI and direct callers of ``notifyflow.directory`` refuse the same things the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from notifyflow.models.ids import INT32_MAX
+
+# ---- field types ---------------------------------------------------------------------------
+
+
+def plain_text(value: str) -> str:
+    """Text every database accepts: PostgreSQL refuses NUL in text, and lone surrogates (valid
+    in a JSON escape) cannot be encoded as UTF-8. Refusing them here keeps them from turning
+    into a 500 at insert time."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+
+
+def normalize_phone(value: str) -> str:
+    """``+`` and 8–15 digits. Spaces, dots, dashes and brackets people type are dropped, and a
+    ``whatsapp:`` prefix (as Twilio writes addresses) is accepted."""
+    text = value.strip()
+    if text.lower().startswith("whatsapp:"):
+        text = text[len("whatsapp:") :]
+    text = _PHONE_PUNCTUATION.sub("", text)
+    if not _E164.match(text):
+        raise ValueError("must be an E.164 phone number: + and 8 to 15 digits, like +14155550100")
+    return text
+
+
+def normalize_whatsapp_sender(value: str) -> str:
+    """Twilio's sender form ``whatsapp:+E164``; a bare E.164 number is accepted."""
+    return f"whatsapp:{normalize_phone(value)}"
+
+
+_SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.match(value):
+        raise ValueError(
+            "must be a lowercase slug: a-z first, then a-z, 0-9, '_' or '-' (like 'admin')"
+        )
+    return value
+
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+
+
+def normalize_language(value: str) -> str:
+    """A BCP 47 tag in canonical case: ``pt_br`` → ``pt-BR``, ``zh-hant`` → ``zh-Hant``.
+
+    Canonical case matters: template lookup compares tags as strings.
+    """
+    text = value.strip()
+    if len(text) > 16 or not _LANGUAGE.match(text):
+        raise ValueError("must be a language tag like 'en', 'es' or 'pt-BR'")
+    primary, *rest = text.replace("_", "-").split("-")
+    parts = [primary.lower()]
+    for sub in rest:
+        if len(sub) == 2 and sub.isalpha():
+            parts.append(sub.upper())  # region
+        elif len(sub) == 4 and sub.isalpha():
+            parts.append(sub.title())  # script
+        else:
+            parts.append(sub.lower())
+    return "-".join(parts)
+
+
+def check_timezone(value: str) -> str:
+    """An IANA zone the machine knows (``Europe/Madrid``), so local times can be computed."""
+    text = value.strip()
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("must be an IANA time zone like 'UTC' or 'America/New_York'") from None
+    return text
+
+
+_SLOT = re.compile(r"\{\{([^{}]*)\}\}")
+TEMPLATE_BODY_MAX = 1024
+
+
+def check_template_body(value: str) -> str:
+    """WhatsApp template text: ``{{1}}`` present, slots numbered 1, 2, … with no gap, no
+    malformed braces, within 1,024 characters (Twilio's Content API limit)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if len(value) > TEMPLATE_BODY_MAX:
+        raise ValueError(f"must be at most {TEMPLATE_BODY_MAX} characters")
+    numbers: set[int] = set()
+    for inner in _SLOT.findall(value):
+        if not re.fullmatch(r"[1-9][0-9]{0,2}", inner):
+            raise ValueError(f"'{{{{{inner}}}}}' is not a slot: write {{{{1}}}}, {{{{2}}}}, …")
+        numbers.add(int(inner))
+    if "{{" in _SLOT.sub("", value) or "}}" in _SLOT.sub("", value):
+        raise ValueError("has unbalanced '{{' or '}}': slots are written {{1}}, {{2}}, …")
+    if 1 not in numbers:
+        raise ValueError("must contain the slot {{1}}")
+    expected = set(range(1, max(numbers) + 1))
+    if numbers != expected:
+        missing = ", ".join(f"{{{{{n}}}}}" for n in sorted(expected - numbers))
+        raise ValueError(f"slots must be numbered from 1 without gaps; missing {missing}")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(plain_text),
+]
+Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_phone)]
+WhatsAppSender = Annotated[
+    str, StringConstraints(max_length=64), AfterValidator(normalize_whatsapp_sender)
+]
+UserType = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_slug)]
+Language = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_language)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_timezone)]
+Category = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(plain_text),
+]
+ExternalId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:-]{1,64}$"),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000),
+    AfterValidator(plain_text),
+]
+LongText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100_000),
+    AfterValidator(plain_text),
+    AfterValidator(_not_blank),
+]
+ContentSid = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^HX[0-9a-fA-F]{32}$")
+]
+TemplateBody = Annotated[str, AfterValidator(plain_text), AfterValidator(check_template_body)]
+
+
+class _Input(BaseModel):
+    # Unknown fields are refused: a misspelt optional field would otherwise be silently lost.
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+
+class MerchantCreate(_Input):
+    name: Name
+    whatsapp_sender: WhatsAppSender = Field(
+        description="Twilio WhatsApp sender, 'whatsapp:+E164' (a bare +E164 is accepted)"
+    )
+    default_language: Language = "en"
+    timezone: TimeZone = "UTC"
+    instagram_page_id: ExternalId | None = None
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Acme Outdoor",
+                    "whatsapp_sender": "whatsapp:+14155550100",
+                    "default_language": "en",
+                    "timezone": "America/New_York",
+                }
+            ]
+        },
+    )
+
+
+class MerchantUserCreate(_Input):
+    name: Name
+    phone: Phone
+    user_type: UserType = Field(description="admin, sales, returns, technical, …")
+    on_call: bool = False
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Ana Admin",
+                    "phone": "+14155550111",
+                    "user_type": "admin",
+                    "on_call": True,
+                }
+            ]
+        },
+    )
+
+
+class DocumentCreate(_Input):
+    category: Category = Field(description="UserQuestion, SupportClassification, …")
+    title: Title
+    content: LongText
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "category": "SupportClassification",
+                    "title": "returns",
+                    "content": "Refunds, exchanges, damaged or wrong items.",
+                }
+            ]
+        },
+    )
+
+
+class ConversationCreate(_Input):
+    merchant_id: Id
+    channel: Literal["whatsapp", "instagram"]
+    customer_phone: Phone | None = Field(default=None, description="E.164; WhatsApp only")
+    instagram_user_id: ExternalId | None = Field(default=None, description="Instagram only")
+    language: Language | None = Field(
+        default=None, description="The customer's language; the merchant's default if absent"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "merchant_id": 1,
+                    "channel": "whatsapp",
+                    "customer_phone": "+14155550199",
+                    "language": "es",
+                }
+            ]
+        },
+    )
+
+
+class MessageCreate(_Input):
+    role: Literal["user", "assistant"]
+    content: LongText
+    created_at: AwareDatetime | None = Field(
+        default=None, description="When it was sent (with a time zone); now if absent"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"role": "user", "content": "Hi! What are your business hours?"}]
+        },
+    )
+
+
+class CampaignTemplateBody(_Input):
+    content_sid: ContentSid = Field(description="Twilio Content API SID, HX + 32 hex digits")
+    body: TemplateBody = Field(description="The approved text, with {{1}}, {{2}}, … slots")
+    merchant_id: Id | None = Field(
+        default=None, description="A merchant's own template; the product default if absent"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "content_sid": "HX0123456789abcdef0123456789abcdef",
+                    "body": "A customer asked: {{1}}. Reply to notification {{2}}.",
+                }
+            ]
+        },
+    )
+
+
+# ---- views ----------------------------------------------------------------------------------
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class MerchantView(_View):
+    id: int
+    name: str
+    whatsapp_sender: str
+    instagram_page_id: str | None = None
+    default_language: str
+    timezone: str
+    created_at: datetime
+
+
+class MerchantUserView(_View):
+    id: int
+    merchant_id: int
+    name: str
+    phone: str
+    user_type: str
+    on_call: bool
+    created_at: datetime
+
+
+class DocumentView(_View):
+    id: int
+    merchant_id: int
+    category: str
+    title: str
+    content: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationView(_View):
+    id: int
+    merchant_id: int
+    channel: str
+    conversation_user_id: int
+    customer_phone: str | None = None
+    instagram_user_id: str | None = None
+    language: str | None = None
+    last_inbound_at: datetime | None = None
+    created_at: datetime
+
+
+class MessageView(_View):
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    other_data: dict[str, Any] = Field(default_factory=dict)
+    # {"type": "template", "campaign": …} for template sends, so they show in the history.
+    whatsapp_payload: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class CampaignTemplateView(_View):
+    id: int
+    campaign: str
+    language: str
+    merchant_id: int | None = Field(description="None for the product default")
+    content_sid: str
+    body: str
+    updated_at: datetime

@@ -1,0 +1,94 @@
+"""The worker: builds dependencies once, registers the workflow and its activities."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from notifyflow.activities.notification import NotificationActivities
+from notifyflow.activities.sending import Sender
+from notifyflow.ai.base import AIProvider
+from notifyflow.channels.base import Channel
+from notifyflow.config import Settings
+from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.workflows.notification import NotificationWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS: Sequence[type] = (NotificationWorkflow,)
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud."""
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=bool(api_key),
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_activities(
+    db: SessionFactory,
+    ai: AIProvider,
+    whatsapp: Channel,
+    instagram: Channel | None = None,
+) -> NotificationActivities:
+    return NotificationActivities(db, ai, Sender(db, whatsapp, instagram))
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    activities: NotificationActivities,
+    *,
+    max_concurrent_activities: int = 200,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities.all(),
+        max_concurrent_activities=max_concurrent_activities,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then finish in-flight work and stop."""
+    from notifyflow.providers import build_ai, build_channel, build_instagram
+
+    engine = create_engine(settings.database_url)
+    db = session_factory(engine)
+    client = await connect(settings)
+    ai = build_ai(settings)
+    whatsapp = build_channel(settings)
+    instagram = build_instagram(settings)
+    activities = build_activities(db, ai, whatsapp, instagram)
+    worker = build_worker(client, settings.temporal_task_queue, activities)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker started: task queue %s, AI %s, channel %s",
+        settings.temporal_task_queue,
+        ai.name,
+        whatsapp.name,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping")
+    for channel in (whatsapp, instagram):
+        closer = getattr(channel, "aclose", None)
+        if closer is not None:
+            await closer()
+    await engine.dispose()

@@ -1,0 +1,1 @@
+"""Workflows: one module per workflow; nothing here touches I/O."""

@@ -1,0 +1,383 @@
+"""NotificationWorkflow: one durable workflow per notification.
+
+Happy path, in Temporal actions: start (search attributes set here, free), one ``open``
+activity (classify, record recipients, fan out the request campaign), one timer (the reminder
+deadline), the ``submit_answer`` update, one ``deliver_answer`` activity (persist, localize,
+send to the customer, closure notices), one search-attribute upsert with the final status.
+
+Validation happens in the update's validator from workflow state alone, so a bad answer is
+refused before anything is written to history and no database query runs for it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from notifyflow.activities.notification import NotificationActivities
+    from notifyflow.models.answers import parse_answer, validate_answer
+    from notifyflow.models.errors import NotificationError, RefusalCode
+    from notifyflow.models.ids import (
+        MalformedNotificationId,
+        format_notification_id,
+        parse_notification_id,
+    )
+    from notifyflow.models.notification import (
+        NOTIFICATION_CONFIG,
+        NotificationStatus,
+    )
+    from notifyflow.models.workflow_io import (
+        AnswerAccepted,
+        AnswerSubmission,
+        CloseRequest,
+        DeliverInput,
+        DeliverResult,
+        FinishInput,
+        FollowUpInput,
+        FollowUpKind,
+        NotificationOutcome,
+        NotificationWorkflowInput,
+        OpenInput,
+        RecordRejectionInput,
+        RejectedAttempt,
+        Stage,
+        WorkflowStatus,
+    )
+    from notifyflow.search_attributes import NOTIFICATION_STATUS
+    from notifyflow.workflows import policies
+
+
+class _Accepted:
+    """An answer taken by the update or signal, waiting for the run loop to deliver it."""
+
+    def __init__(self, submission: AnswerSubmission, answer: dict[str, object]) -> None:
+        self.submission = submission
+        self.answer = answer
+
+
+@workflow.defn(name="NotificationWorkflow")
+class NotificationWorkflow:
+    @workflow.init
+    def __init__(self, input: NotificationWorkflowInput) -> None:
+        # Handlers may run before run(): everything they read is set here.
+        self._input = input
+        self._public_id = format_notification_id(input.notification_id)
+        self._status = NotificationStatus.requested
+        self._stage = Stage.notifying
+        self._recipients: list[int] = []
+        self._allowed: set[int] | None = None
+        self._queue: list[_Accepted] = []
+        self._answers_accepted = 0
+        self._answered_by: int | None = None
+        self._close: CloseRequest | None = None
+        self._rejected: list[RejectedAttempt] = []
+        self._to_record: list[RecordRejectionInput] = []
+        self._reminders = 0
+        self._escalated = False
+
+    # ---- the run loop -------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: NotificationWorkflowInput) -> NotificationOutcome:
+        self._set_details()
+        opened = await workflow.execute_activity_method(
+            NotificationActivities.open_notification,
+            OpenInput(notification_id=input.notification_id),
+            start_to_close_timeout=policies.OPEN_TIMEOUT,
+            schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+            retry_policy=policies.SIDE_EFFECT_RETRY,
+            summary=f"{self._public_id}: route and notify recipients",
+        )
+        self._recipients = list(opened.recipients)
+        self._allowed = set(opened.allowed_answerers)
+        self._stage = Stage.waiting
+        self._set_details()
+
+        timing = input.timing
+        phases: list[tuple[timedelta, str]] = [
+            (timing.remind_after, "reminder"),
+            (timing.escalate_after, "escalation"),
+            (timing.auto_close_after, "auto-close"),
+        ]
+        phase = 0
+        started = workflow.info().start_time
+        outcome: NotificationOutcome | None = None
+        while outcome is None:
+            if self._to_record:
+                await self._record_rejections()
+                continue
+            if self._queue:
+                outcome = await self._deliver(self._queue.pop(0))
+                continue
+            if self._close is not None:
+                outcome = await self._finish(
+                    NotificationStatus.closed, self._close.reason, tell_customer=False
+                )
+                continue
+            after, name = phases[phase]
+            remaining = started + after - workflow.now()
+            if remaining > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        self._has_work, timeout=remaining, timeout_summary=name
+                    )
+                    continue
+                except TimeoutError:
+                    pass
+            phase += 1
+            if name == "auto-close":
+                outcome = await self._finish(
+                    NotificationStatus.expired, "no answer in time", tell_customer=True
+                )
+            elif self._answers_accepted == 0:
+                await self._follow_up(
+                    FollowUpKind.reminder if name == "reminder" else FollowUpKind.escalation
+                )
+
+        self._status = outcome.status
+        self._stage = Stage.done
+        self._set_details()
+        workflow.upsert_search_attributes([NOTIFICATION_STATUS.value_set(outcome.status.value)])
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    def _has_work(self) -> bool:
+        return bool(self._queue) or self._close is not None or bool(self._to_record)
+
+    async def _deliver(self, item: _Accepted) -> NotificationOutcome | None:
+        self._stage = Stage.delivering
+        self._set_details()
+        cfg = NOTIFICATION_CONFIG[self._input.type]
+        answered_at = workflow.now()
+        try:
+            result: DeliverResult = await workflow.execute_activity_method(
+                NotificationActivities.deliver_answer,
+                DeliverInput(
+                    notification_id=self._input.notification_id,
+                    answer=item.answer,
+                    answered_by=item.submission.answered_by,
+                    answered_at=answered_at,
+                    source=item.submission.source,
+                    recipients=self._recipients,
+                    customer_field=cfg.customer_field,
+                ),
+                start_to_close_timeout=policies.DELIVER_TIMEOUT,
+                schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+                retry_policy=policies.SIDE_EFFECT_RETRY,
+                summary=f"{self._public_id}: localize and deliver the answer",
+            )
+        except ActivityError as err:
+            # Retries are exhausted (a day of outage, or a non-retryable bug): end in a
+            # terminal state with the reason rather than hang.
+            return await self._finish(
+                NotificationStatus.delivery_failed,
+                f"delivery gave up: {err.cause or err}",
+                tell_customer=False,
+            )
+        self._status = result.status
+        if self._input.allow_multiple_answers:
+            self._stage = Stage.waiting
+            self._set_details()
+            return None
+        return NotificationOutcome(
+            notification_id=self._public_id,
+            status=result.status,
+            delivery_method=result.method,
+            reason=result.reason,
+        )
+
+    async def _follow_up(self, kind: FollowUpKind) -> None:
+        result = await workflow.execute_activity_method(
+            NotificationActivities.follow_up,
+            FollowUpInput(
+                notification_id=self._input.notification_id,
+                kind=kind,
+                recipients=self._recipients,
+            ),
+            start_to_close_timeout=policies.FOLLOW_UP_TIMEOUT,
+            schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+            retry_policy=policies.SIDE_EFFECT_RETRY,
+            summary=f"{self._public_id}: {kind.value}",
+        )
+        self._recipients = list(result.recipients)
+        self._allowed = (self._allowed or set()) | set(result.allowed_answerers)
+        if kind is FollowUpKind.reminder:
+            self._reminders += 1
+        else:
+            self._escalated = True
+        self._set_details()
+
+    async def _finish(
+        self, status: NotificationStatus, reason: str | None, *, tell_customer: bool
+    ) -> NotificationOutcome:
+        self._stage = Stage.finishing
+        self._status = status
+        self._set_details()
+        await workflow.execute_activity_method(
+            NotificationActivities.finish_notification,
+            FinishInput(
+                notification_id=self._input.notification_id,
+                status=status,
+                reason=reason,
+                recipients=self._recipients,
+                tell_customer=tell_customer,
+            ),
+            start_to_close_timeout=policies.FINISH_TIMEOUT,
+            retry_policy=policies.FINISH_RETRY,
+            summary=f"{self._public_id}: {status.value}",
+        )
+        return NotificationOutcome(notification_id=self._public_id, status=status, reason=reason)
+
+    async def _record_rejections(self) -> None:
+        batch, self._to_record = self._to_record, []
+        for item in batch:
+            await workflow.execute_local_activity_method(
+                NotificationActivities.record_rejection,
+                item,
+                start_to_close_timeout=policies.RECORD_TIMEOUT,
+                retry_policy=policies.LOCAL_RETRY,
+                summary="record a refused answer",
+            )
+
+    def _set_details(self) -> None:
+        workflow.set_current_details(
+            f"**{self._public_id}** · {self._input.type.value}\n\n"
+            f"stage: {self._stage.value} · status: {self._status.value} · "
+            f"recipients: {len(self._recipients)} · reminders: {self._reminders}"
+            + (" · escalated" if self._escalated else "")
+        )
+
+    # ---- answers ------------------------------------------------------------------------
+
+    def _check(self, sub: AnswerSubmission) -> dict[str, object]:
+        """Every refusal of DESIGN §2/§4, decided from workflow state; raises NotificationError."""
+        try:
+            n = parse_notification_id(sub.notification_id)
+        except MalformedNotificationId as exc:
+            raise NotificationError(RefusalCode.malformed_id, str(exc)) from None
+        if n != self._input.notification_id:
+            raise NotificationError(
+                RefusalCode.wrong_notification,
+                f"this is {self._public_id}, not {format_notification_id(n)}",
+            )
+        # Who first: a stranger learns nothing about the notification's state or schema.
+        if self._allowed is not None and sub.answered_by not in self._allowed:
+            raise NotificationError(
+                RefusalCode.not_allowed,
+                f"merchant user {sub.answered_by} may not answer {self._public_id}",
+            )
+        if self._close is not None or self._status in (
+            NotificationStatus.closed,
+            NotificationStatus.expired,
+        ):
+            raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
+        if not self._input.allow_multiple_answers and (self._queue or self._answers_accepted):
+            raise NotificationError(
+                RefusalCode.already_answered, f"{self._public_id} has already been answered"
+            )
+        answer = parse_answer(sub.answer_json)
+        return validate_answer(
+            answer, self._input.answer_schema, tuple(self._input.answered_fields)
+        )
+
+    def _accept(self, sub: AnswerSubmission, answer: dict[str, object]) -> None:
+        self._queue.append(_Accepted(sub, answer))
+        self._answers_accepted += 1
+        self._answered_by = sub.answered_by
+        self._status = NotificationStatus.answered
+
+    def _refuse(self, sub: AnswerSubmission, err: NotificationError) -> None:
+        attempt = RejectedAttempt(
+            answered_by=sub.answered_by,
+            source=sub.source,
+            code=err.code.value,
+            message=err.message,
+            at=workflow.now(),
+        )
+        self._rejected.append(attempt)
+        self._to_record.append(
+            RecordRejectionInput(
+                notification_id=self._input.notification_id,
+                attempt=attempt,
+                answer_json=sub.answer_json,
+            )
+        )
+
+    @workflow.update(name="submit_answer")
+    async def submit_answer(self, sub: AnswerSubmission) -> AnswerAccepted:
+        if self._allowed is None:
+            # Answered before the recipients are known (rare): wait, then check who.
+            await workflow.wait_condition(lambda: self._allowed is not None)
+        # Checked again: several updates can pass their validators in one workflow task
+        # before any handler runs, and only the first of them may be accepted.
+        try:
+            answer = self._check(sub)
+        except NotificationError as err:
+            raise _to_application_error(err) from None
+        self._accept(sub, answer)
+        return AnswerAccepted(notification_id=self._public_id, status=self._status)
+
+    @submit_answer.validator
+    def _validate_submit_answer(self, sub: AnswerSubmission) -> None:
+        try:
+            self._check(sub)
+        except NotificationError as err:
+            raise _to_application_error(err) from None
+
+    @workflow.signal(name="answer")
+    def answer(self, sub: AnswerSubmission) -> None:
+        """The same payload as the update, for operators in the Temporal UI."""
+        try:
+            answer = self._check(sub)
+        except NotificationError as err:
+            workflow.logger.info("refused answer to %s: %s", self._public_id, err.message)
+            self._refuse(sub, err)
+            return
+        self._accept(sub, answer)
+
+    @workflow.signal(name="close")
+    def close(self, request: CloseRequest) -> None:
+        if self._answers_accepted or self._status.is_terminal or self._close is not None:
+            workflow.logger.info("close of %s ignored: status %s", self._public_id, self._status)
+            return
+        self._close = request
+
+    @workflow.query(name="status")
+    def status(self) -> WorkflowStatus:
+        return WorkflowStatus(
+            notification_id=self._public_id,
+            status=self._status,
+            stage=self._stage,
+            recipients=self._recipients,
+            answered_by=self._answered_by,
+            reminders_sent=self._reminders,
+            escalated=self._escalated,
+            rejected=self._rejected,
+        )
+
+
+def _to_application_error(err: NotificationError) -> ApplicationError:
+    return ApplicationError(
+        err.message,
+        {"code": err.code.value, "details": err.details},
+        type=err.code.value,
+        non_retryable=True,
+    )
+
+
+def initial_search_attributes(input: NotificationWorkflowInput) -> TypedSearchAttributes:
+    """Set at start (free of charge); only the status changes later."""
+    from notifyflow.search_attributes import MERCHANT_ID, NOTIFICATION_ID, NOTIFICATION_TYPE
+
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(NOTIFICATION_ID, input.notification_id),
+            SearchAttributePair(NOTIFICATION_TYPE, input.type.value),
+            SearchAttributePair(NOTIFICATION_STATUS, NotificationStatus.requested.value),
+            SearchAttributePair(MERCHANT_ID, input.merchant_id),
+        ]
+    )
