@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
@@ -36,6 +37,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
+from notifyflow.models.answers import parse_answer, validate_answer
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import (
     MalformedNotificationId,
@@ -145,20 +147,32 @@ async def request_notification(
     """
     settings = settings or get_settings()
     kind, context = _check_request(type, context)
+    notification, _ = await _record(db, kind, context, conversation_id, idempotency_key)
+    await _ensure_started(client, notification, settings)
+    return await get_notification(db, format_notification_id(notification.id))
+
+
+async def _record(
+    db: SessionFactory,
+    kind: NotificationType,
+    context: dict[str, Any],
+    conversation_id: int,
+    idempotency_key: str | None,
+) -> tuple[Notification, bool]:
+    """Write the notification (and a question's Document) in one transaction; with an
+    ``idempotency_key`` seen before, return that notification instead. True when new."""
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise NotificationError(
             RefusalCode.invalid_input, "idempotency_key must be 1 to 200 characters"
         )
     cfg = NOTIFICATION_CONFIG[kind]
-
     async with db() as session:
         if idempotency_key:
             existing = await session.scalar(
                 select(Notification).where(Notification.idempotency_key == idempotency_key)
             )
             if existing is not None:
-                await _ensure_started(client, existing, settings)
-                return await get_notification(db, format_notification_id(existing.id))
+                return existing, False
         conversation = await session.get(Conversation, conversation_id)
         if conversation is None or conversation.merchant_user_id is not None:
             raise NotificationError(
@@ -210,10 +224,71 @@ async def request_notification(
             )
             if existing is None:
                 raise
-            notification = existing
+            return existing, False
+        return notification, True
 
-    await _ensure_started(client, notification, settings)
-    return await get_notification(db, format_notification_id(notification.id))
+
+async def answer_new_notification(
+    client: Client,
+    db: SessionFactory,
+    *,
+    type: str,
+    conversation_id: int,
+    context: dict[str, Any],
+    answered_by: int,
+    answer: dict[str, Any] | str,
+    source: AnswerSource = AnswerSource.api,
+    idempotency_key: str | None = None,
+    settings: Settings | None = None,
+) -> AnswerAccepted:
+    """An answer with no prior request: the notification is created already answered, with
+    update-with-start, so the answer and the workflow start are one atomic step."""
+    settings = settings or get_settings()
+    kind, context = _check_request(type, context)
+    async with db() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        user = await session.get(MerchantUser, answered_by)
+    if conversation is None or conversation.merchant_user_id is not None:
+        raise NotificationError(RefusalCode.not_found, f"conversation {conversation_id} not found")
+    if user is None or user.merchant_id != conversation.merchant_id or user.user_type != "admin":
+        raise NotificationError(
+            RefusalCode.not_allowed,
+            f"merchant user {answered_by} may not answer for this conversation's merchant",
+        )
+    text = _answer_text(answer)
+    # Checked before anything is written, so a bad answer leaves no notification behind.
+    validate_answer(
+        parse_answer(text),
+        NOTIFICATION_CONFIG[kind].answer_json_schema(),
+        NOTIFICATION_CONFIG[kind].answered_fields,
+    )
+    notification, _ = await _record(db, kind, context, conversation_id, idempotency_key)
+    input = workflow_input(notification, settings).model_copy(
+        update={"answered_directly": True, "allowed_answerers": [answered_by]}
+    )
+    public = format_notification_id(notification.id)
+    start = WithStartWorkflowOperation(
+        NotificationWorkflow.run,
+        input,
+        id=workflow_id_for(notification.id),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=initial_search_attributes(input),
+        static_summary=f"{public} · {notification.type} · answered directly",
+    )
+    submission = AnswerSubmission(
+        notification_id=public, answered_by=answered_by, answer_json=text, source=source
+    )
+    try:
+        accepted: AnswerAccepted = await client.execute_update_with_start_workflow(
+            "submit_answer",
+            submission,
+            start_workflow_operation=start,
+            result_type=AnswerAccepted,
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise _refusal_from(exc.cause) from None
+    return accepted
 
 
 def workflow_input(notification: Notification, settings: Settings) -> NotificationWorkflowInput:

@@ -496,11 +496,8 @@ class NotificationActivities:
                 notification.answered_at = input.answered_at
                 notification.localized_fragment = None
                 notification.localized_sentence = None
-                if notification.document_id is not None:
-                    # The question and its answer join the merchant's knowledge base.
-                    document = await session.get(Document, notification.document_id)
-                    if document is not None:
-                        document.content = text
+                if notification.type == NotificationType.user_question_request:
+                    await self._apply_to_document(session, notification, text)
                 await session.commit()
             conversation = await session.get(Conversation, notification.conversation_id)
             assert conversation is not None
@@ -569,6 +566,32 @@ class NotificationActivities:
             reason=outcome.reason,
             closure_notices=notices,
         )
+
+    @staticmethod
+    async def _apply_to_document(
+        session: Any, notification: Notification, answer: str
+    ) -> None:
+        """The question and its answer join the merchant's knowledge base. A Document that
+        has gone missing is written anew rather than losing the Q&A."""
+        document = (
+            await session.get(Document, notification.document_id)
+            if notification.document_id is not None
+            else None
+        )
+        if document is None:
+            log.warning(
+                "%s: its UserQuestion document is missing; recreating it",
+                format_notification_id(notification.id),
+            )
+            document = Document(
+                merchant_id=notification.merchant_id,
+                category="UserQuestion",
+                title=headline(notification),
+            )
+            session.add(document)
+            await session.flush()
+            notification.document_id = document.id
+        document.content = answer
 
     async def _localized(self, notification: Notification, text: str, language: str) -> Localized:
         """Localize once and keep the words, so a retry sends the same text."""

@@ -111,6 +111,7 @@ def check_timezone(value: str) -> str:
 
 
 _SLOT = re.compile(r"\{\{([^{}]*)\}\}")
+_EDGE_SLOT = re.compile(r"^\{\{[^{}]*\}\}|\{\{[^{}]*\}\}$")
 TEMPLATE_BODY_MAX = 1024
 
 
@@ -130,6 +131,9 @@ def check_template_body(value: str) -> str:
         raise ValueError("has unbalanced '{{' or '}}': slots are written {{1}}, {{2}}, …")
     if 1 not in numbers:
         raise ValueError("must contain the slot {{1}}")
+    if _EDGE_SLOT.search(value.strip()):
+        # Meta rejects such templates, so no approved Content SID can have one.
+        raise ValueError("must not begin or end with a slot: put text around {{1}}")
     expected = set(range(1, max(numbers) + 1))
     if numbers != expected:
         missing = ", ".join(f"{{{{{n}}}}}" for n in sorted(expected - numbers))
@@ -300,7 +304,7 @@ class CampaignTemplateBody(_Input):
             "examples": [
                 {
                     "content_sid": "HX0123456789abcdef0123456789abcdef",
-                    "body": "A customer asked: {{1}}. Reply to notification {{2}}.",
+                    "body": "Notification {{1}}: a customer asked: {{2}}. Please reply.",
                 }
             ]
         },

@@ -30,6 +30,10 @@ class NotificationWorkflowInput(BaseModel):
     answered_fields: list[str]
     allow_multiple_answers: bool = False
     timing: Timing
+    # An answer with no prior request (update-with-start): no fan-out, and the answerer,
+    # checked by the starter, is the one who may answer.
+    answered_directly: bool = False
+    allowed_answerers: list[int] = Field(default_factory=list)
 
 
 class AnswerSource(StrEnum):

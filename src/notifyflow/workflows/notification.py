@@ -78,22 +78,25 @@ class NotificationWorkflow:
         self._to_record: list[RecordRejectionInput] = []
         self._reminders = 0
         self._escalated = False
+        if input.answered_directly:
+            self._allowed = set(input.allowed_answerers)
 
     # ---- the run loop -------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: NotificationWorkflowInput) -> NotificationOutcome:
         self._set_details()
-        opened = await workflow.execute_activity_method(
-            NotificationActivities.open_notification,
-            OpenInput(notification_id=input.notification_id),
-            start_to_close_timeout=policies.OPEN_TIMEOUT,
-            schedule_to_close_timeout=policies.GIVE_UP_AFTER,
-            retry_policy=policies.SIDE_EFFECT_RETRY,
-            summary=f"{self._public_id}: route and notify recipients",
-        )
-        self._recipients = list(opened.recipients)
-        self._allowed = set(opened.allowed_answerers)
+        if not input.answered_directly:
+            opened = await workflow.execute_activity_method(
+                NotificationActivities.open_notification,
+                OpenInput(notification_id=input.notification_id),
+                start_to_close_timeout=policies.OPEN_TIMEOUT,
+                schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+                retry_policy=policies.SIDE_EFFECT_RETRY,
+                summary=f"{self._public_id}: route and notify recipients",
+            )
+            self._recipients = list(opened.recipients)
+            self._allowed = set(opened.allowed_answerers)
         self._stage = Stage.waiting
         self._set_details()
 
