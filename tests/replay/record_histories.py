@@ -37,12 +37,19 @@ Scenario = Callable[[WorkflowEnvironment, SessionFactory], Awaitable[str]]
 async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db)
     view = await starter.request_notification(
-        env.client, db, type="user_question_request", conversation_id=shop.conversation_id,
-        context={"question": "What are your business hours?"}, settings=settings_for(TQ),
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "What are your business hours?"},
+        settings=settings_for(TQ),
     )
     await asyncio.sleep(0.3)
     await starter.answer_notification(
-        env.client, db, view.notification_id, answered_by=shop.admins[0].id,
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
         answer={"answer": "Mon-Fri 9am-5pm"},
     )
     return view.notification_id
@@ -51,15 +58,23 @@ async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFacto
 async def support_answered_by_template(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db, last_inbound=None)
     view = await starter.request_notification(
-        env.client, db, type="user_support_request", conversation_id=shop.conversation_id,
+        env.client,
+        db,
+        type="user_support_request",
+        conversation_id=shop.conversation_id,
         context={"support_request_reason": "Arrived damaged, I want a refund"},
         settings=settings_for(TQ),
     )
     await asyncio.sleep(0.3)
     await starter.answer_notification(
-        env.client, db, view.notification_id, answered_by=shop.user("returns").id,
-        answer={"agent_response_to_customer": "A refund is on its way.",
-                "resolution_notes": "refund #42"},
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.user("returns").id,
+        answer={
+            "agent_response_to_customer": "A refund is on its way.",
+            "resolution_notes": "refund #42",
+        },
     )
     return view.notification_id
 
@@ -67,7 +82,10 @@ async def support_answered_by_template(env: WorkflowEnvironment, db: SessionFact
 async def support_reminded_escalated_expired(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db, admins=1, others=("returns",), on_call=("oncall",))
     view = await starter.request_notification(
-        env.client, db, type="user_support_request", conversation_id=shop.conversation_id,
+        env.client,
+        db,
+        type="user_support_request",
+        conversation_id=shop.conversation_id,
         context={"support_request_reason": "I want to return a wrong item"},
         settings=settings_for(TQ),
     )
@@ -80,8 +98,12 @@ async def question_refused_then_answered_by_signal(
 ) -> str:
     shop = await make_shop(db)
     view = await starter.request_notification(
-        env.client, db, type="user_question_request", conversation_id=shop.conversation_id,
-        context={"question": "Pets allowed?"}, settings=settings_for(TQ),
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Pets allowed?"},
+        settings=settings_for(TQ),
     )
     handle = env.client.get_workflow_handle(view.notification_id)
     await asyncio.sleep(0.3)
@@ -89,8 +111,10 @@ async def question_refused_then_answered_by_signal(
         await handle.signal(
             "answer",
             AnswerSubmission(
-                notification_id=view.notification_id, answered_by=shop.admins[0].id,
-                answer_json=text, source=AnswerSource.ui,
+                notification_id=view.notification_id,
+                answered_by=shop.admins[0].id,
+                answer_json=text,
+                source=AnswerSource.ui,
             ),
         )
     return view.notification_id
@@ -99,8 +123,12 @@ async def question_refused_then_answered_by_signal(
 async def question_closed_by_operator(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db)
     view = await starter.request_notification(
-        env.client, db, type="user_question_request", conversation_id=shop.conversation_id,
-        context={"question": "Parking?"}, settings=settings_for(TQ),
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Parking?"},
+        settings=settings_for(TQ),
     )
     await asyncio.sleep(0.3)
     await env.client.get_workflow_handle(view.notification_id).signal(
@@ -112,9 +140,14 @@ async def question_closed_by_operator(env: WorkflowEnvironment, db: SessionFacto
 async def question_answered_with_start(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db)
     accepted = await starter.answer_new_notification(
-        env.client, db, type="user_question_request", conversation_id=shop.conversation_id,
-        context={"question": "Do you deliver?"}, answered_by=shop.admins[0].id,
-        answer={"answer": "Yes"}, settings=settings_for(TQ),
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Do you deliver?"},
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Yes"},
+        settings=settings_for(TQ),
     )
     return accepted.notification_id
 

@@ -46,7 +46,11 @@ def test_json_line_carries_context_and_masks_fields() -> None:
     stream, _ = _capture(json_lines=True)
     log = logging.getLogger("notifyflow.test")
     with logs.log_context(notification_id="NOTIF_7", merchant_id=3):
-        log.info("sent to %s", "+15551234567", extra={"to": "+15559876543", "nested": {"p": ["+15550001111"]}})
+        log.info(
+            "sent to %s",
+            "+15551234567",
+            extra={"to": "+15559876543", "nested": {"p": ["+15550001111"]}},
+        )
     log.info("outside", extra={"temporal_activity": {"workflow_id": "wf-1"}})
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["msg"] == "sent to +*******4567"

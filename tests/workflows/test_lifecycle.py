@@ -26,9 +26,12 @@ async def test_question_is_routed_answered_localized_and_delivered_free_form(
     settings = settings_for(task_queue)
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_question_request",
+            skip_env.client,
+            db,
+            type="user_question_request",
             conversation_id=shop.conversation_id,
-            context={"question": "What are your business hours?"}, settings=settings,
+            context={"question": "What are your business hours?"},
+            settings=settings,
         )
         public = view.notification_id
         assert view.status == "requested"
@@ -39,7 +42,10 @@ async def test_question_is_routed_answered_localized_and_delivered_free_form(
             assert request.kind == "template"
             assert request.variables == {"1": public, "2": "What are your business hours?"}
         accepted = await starter.answer_notification(
-            skip_env.client, db, public, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
             answer={"answer": "We are open   Mon-Fri\n9am-5pm EST"},
         )
         assert accepted.accepted and accepted.status == "answered"
@@ -64,7 +70,9 @@ async def test_question_is_routed_answered_localized_and_delivered_free_form(
     assert [a.accepted for a in view.answers] == [True]
     assert view.delivery.method == "direct" and view.delivered_at is not None
     # Each admin's own conversation holds the instruction and the template send.
-    admin_msgs = await messages(db, _recipient_conv(view, shop.admins[0].id, await deliveries(db, public)))
+    admin_msgs = await messages(
+        db, _recipient_conv(view, shop.admins[0].id, await deliveries(db, public))
+    )
     kinds = [m.other_data.get("kind") for m in admin_msgs]
     assert kinds[0] == "notification_instruction"
     assert public in admin_msgs[0].content and "AnswerNotificationTool" in admin_msgs[0].content
@@ -100,12 +108,18 @@ async def test_24_hour_rule_decides_at_send_time(
     shop = await shop_factory(last_inbound=last)
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Do you ship to Peru?"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Do you ship to Peru?"},
             settings=settings_for(task_queue),
         )
         await starter.answer_notification(
-            skip_env.client, db, view.notification_id, answered_by=shop.admins[1].id,
+            skip_env.client,
+            db,
+            view.notification_id,
+            answered_by=shop.admins[1].id,
             answer={"answer": "Yes, we ship to Peru in 5 days."},
         )
         await result(skip_env.client, view.notification_id)
@@ -128,12 +142,18 @@ async def test_free_form_refused_for_the_window_falls_back_to_the_template(
     channel.window_closed.add(shop.customer_phone)
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Gift wrap?"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Gift wrap?"},
             settings=settings_for(task_queue),
         )
         await starter.answer_notification(
-            skip_env.client, db, view.notification_id, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            view.notification_id,
+            answered_by=shop.admins[0].id,
             answer={"answer": "Yes, for free."},
         )
         await result(skip_env.client, view.notification_id)
@@ -153,7 +173,9 @@ async def test_support_request_goes_to_the_classified_team_and_notes_stay_intern
     shop = await shop_factory(last_inbound=None)
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_support_request",
+            skip_env.client,
+            db,
+            type="user_support_request",
             conversation_id=shop.conversation_id,
             context={"support_request_reason": "Product arrived damaged, I need a refund"},
             settings=settings_for(task_queue),
@@ -167,7 +189,10 @@ async def test_support_request_goes_to_the_classified_team_and_notes_stay_intern
         assert not any(channel.to(a.phone) for a in shop.admins)
         # An admin who was not asked may still answer (DESIGN §2).
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
             answer={
                 "agent_response_to_customer": "We are sending a replacement today.",
                 "resolution_notes": "SECRET-NOTE refund approved by finance",
@@ -188,7 +213,9 @@ async def test_no_user_of_the_classified_type_falls_back_to_admins(
     shop = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_support_request",
+            skip_env.client,
+            db,
+            type="user_support_request",
             conversation_id=shop.conversation_id,
             context={"support_request_reason": "The app has bugs and setup fails"},
             settings=settings_for(task_queue),
@@ -209,7 +236,9 @@ async def test_answers_are_refused_with_reasons_and_recorded(
     other = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_support_request",
+            skip_env.client,
+            db,
+            type="user_support_request",
             conversation_id=shop.conversation_id,
             context={"support_request_reason": "Which discount for bulk orders?"},
             settings=settings_for(task_queue),
@@ -221,7 +250,11 @@ async def test_answers_are_refused_with_reasons_and_recorded(
         async def refused(answered_by: int, answer: object, nid: str = public) -> NotificationError:
             with pytest.raises(NotificationError) as info:
                 await starter.answer_notification(
-                    skip_env.client, db, nid, answered_by=answered_by, answer=answer  # type: ignore[arg-type]
+                    skip_env.client,
+                    db,
+                    nid,
+                    answered_by=answered_by,
+                    answer=answer,  # type: ignore[arg-type]
                 )
             return info.value
 
@@ -236,11 +269,18 @@ async def test_answers_are_refused_with_reasons_and_recorded(
         assert err.details[0]["path"] == "/agent_response_to_customer"
         assert err.http_status == 422
         # The returns user was not asked; another merchant's admin never may.
-        assert (await refused(shop.user("returns").id, {"agent_response_to_customer": "hi"})).code is RefusalCode.not_allowed
-        assert (await refused(other.admins[0].id, {"agent_response_to_customer": "hi"})).http_status == 403
+        assert (
+            await refused(shop.user("returns").id, {"agent_response_to_customer": "hi"})
+        ).code is RefusalCode.not_allowed
+        assert (
+            await refused(other.admins[0].id, {"agent_response_to_customer": "hi"})
+        ).http_status == 403
 
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=sales.id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=sales.id,
             answer={"agent_response_to_customer": "10% off from 20 units."},
         )
         err = await refused(shop.admins[0].id, {"agent_response_to_customer": "again"})
@@ -271,8 +311,18 @@ async def test_request_validation_happens_before_anything_durable(
     cases = [
         ("user_complaint", shop.conversation_id, {"question": "x"}, RefusalCode.unknown_type),
         ("user_question_request", shop.conversation_id, {}, RefusalCode.missing_field),
-        ("user_question_request", shop.conversation_id, {"question": "  "}, RefusalCode.missing_field),
-        ("user_support_request", shop.conversation_id, {"question": "x"}, RefusalCode.missing_field),
+        (
+            "user_question_request",
+            shop.conversation_id,
+            {"question": "  "},
+            RefusalCode.missing_field,
+        ),
+        (
+            "user_support_request",
+            shop.conversation_id,
+            {"question": "x"},
+            RefusalCode.missing_field,
+        ),
         ("user_question_request", 2_000_000_000, {"question": "x"}, RefusalCode.not_found),
     ]
     async with db() as session:
@@ -280,7 +330,11 @@ async def test_request_validation_happens_before_anything_durable(
     for type_, conv, context, code in cases:
         with pytest.raises(NotificationError) as info:
             await starter.request_notification(
-                skip_env.client, db, type=type_, conversation_id=conv, context=context,
+                skip_env.client,
+                db,
+                type=type_,
+                conversation_id=conv,
+                context=context,
                 settings=settings,
             )
         assert info.value.code is code
@@ -297,9 +351,13 @@ async def test_idempotency_key_returns_the_same_notification_and_one_fan_out(
         views = await asyncio.gather(
             *(
                 starter.request_notification(
-                    skip_env.client, db, type="user_question_request",
-                    conversation_id=shop.conversation_id, context={"question": "Open Sunday?"},
-                    idempotency_key=key, settings=settings_for(task_queue),
+                    skip_env.client,
+                    db,
+                    type="user_question_request",
+                    conversation_id=shop.conversation_id,
+                    context={"question": "Open Sunday?"},
+                    idempotency_key=key,
+                    settings=settings_for(task_queue),
                 )
                 for _ in range(5)
             )
@@ -316,13 +374,17 @@ async def test_reminder_then_escalation_then_auto_close(
 ) -> None:
     shop = await shop_factory(others=("returns",), on_call=("oncall",), admins=1)
     settings = settings_for(
-        task_queue, remind_after=timedelta(minutes=30), escalate_after=timedelta(hours=2),
+        task_queue,
+        remind_after=timedelta(minutes=30),
+        escalate_after=timedelta(hours=2),
         auto_close_after=timedelta(hours=24),
     )
     returns, oncall, admin = shop.user("returns"), shop.user("oncall"), shop.admins[0]
     async with running_worker(skip_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            skip_env.client, db, type="user_support_request",
+            skip_env.client,
+            db,
+            type="user_support_request",
             conversation_id=shop.conversation_id,
             context={"support_request_reason": "I want to return a wrong item"},
             settings=settings,
@@ -355,7 +417,10 @@ async def test_reminder_then_escalation_then_auto_close(
     assert "could not get back to you" in told.body
     with pytest.raises(NotificationError) as info:
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=admin.id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=admin.id,
             answer={"agent_response_to_customer": "too late"},
         )
     assert info.value.code is RefusalCode.closed
@@ -369,8 +434,11 @@ async def test_operator_close_and_ui_signal_answers(
     shop = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):
         first = await starter.request_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Pets allowed?"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Pets allowed?"},
             settings=settings_for(task_queue),
         )
         handle = skip_env.client.get_workflow_handle(
@@ -381,27 +449,35 @@ async def test_operator_close_and_ui_signal_answers(
         await handle.signal(
             "answer",
             AnswerSubmission(
-                notification_id=first.notification_id, answered_by=shop.admins[0].id,
-                answer_json="{oops", source=AnswerSource.ui,
+                notification_id=first.notification_id,
+                answered_by=shop.admins[0].id,
+                answer_json="{oops",
+                source=AnswerSource.ui,
             ),
         )
         await handle.signal(
             "answer",
             AnswerSubmission(
-                notification_id=first.notification_id, answered_by=shop.admins[0].id,
-                answer_json='{"answer": "Yes, pets are welcome."}', source=AnswerSource.ui,
+                notification_id=first.notification_id,
+                answered_by=shop.admins[0].id,
+                answer_json='{"answer": "Yes, pets are welcome."}',
+                source=AnswerSource.ui,
             ),
         )
         outcome = await handle.result()
         assert outcome.status == "delivered"
         view = await starter.get_notification(db, first.notification_id)
         assert [(a.accepted, a.source, a.reason_code) for a in view.answers] == [
-            (False, "ui", "not_json"), (True, "ui", None)
+            (False, "ui", "not_json"),
+            (True, "ui", None),
         ]
 
         second = await starter.request_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Parking?"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Parking?"},
             settings=settings_for(task_queue),
         )
         h2 = skip_env.client.get_workflow_handle(
@@ -422,16 +498,22 @@ async def test_twenty_concurrent_answers_accept_exactly_one(
     shop = await shop_factory(admins=4)
     async with running_worker(dev_env.client, db, task_queue, channel):
         view = await starter.request_notification(
-            dev_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Race?"},
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Race?"},
             settings=settings_for(task_queue),
         )
         await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
         outcomes = await asyncio.gather(
             *(
                 starter.answer_notification(
-                    dev_env.client, db, view.notification_id,
-                    answered_by=shop.admins[i % 4].id, answer={"answer": f"answer {i}"},
+                    dev_env.client,
+                    db,
+                    view.notification_id,
+                    answered_by=shop.admins[i % 4].id,
+                    answer={"answer": f"answer {i}"},
                 )
                 for i in range(20)
             ),

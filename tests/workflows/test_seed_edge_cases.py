@@ -22,9 +22,15 @@ from tests.workflows.helpers import result, wait_status
 
 
 async def _open(env: Any, db: Any, tq: str, shop: Shop, **context: str) -> str:
-    kind = "user_support_request" if "support_request_reason" in context else "user_question_request"
+    kind = (
+        "user_support_request" if "support_request_reason" in context else "user_question_request"
+    )
     view = await starter.request_notification(
-        env.client, db, type=kind, conversation_id=shop.conversation_id, context=context,
+        env.client,
+        db,
+        type=kind,
+        conversation_id=shop.conversation_id,
+        context=context,
         settings=settings_for(tq),
     )
     return view.notification_id
@@ -43,8 +49,11 @@ async def test_request_missing_required_fields_in_context(skip_env, db, task_que
     shop = await shop_factory()
     err = await _refusal(
         starter.request_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"lead_phone": "+1"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"lead_phone": "+1"},
             settings=settings_for(task_queue),
         )
     )
@@ -56,8 +65,11 @@ async def test_request_invalid_notification_type(skip_env, db, task_queue, shop_
     shop = await shop_factory()
     err = await _refusal(
         starter.request_notification(
-            skip_env.client, db, type="user_refund_request",
-            conversation_id=shop.conversation_id, context={"question": "x"},
+            skip_env.client,
+            db,
+            type="user_refund_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "x"},
             settings=settings_for(task_queue),
         )
     )
@@ -67,8 +79,12 @@ async def test_request_invalid_notification_type(skip_env, db, task_queue, shop_
 async def test_request_conversation_not_found(skip_env, db, task_queue, templates):
     err = await _refusal(
         starter.request_notification(
-            skip_env.client, db, type="user_question_request", conversation_id=987654321,
-            context={"question": "x"}, settings=settings_for(task_queue),
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=987654321,
+            context={"question": "x"},
+            settings=settings_for(task_queue),
         )
     )
     assert err.code is RefusalCode.not_found and err.http_status == 404
@@ -106,12 +122,18 @@ async def test_answer_notification_already_answered(
     async with running_worker(skip_env.client, db, task_queue, channel):
         public = await _open(skip_env, db, task_queue, shop, question="Warranty?")
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
             answer={"answer": "Two years."},
         )
         err = await _refusal(
             starter.answer_notification(
-                skip_env.client, db, public, answered_by=shop.admins[1].id,
+                skip_env.client,
+                db,
+                public,
+                answered_by=shop.admins[1].id,
                 answer={"answer": "Three years."},
             )
         )
@@ -136,7 +158,10 @@ async def test_answer_document_not_found(skip_env, db, task_queue, channel, shop
             await session.execute(delete(Document).where(Document.id == doc_id))
             await session.commit()
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
             answer={"answer": "Yes, from 10 to 500 dollars."},
         )
         await result(skip_env.client, public)
@@ -144,7 +169,10 @@ async def test_answer_document_not_found(skip_env, db, task_queue, channel, shop
     async with db() as session:
         doc = await session.get(Document, row.document_id)
         assert doc is not None
-        assert (doc.title, doc.content) == ("Do you sell gift cards?", "Yes, from 10 to 500 dollars.")
+        assert (doc.title, doc.content) == (
+            "Do you sell gift cards?",
+            "Yes, from 10 to 500 dollars.",
+        )
 
 
 async def test_answer_invalid_answer_json_format(skip_env, db, task_queue, channel, shop_factory):
@@ -167,7 +195,10 @@ async def test_answer_does_not_match_json_schema(skip_env, db, task_queue, chann
         public = await _open(skip_env, db, task_queue, shop, question="Returns window?")
         err = await _refusal(
             starter.answer_notification(
-                skip_env.client, db, public, answered_by=shop.admins[0].id,
+                skip_env.client,
+                db,
+                public,
+                answered_by=shop.admins[0].id,
                 answer={"answer": ["30 days"], "extra": 1},
             )
         )
@@ -211,7 +242,9 @@ async def test_edge_no_conversation_user_for_merchant_phone_is_created(
     phones = [a.phone for a in shop.admins]
     async with db() as session:
         assert not (
-            await session.scalars(select(ConversationUser).where(ConversationUser.phone.in_(phones)))
+            await session.scalars(
+                select(ConversationUser).where(ConversationUser.phone.in_(phones))
+            )
         ).all()
     async with running_worker(skip_env.client, db, task_queue, channel):
         public = await _open(skip_env, db, task_queue, shop, question="Who ships?")
@@ -231,12 +264,17 @@ async def test_edge_empty_message_list_composes_safely(
     is composed from an empty history without failing."""
     shop = await shop_factory()
     async with db() as session:
-        await session.execute(delete(Message).where(Message.conversation_id == shop.conversation_id))
+        await session.execute(
+            delete(Message).where(Message.conversation_id == shop.conversation_id)
+        )
         await session.commit()
     async with running_worker(skip_env.client, db, task_queue, channel):
         public = await _open(skip_env, db, task_queue, shop, question="Open late?")
         await starter.answer_notification(
-            skip_env.client, db, public, answered_by=shop.admins[0].id,
+            skip_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
             answer={"answer": "Until 9pm on Fridays."},
         )
         await result(skip_env.client, public)
@@ -265,8 +303,11 @@ async def test_edge_string_enum_mismatch_type_converted_before_use(
     async with running_worker(skip_env.client, db, task_queue, channel):
         # The enum member and its string value are the same type to every entry point.
         view = await starter.request_notification(
-            skip_env.client, db, type=NotificationType.user_question_request,
-            conversation_id=shop.conversation_id, context={"question": "Enum?"},
+            skip_env.client,
+            db,
+            type=NotificationType.user_question_request,
+            conversation_id=shop.conversation_id,
+            context={"question": "Enum?"},
             settings=settings_for(task_queue),
         )
         listed = await starter.list_notifications(
@@ -286,9 +327,13 @@ async def test_answer_with_no_prior_request_creates_an_answered_notification(
     shop = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):
         accepted = await starter.answer_new_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Do you deliver?"},
-            answered_by=shop.admins[0].id, answer={"answer": "Yes, nationwide."},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Do you deliver?"},
+            answered_by=shop.admins[0].id,
+            answer={"answer": "Yes, nationwide."},
             settings=settings_for(task_queue),
         )
         assert accepted.accepted
@@ -301,17 +346,26 @@ async def test_answer_with_no_prior_request_creates_an_answered_notification(
     # A bad answer creates nothing.
     err = await _refusal(
         starter.answer_new_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Again?"},
-            answered_by=shop.admins[0].id, answer={"nope": 1}, settings=settings_for(task_queue),
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Again?"},
+            answered_by=shop.admins[0].id,
+            answer={"nope": 1},
+            settings=settings_for(task_queue),
         )
     )
     assert err.code in (RefusalCode.missing_field, RefusalCode.schema_mismatch)
     err = await _refusal(
         starter.answer_new_notification(
-            skip_env.client, db, type="user_question_request",
-            conversation_id=shop.conversation_id, context={"question": "Again?"},
-            answered_by=shop.user("sales").id, answer={"answer": "x"},
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "Again?"},
+            answered_by=shop.user("sales").id,
+            answer={"answer": "x"},
             settings=settings_for(task_queue),
         )
     )
