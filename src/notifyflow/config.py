@@ -62,7 +62,10 @@ DEFAULT_STATE_DIR = Path(".notifyflow")
 class Settings(BaseSettings):
     """Every environment variable of the contract; unknown variables are ignored."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    # An empty variable counts as unset, so compose files can pass `${VAR:-}` through.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///{(DEFAULT_STATE_DIR / 'notifyflow.db').resolve()}",
@@ -148,8 +151,11 @@ class SettingsError(Exception):
 _ALIASES = {name: f.validation_alias for name, f in Settings.model_fields.items()}
 
 
-def load_settings() -> Settings:
-    """Read and check the environment, turning any problem into one SettingsError line."""
+def load_settings(*, check: bool = True) -> Settings:
+    """Read and check the environment, turning any problem into one SettingsError line.
+
+    ``check=False`` skips the cross-field rules (credentials for the chosen providers), for
+    commands that only need the database, such as ``notifyflow db upgrade``."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -158,7 +164,8 @@ def load_settings() -> Settings:
         variable = _ALIASES.get(field) or field.upper()
         message = str(err["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"{variable}: {message}") from None
-    settings.check_consistency()
+    if check:
+        settings.check_consistency()
     return settings
 
 

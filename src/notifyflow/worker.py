@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 from collections.abc import Sequence
 
 from temporalio.client import Client
@@ -22,6 +23,7 @@ from notifyflow.workflows.notification import NotificationWorkflow
 log = logging.getLogger(__name__)
 
 WORKFLOWS: Sequence[type] = (NotificationWorkflow,)
+GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
 async def connect(settings: Settings) -> Client:
@@ -58,6 +60,9 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=activities.all(),
         max_concurrent_activities=max_concurrent_activities,
+        # On SIGTERM, let in-flight sends finish (their ledger rows stay consistent) before
+        # cancelling; below compose's stop_grace_period and the dev stack's stop timeout.
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 

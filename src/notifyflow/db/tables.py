@@ -58,10 +58,10 @@ class Merchant(Timestamped, Base):
 
 class MerchantUser(Timestamped, Base):
     __tablename__ = "merchant_user"
-    __table_args__ = (UniqueConstraint("merchant_id", "phone"),)
+    __table_args__ = (UniqueConstraint("merchant_id", "phone", name="uq_merchant_user_phone"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
     name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(32))
     # admin, sales, returns, technical, … (free text so merchants can add their own).
@@ -82,10 +82,14 @@ class ConversationUser(Timestamped, Base):
 
 class Conversation(Timestamped, Base):
     __tablename__ = "conversation"
-    __table_args__ = (UniqueConstraint("merchant_id", "conversation_user_id", "channel"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "merchant_id", "conversation_user_id", "channel", name="uq_conversation_person_channel"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
     conversation_user_id: Mapped[int] = mapped_column(ForeignKey("conversation_user.id"))
     # Set when the other side is one of the merchant's own users (admin conversations).
     merchant_user_id: Mapped[int | None] = mapped_column(
@@ -129,6 +133,8 @@ class Notification(Timestamped, Base):
     __table_args__ = (
         Index("ix_notification_merchant_status", "merchant_id", "status"),
         Index("ix_notification_status_created", "status", "created_at"),
+        # NOTIF_<n> is also the workflow id: SQLite must never hand out a deleted id again.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -156,7 +162,11 @@ class Notification(Timestamped, Base):
 
 class NotificationRecipient(Base):
     __tablename__ = "notification_recipient"
-    __table_args__ = (UniqueConstraint("notification_id", "merchant_user_id"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "notification_id", "merchant_user_id", name="uq_notification_recipient_user"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
@@ -227,7 +237,11 @@ class Delivery(Base):
 
 class CampaignTemplate(Timestamped, Base):
     __tablename__ = "campaign_template"
-    __table_args__ = (UniqueConstraint("campaign", "language", "merchant_scope"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "campaign", "language", "merchant_scope", name="uq_campaign_template_scope"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaign: Mapped[str] = mapped_column(String(64))
