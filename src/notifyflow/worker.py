@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -92,8 +92,8 @@ async def run_worker(settings: Settings) -> None:
     async with worker:
         await stop.wait()
         log.info("worker stopping")
-    for channel in (whatsapp, instagram):
-        closer = getattr(channel, "aclose", None)
+    for resource in (whatsapp, instagram, ai):
+        closer = getattr(resource, "aclose", None)
         if closer is not None:
             await closer()
     await engine.dispose()

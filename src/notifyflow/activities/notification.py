@@ -17,7 +17,15 @@ from temporalio.exceptions import ApplicationError
 
 from notifyflow.activities.sending import Sender, Target
 from notifyflow.activities.templates import TemplateMissing, find_template, render
-from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized, SupportCategory
+from notifyflow.ai.base import (
+    AIConfigError,
+    AIError,
+    AIProvider,
+    ChatTurn,
+    Classification,
+    Localized,
+    SupportCategory,
+)
 from notifyflow.channels.base import SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
@@ -64,6 +72,12 @@ EXPIRY_MESSAGE = (
     "We are sorry: our team could not get back to you about your request in time. "
     "Please write to us again if you still need help."
 )
+
+
+def fall_back(err: AIError) -> bool:
+    """Take the documented fallback now (a configuration error, or retries used up), rather
+    than let Temporal retry the AI step again."""
+    return isinstance(err, AIConfigError) or activity.info().attempt >= AI_ATTEMPTS_BEFORE_FALLBACK
 
 
 def _non_retryable(message: str) -> ApplicationError:
@@ -167,9 +181,16 @@ class NotificationActivities:
             if notification.type == NotificationType.user_support_request:
                 target_type = "admin"
                 if categories:
-                    classification = await self._ai.classify_support(
-                        str(notification.context.get("support_request_reason", "")), categories
-                    )
+                    try:
+                        classification = await self._ai.classify_support(
+                            str(notification.context.get("support_request_reason", "")),
+                            categories,
+                        )
+                    except AIError as err:
+                        if not fall_back(err):
+                            raise
+                        log.warning("classification failed (%s); routing to the admins", err)
+                        classification = Classification("admin", "General")
                     target_type = classification.user_type
                     support_type = classification.readable_type
                 typed = [u for u in users if u.user_type == target_type]
@@ -568,9 +589,7 @@ class NotificationActivities:
         )
 
     @staticmethod
-    async def _apply_to_document(
-        session: Any, notification: Notification, answer: str
-    ) -> None:
+    async def _apply_to_document(session: Any, notification: Notification, answer: str) -> None:
         """The question and its answer join the merchant's knowledge base. A Document that
         has gone missing is written anew rather than losing the Q&A."""
         document = (
@@ -599,8 +618,8 @@ class NotificationActivities:
             return Localized(notification.localized_fragment, notification.localized_sentence)
         try:
             localized = await self._ai.localize(text, language)
-        except AIError:
-            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+        except AIError as err:
+            if not fall_back(err):
                 raise
             # Documented fallback: the admin's own words reach the customer.
             log.warning(
@@ -633,8 +652,8 @@ class NotificationActivities:
         history = [ChatTurn(role=m.role, content=m.content) for m in reversed(rows)]
         try:
             return await self._ai.compose_reply(history, answer, language)
-        except AIError:
-            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+        except AIError as err:
+            if not fall_back(err):
                 raise
             log.warning("reply composition failed; sending the localized answer as is")
             return answer
@@ -826,8 +845,8 @@ class NotificationActivities:
     async def _localized_text(self, text: str, language: str) -> Localized:
         try:
             return await self._ai.localize(text, language)
-        except AIError:
-            if activity.info().attempt < AI_ATTEMPTS_BEFORE_FALLBACK:
+        except AIError as err:
+            if not fall_back(err):
                 raise
             return Localized(text, text)
 

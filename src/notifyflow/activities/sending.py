@@ -171,7 +171,9 @@ class Sender:
                     to=target.to,
                     sender=target.sender,
                     since=row.created_at,
-                    body_or_content_sid=template.content_sid if template else body,
+                    # The rendered body, not the Content SID: Twilio's message resource does
+                    # not echo the SID, so only the body identifies this very message.
+                    body_or_content_sid=body,
                 )
                 if found:
                     row.status = "sent"

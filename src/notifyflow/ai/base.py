@@ -38,6 +38,12 @@ class AIError(Exception):
     """The provider failed in a way worth retrying (5xx, 429, timeout, unparsable output)."""
 
 
+class AIConfigError(AIError):
+    """Not worth retrying: the endpoint refused the request itself (4xx other than 408, 409,
+    429: bad key, unknown model, invalid parameters) or the request would be unsafe. Callers
+    take their documented fallback at once."""
+
+
 class AIProvider(Protocol):
     name: str
 
@@ -47,9 +53,7 @@ class AIProvider(Protocol):
 
     async def localize(self, text: str, language: str) -> Localized: ...
 
-    async def compose_reply(
-        self, history: list[ChatTurn], answer: str, language: str
-    ) -> str: ...
+    async def compose_reply(self, history: list[ChatTurn], answer: str, language: str) -> str: ...
 
     async def answer_from_reply(
         self, reply: str, schema: dict[str, Any], request_summary: str

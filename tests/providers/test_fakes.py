@@ -1,0 +1,293 @@
+"""The fakes themselves: wire formats the real SDKs accept, auth, faults, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import httpx
+import pytest
+from openai import AsyncOpenAI, RateLimitError
+from pydantic import BaseModel
+from twilio.rest import Client
+
+from notifyflow.channels.base import OutboundText, SendError
+from notifyflow.channels.twilio_channel import RebasedAsyncHttpClient, TwilioChannel
+from tests.fakes.openai_server import FakeOpenAI, example_for_schema
+from tests.fakes.twilio_server import FakeTwilio, TwilioFault
+from tests.fixtures.fakes import fake_settings
+
+A, B = "+15550000001", "+15550000002"
+SENDER = "+15559990000"
+
+
+# ---- Twilio ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sdk(twilio: FakeTwilio) -> AsyncIterator[Client]:
+    http = RebasedAsyncHttpClient(twilio.base_url, timeout=2)
+    client = Client(twilio.account_sid, twilio.auth_token, http_client=http, environment={})
+    yield client
+    await http.close()
+
+
+@pytest.fixture
+async def channel(twilio: FakeTwilio) -> AsyncIterator[TwilioChannel]:
+    ch = TwilioChannel(fake_settings(twilio), timeout=0.5)
+    yield ch
+    await ch.close()
+
+
+def out(to: str, body: str = "hi") -> OutboundText:
+    return OutboundText(to=to, sender=SENDER, body=body, idempotency_key=f"{to}:{body}")
+
+
+async def test_twilio_requires_basic_auth(twilio: FakeTwilio) -> None:
+    url = f"{twilio.base_url}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json"
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(url, data={"To": A, "From": SENDER, "Body": "x"})
+        other = await http.post(
+            url.replace(twilio.account_sid, "AC" + "1" * 32),
+            data={"To": A, "From": SENDER, "Body": "x"},
+            auth=(twilio.account_sid, twilio.auth_token),
+        )
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
+    assert other.status_code == 404 and other.json()["code"] == 20404
+    assert [e["outcome"] for e in twilio.ledger] == ["unauthorized", "rejected"]
+
+
+async def test_twilio_fault_matching_by_number(channel: TwilioChannel, twilio: FakeTwilio) -> None:
+    twilio.fail_next(400, 63014, to=B)
+    await channel.send_text(out(A))
+    with pytest.raises(SendError) as caught:
+        await channel.send_text(out(B))
+    assert caught.value.code == "63014"
+    await channel.send_text(out(B, "again"))
+    assert twilio.pending_faults == 0
+    assert twilio.accepted_counts() == {(A, "text"): 1, (B, "text"): 1}
+
+
+async def test_twilio_fault_times_and_predicate(channel: TwilioChannel, twilio: FakeTwilio) -> None:
+    twilio.add_fault(
+        TwilioFault(
+            "http",
+            status=500,
+            code=20500,
+            times=None,
+            predicate=lambda e: "boom" in e["fields"].get("Body", ""),
+        )
+    )
+    for _ in range(3):
+        with pytest.raises(SendError):
+            await channel.send_text(out(A, "boom"))
+    await channel.send_text(out(A, "fine"))
+    assert twilio.pending_faults == 1
+    twilio.clear_faults()
+    await channel.send_text(out(A, "boom"))
+    assert twilio.accepted_count(A) == 2
+
+
+async def test_twilio_faults_consumed_once_under_concurrency(
+    channel: TwilioChannel, twilio: FakeTwilio
+) -> None:
+    twilio.fail_next(429, 20429, times=3)
+    results = await asyncio.gather(
+        *(channel.send_text(out(A, f"m{i}")) for i in range(10)), return_exceptions=True
+    )
+    assert sum(isinstance(r, SendError) for r in results) == 3
+    assert twilio.accepted_count(A) == 7
+    assert len(twilio.sends()) == 10
+
+
+async def test_twilio_fetch_and_list_pages(
+    sdk: Client, channel: TwilioChannel, twilio: FakeTwilio
+) -> None:
+    since = datetime.now(UTC)
+    for i in range(5):
+        await channel.send_text(out(A, f"m{i}"))
+    await channel.send_text(out(B, "other"))
+    first = twilio.accepted(A)[0]
+    fetched = await sdk.messages(first["sid"]).fetch_async()
+    assert (fetched.sid, fetched.body, fetched.status) == (first["sid"], "m0", "queued")
+    assert fetched.date_created is not None and fetched.date_created.tzinfo is not None
+    listed = await sdk.messages.list_async(to=f"whatsapp:{A}", date_sent_after=since, page_size=2)
+    assert [m.body for m in listed] == ["m4", "m3", "m2", "m1", "m0"]  # newest first
+    pages = [e for e in twilio.ledger if e["method"] == "GET" and "PageSize" in e["query"]]
+    assert len(pages) == 3
+    assert (
+        await sdk.messages.list_async(to=f"whatsapp:{A}", date_sent_after=since + timedelta(days=1))
+        == []
+    )
+    assert len(await sdk.messages.list_async(from_=f"whatsapp:{SENDER}")) == 6
+    assert len(await sdk.messages.list_async(date_sent=since.date())) == 6
+
+
+async def test_twilio_fetch_unknown(sdk: Client) -> None:
+    from twilio.base.exceptions import TwilioRestException
+
+    with pytest.raises(TwilioRestException) as caught:
+        await sdk.messages("SM" + "0" * 32).fetch_async()
+    assert caught.value.status == 404 and caught.value.code == 20404
+
+
+async def test_twilio_reset_isolates(twilio: FakeTwilio, channel: TwilioChannel) -> None:
+    twilio.fail_next(500, 20500, to=A)
+    twilio.close_window(A)
+    await channel.send_text(out(B))
+    twilio.reset()
+    assert twilio.ledger == [] and twilio.accepted() == [] and twilio.pending_faults == 0
+    await channel.send_text(out(A))  # window open again, fault gone
+
+
+def test_twilio_stop_releases_sleepers_quickly() -> None:
+    server = FakeTwilio().start()
+    settings = fake_settings(server)
+
+    async def send() -> None:
+        ch = TwilioChannel(settings, timeout=0.3)
+        try:
+            server.timeout_next(delay=60)
+            with pytest.raises(SendError):
+                await ch.send_text(out(A))
+        finally:
+            await ch.close()
+
+    asyncio.run(send())
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 2.0
+    server.stop()  # twice is fine
+
+
+# ---- OpenAI ----------------------------------------------------------------------------------
+
+
+class Verdict(BaseModel):
+    label: Literal["spam", "ham"]
+    reason: str
+
+
+@pytest.fixture
+async def client(openai: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
+    sdk = AsyncOpenAI(base_url=openai.base_url, api_key=openai.api_key, max_retries=0, timeout=2)
+    yield sdk
+    await sdk.close()
+
+
+async def test_openai_chat_parse(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    completion = await client.chat.completions.parse(
+        model="gpt-4.1",
+        messages=[
+            {"role": "system", "content": "classify"},
+            {"role": "user", "content": "this is <b>ham</b> not spam"},
+        ],
+        response_format=Verdict,
+        max_tokens=100,
+    )
+    parsed = completion.choices[0].message.parsed
+    assert parsed is not None and parsed.label in ("spam", "ham")
+    assert completion.object == "chat.completion" and completion.usage is not None
+    [entry] = openai.ledger
+    assert (entry["model"], entry["max_tokens"], entry["schema_name"]) == (
+        "gpt-4.1",
+        100,
+        "Verdict",
+    )
+
+
+async def test_openai_responses_parse(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    openai.set_responder(lambda r: '{"label": "spam", "reason": "' + r.model + '"}')
+    response = await client.responses.parse(
+        model="gpt-4.1-mini",
+        instructions="classify",
+        input="buy now",
+        text_format=Verdict,
+        max_output_tokens=50,
+    )
+    assert response.output_parsed == Verdict(label="spam", reason="gpt-4.1-mini")
+    assert response.output_text.startswith("{")
+    [entry] = openai.ledger
+    assert entry["endpoint"] == "responses" and entry["max_tokens"] == 50
+    assert entry["messages"] == [
+        {"role": "system", "content": "classify"},
+        {"role": "user", "content": "buy now"},
+    ]
+
+
+async def test_openai_responses_refusal(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    openai.fault_next("refusal", endpoint="responses")
+    response = await client.responses.parse(model="m", input="x", text_format=Verdict)
+    assert response.output_parsed is None
+    assert response.output[0].type == "message"
+    assert response.output[0].content[0].type == "refusal"
+
+
+async def test_openai_rate_limit_header(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    openai.fail_next(429, "slow down", retry_after=3)
+    with pytest.raises(RateLimitError) as caught:
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.response.headers["retry-after"] == "3"
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+async def test_openai_fault_matching(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    openai.fault_next("empty", schema_name="Verdict")
+    plain = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hello"}]
+    )
+    assert plain.choices[0].message.content == "hello"
+    empty = await client.chat.completions.parse(
+        model="m", messages=[{"role": "user", "content": "x"}], response_format=Verdict
+    )
+    assert empty.choices[0].message.content == "" and empty.choices[0].message.parsed is None
+
+
+async def test_openai_checks_the_key(openai: FakeOpenAI) -> None:
+    sdk = AsyncOpenAI(base_url=openai.base_url, api_key="sk-other", max_retries=0)
+    try:
+        from openai import AuthenticationError
+
+        with pytest.raises(AuthenticationError):
+            await sdk.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}]
+            )
+    finally:
+        await sdk.close()
+    assert openai.ledger[0]["authorization"] == "Bearer sk-other"
+
+
+def test_example_for_schema() -> None:
+    schema = {
+        "type": "object",
+        "$defs": {
+            "Item": {
+                "type": "object",
+                "properties": {"n": {"type": "integer", "minimum": 2}},
+                "required": ["n"],
+            }
+        },
+        "properties": {
+            "kind": {"enum": ["alpha", "beta"]},
+            "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "minItems": 1},
+            "maybe": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 5}]},
+            "flag": {"type": "boolean"},
+            "skipped": {"type": "string"},
+        },
+        "required": ["kind", "items", "maybe", "flag"],
+    }
+    assert example_for_schema(schema, "the beta version is fine") == {
+        "kind": "beta",
+        "items": [{"n": 2}],
+        "maybe": "the b",
+        "flag": True,
+    }
