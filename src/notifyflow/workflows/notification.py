@@ -51,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
     from notifyflow.workflows import policies
 
 
+MAX_REJECTED_SHOWN = 50
+
+
 class _Accepted:
     """An answer taken by the update or signal, waiting for the run loop to deliver it."""
 
@@ -133,9 +136,15 @@ class NotificationWorkflow:
                     pass
             phase += 1
             if name == "auto-close":
-                outcome = await self._finish(
-                    NotificationStatus.expired, "no answer in time", tell_customer=True
-                )
+                if self._answers_accepted:
+                    # A multi-answer notification that was answered simply ends here.
+                    outcome = NotificationOutcome(
+                        notification_id=self._public_id, status=self._status
+                    )
+                else:
+                    outcome = await self._finish(
+                        NotificationStatus.expired, "no answer in time", tell_customer=True
+                    )
             elif self._answers_accepted == 0:
                 await self._follow_up(
                     FollowUpKind.reminder if name == "reminder" else FollowUpKind.escalation
@@ -301,7 +310,8 @@ class NotificationWorkflow:
             message=err.message,
             at=workflow.now(),
         )
-        self._rejected.append(attempt)
+        # The query shows the latest refusals; all of them are kept in the database.
+        self._rejected = [*self._rejected[-(MAX_REJECTED_SHOWN - 1) :], attempt]
         self._to_record.append(
             RecordRejectionInput(
                 notification_id=self._input.notification_id,
