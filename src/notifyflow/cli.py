@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from notifyflow.config import SettingsError, get_settings
+from notifyflow.config import Settings, SettingsError, get_settings, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -17,9 +24,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 
 
-def _settings_or_exit():  # type: ignore[no-untyped-def]
+def _settings_or_exit(*, check: bool = True) -> Settings:
     try:
-        return get_settings()
+        return get_settings() if check else load_settings(check=False)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -62,7 +69,8 @@ def db_upgrade() -> None:
     """Apply every migration to DATABASE_URL."""
     from notifyflow.db.migrate import upgrade
 
-    settings = _settings_or_exit()
+    # Only DATABASE_URL matters here: a migration runs before providers are configured.
+    settings = _settings_or_exit(check=False)
     upgrade(settings.database_url)
     logging.getLogger(__name__).info("database is at the latest migration")
 
@@ -74,6 +82,455 @@ def seed_demo() -> None:
 
     settings = _settings_or_exit()
     print(seed_demo_sync(settings.database_url))
+
+
+# ---- notifications: request, answer, show, list, close ------------------------------------
+# Thin layers over notifyflow.starter. Input is checked before anything connects, so a typo
+# exits 2 at once even when Temporal or the database is down.
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+class _Unreachable(Exception):
+    """Temporal or the database did not answer: exit 1 with one line."""
+
+
+def _fail(message: str, exit_code: int, *, as_json: bool, code: str = "invalid_input") -> NoReturn:
+    if as_json:
+        print(json.dumps({"error": {"code": code, "message": message, "details": None}}))
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(exit_code)
+
+
+def _emit(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, default=str, indent=2))
+
+
+def _public_id(text: str, *, as_json: bool) -> str:
+    from notifyflow.models.ids import (
+        MalformedNotificationId,
+        format_notification_id,
+        parse_notification_id,
+    )
+
+    try:
+        return format_notification_id(parse_notification_id(text))
+    except MalformedNotificationId as exc:
+        _fail(str(exc), 2, as_json=as_json, code="malformed_id")
+
+
+def _json_object(text: str, option: str, *, as_json: bool) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        _fail(f"{option} is not valid JSON: {exc}", 2, as_json=as_json, code="not_json")
+    if not isinstance(value, dict):
+        _fail(
+            f'{option} must be a JSON object, like {{"question": "..."}}',
+            2,
+            as_json=as_json,
+            code="not_json",
+        )
+    return value
+
+
+def _check_storable(value: Any, option: str, *, as_json: bool) -> None:
+    from notifyflow.models.directory import unstorable
+
+    found = unstorable(value, "")
+    if found:
+        where = found[0]["path"] or "/"
+        _fail(f"{option} at {where}: {found[0]['message']}", 2, as_json=as_json)
+
+
+def _check_id(value: int, what: str, *, as_json: bool) -> None:
+    from notifyflow.models.ids import INT32_MAX
+
+    if not 1 <= value <= INT32_MAX:
+        _fail(f"{what} must be between 1 and {INT32_MAX}", 2, as_json=as_json)
+
+
+def _check_choice(value: str | None, choices: Any, what: str, *, as_json: bool) -> None:
+    names = [c.value for c in choices]
+    if value is not None and value not in names:
+        code = "unknown_type" if what == "type" else "invalid_input"
+        _fail(
+            f"unknown {what} {value!r}; expected one of {', '.join(names)}",
+            2,
+            as_json=as_json,
+            code=code,
+        )
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as its scheme only
+        return url.split(":", 1)[0]
+
+
+@asynccontextmanager
+async def _backend(settings: Settings, *, temporal: bool) -> AsyncIterator[tuple[Any, Any]]:
+    """The session factory and (when asked) a Temporal client, closed on the way out."""
+    from notifyflow.db.session import create_engine, session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        client = None
+        if temporal:
+            from notifyflow.worker import connect
+
+            try:
+                client = await asyncio.wait_for(connect(settings), TEMPORAL_CONNECT_TIMEOUT)
+            except Exception as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                raise _Unreachable(
+                    f"cannot reach Temporal at {settings.temporal_address} "
+                    f"(namespace {settings.temporal_namespace}): {reason}"
+                ) from None
+        yield session_factory(engine), client
+    finally:
+        await engine.dispose()
+
+
+TEMPORAL_CONNECT_TIMEOUT = 10.0
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, T]], settings: Settings, *, as_json: bool) -> T:
+    """Run ``work``; every failure becomes one line on stderr and its exit code."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    from temporalio.service import RPCError
+
+    from notifyflow.models.errors import NotificationError
+
+    try:
+        return asyncio.run(work())
+    except NotificationError as exc:
+        _fail(
+            exc.message,
+            2 if 400 <= exc.http_status < 500 else 1,
+            as_json=as_json,
+            code=exc.code.value,
+        )
+    except _Unreachable as exc:
+        _fail(str(exc), 1, as_json=as_json, code="unavailable")
+    except RPCError as exc:
+        _fail(
+            f"Temporal refused the call: {exc.status.name if exc.status else ''} {exc.message}",
+            1,
+            as_json=as_json,
+            code="temporal_error",
+        )
+    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+        detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        _fail(
+            f"database error at {_redacted(settings.database_url)}: {detail}",
+            1,
+            as_json=as_json,
+            code="database_error",
+        )
+    except Exception as exc:
+        logging.getLogger(__name__).debug("command failed", exc_info=True)
+        _fail(
+            f"unexpected failure: {exc.__class__.__name__}: {exc}",
+            1,
+            as_json=as_json,
+            code="internal_error",
+        )
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _age(delta: timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at else "—"
+
+
+@app.command()
+def request(
+    type: Annotated[
+        str,
+        typer.Argument(metavar="TYPE", help="user_question_request | user_support_request"),
+    ],
+    conversation: Annotated[
+        int, typer.Option("--conversation", help="The customer's conversation id.")
+    ],
+    context: Annotated[str, typer.Option("--context", help='JSON, e.g. {"question": "..."}')],
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="The same key returns the same notification."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open a notification: the merchant's admins (or the classified team) are asked."""
+    from notifyflow import starter
+    from notifyflow.models.notification import NotificationType
+
+    _check_choice(type, NotificationType, "type", as_json=as_json)
+    _check_id(conversation, "--conversation", as_json=as_json)
+    payload = _json_object(context, "--context", as_json=as_json)
+    _check_storable(payload, "--context", as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=True) as (db, client):
+            return await starter.request_notification(
+                client,
+                db,
+                type=type,
+                conversation_id=conversation,
+                context=payload,
+                idempotency_key=idempotency_key,
+                settings=settings,
+            )
+
+    view = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(view.model_dump(mode="json"))
+    else:
+        _console().print(
+            f"[bold]{view.notification_id}[/] {view.status}: {view.type}, conversation "
+            f"{view.conversation_id}, merchant {view.merchant_id}"
+        )
+
+
+@app.command()
+def answer(
+    notification_id: Annotated[str, typer.Argument(metavar="NOTIF_ID", help="NOTIF_<n>")],
+    by: Annotated[int, typer.Option("--by", help="The answering merchant user's id.")],
+    answer_json: Annotated[str, typer.Option("--answer", help='JSON, e.g. {"answer": "..."}')],
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a notification as a merchant user; returns once the answer is accepted."""
+    from notifyflow import starter
+    from notifyflow.models.workflow_io import AnswerSource
+
+    public = _public_id(notification_id, as_json=as_json)
+    _check_id(by, "--by", as_json=as_json)
+    parsed = _json_object(answer_json, "--answer", as_json=as_json)
+    _check_storable(parsed, "--answer", as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=True) as (db, client):
+            # The text as typed: it is what the answer history records.
+            return await starter.answer_notification(
+                client, db, public, answered_by=by, answer=answer_json, source=AnswerSource.cli
+            )
+
+    accepted = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(accepted.model_dump(mode="json"))
+    else:
+        _console().print(
+            f"[bold]{accepted.notification_id}[/] answer accepted; status {accepted.status}"
+        )
+
+
+@app.command()
+def show(
+    notification_id: Annotated[str, typer.Argument(metavar="NOTIF_ID", help="NOTIF_<n>")],
+    as_json: JsonOption = False,
+) -> None:
+    """A notification and its whole timeline: sends, reminders, answers, delivery."""
+    from notifyflow import starter
+
+    public = _public_id(notification_id, as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            view = await starter.get_notification(db, public)
+            timeline = await starter.notification_timeline(db, public)
+            return view, timeline
+
+    view, timeline = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(
+            {
+                "notification": view.model_dump(mode="json"),
+                "timeline": [entry.model_dump(mode="json") for entry in timeline],
+            }
+        )
+        return
+    _print_notification(view, timeline)
+
+
+def _print_notification(view: Any, timeline: list[Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("notification", view.notification_id)
+    summary.add_row("type", view.type)
+    summary.add_row("status", view.status)
+    summary.add_row("merchant", str(view.merchant_id))
+    summary.add_row("conversation", str(view.conversation_id))
+    for key, value in view.context.items():
+        summary.add_row(f"context.{key}", str(value))
+    summary.add_row("created", _when(view.created_at))
+    if view.answered_at:
+        summary.add_row(
+            "answered",
+            f"{_when(view.answered_at)} "
+            f"({_age(view.answered_at - view.created_at)} after the request)",
+        )
+    if view.closed_at:
+        summary.add_row("closed", _when(view.closed_at))
+    if view.close_reason:
+        summary.add_row("close reason", view.close_reason)
+    delivery = view.delivery
+    if delivery.method or delivery.status:
+        summary.add_row(
+            "delivery",
+            " ".join(
+                str(part)
+                for part in (
+                    delivery.method,
+                    delivery.channel,
+                    delivery.status,
+                    delivery.provider_message_id,
+                )
+                if part
+            ),
+        )
+    if delivery.failure_reason:
+        summary.add_row("failure", delivery.failure_reason)
+    console.print(summary)
+
+    if view.recipients:
+        recipients = Table(title="recipients", title_justify="left")
+        for column in ("user", "name", "type", "why"):
+            recipients.add_column(column)
+        for r in view.recipients:
+            recipients.add_row(str(r.merchant_user_id), r.name, r.user_type, r.reason)
+        console.print(recipients)
+
+    if view.answers:
+        answers = Table(title="answers", title_justify="left")
+        for column in ("at", "by", "source", "accepted", "answer / reason"):
+            answers.add_column(column)
+        for a in view.answers:
+            answers.add_row(
+                _when(a.created_at),
+                str(a.answered_by or "?"),
+                a.source,
+                "yes" if a.accepted else "no",
+                a.answer if a.accepted else f"{a.reason_code}: {a.reason}",
+            )
+        console.print(answers)
+
+    events = Table(title="timeline", title_justify="left")
+    for column in ("at", "event", "detail"):
+        events.add_column(column)
+    for entry in timeline:
+        events.add_row(_when(entry.at), entry.event, entry.detail)
+    console.print(events)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option("--status", help="requested, answered, …")] = None,
+    merchant: Annotated[int | None, typer.Option("--merchant", help="Merchant id.")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="Notification type.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Notifications, newest first."""
+    from notifyflow import starter
+    from notifyflow.models.notification import NotificationStatus, NotificationType
+
+    _check_choice(status, NotificationStatus, "status", as_json=as_json)
+    _check_choice(type, NotificationType, "type", as_json=as_json)
+    if merchant is not None:
+        _check_id(merchant, "--merchant", as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            return await starter.list_notifications(
+                db, status=status, type=type, merchant_id=merchant, limit=limit
+            )
+
+    views = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit([view.model_dump(mode="json") for view in views])
+        return
+    from rich.table import Table
+
+    now = datetime.now(UTC)
+    table = Table()
+    # The id is what a reader copies into the next command: it never wraps or shrinks; the
+    # long type names fold instead on a narrow terminal.
+    id_width = max([len(v.notification_id) for v in views] + [2])
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    table.add_column("type", overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=max([len(v.status) for v in views] + [6]))
+    for column in ("merchant", "age", "time to answer"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(
+            view.notification_id,
+            view.type,
+            view.status,
+            str(view.merchant_id),
+            _age(now - view.created_at),
+            _age(view.answered_at - view.created_at) if view.answered_at else "—",
+        )
+    console = _console()
+    console.print(table)
+    if not views:
+        console.print("no notifications match")
+
+
+@app.command()
+def close(
+    notification_id: Annotated[str, typer.Argument(metavar="NOTIF_ID", help="NOTIF_<n>")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it is closed.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close an unanswered notification; the recipients are told."""
+    from notifyflow import starter
+
+    public = _public_id(notification_id, as_json=as_json)
+    if reason is not None and len(reason) > 1000:
+        _fail("--reason must be at most 1000 characters", 2, as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=True) as (db, client):
+            return await starter.close_notification(
+                client, db, public, reason=reason, closed_by="cli"
+            )
+
+    view = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(view.model_dump(mode="json"))
+    else:
+        _console().print(f"[bold]{view.notification_id}[/] {view.status}")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""The HTTP API (DESIGN §4): ``create_app`` builds it; routes are split by concern."""

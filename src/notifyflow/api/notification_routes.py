@@ -1,0 +1,247 @@
+"""Notification routes: thin HTTP over ``notifyflow.starter`` (DESIGN §4, §5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from notifyflow import starter
+from notifyflow.api.deps import DB, AppSettings, Temporal
+from notifyflow.api.errors import ErrorEnvelope
+from notifyflow.models.directory import Id, plain_text, unstorable
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.ids import (
+    INT32_MAX,
+    MalformedNotificationId,
+    format_notification_id,
+    parse_notification_id,
+)
+from notifyflow.models.notification import NotificationStatus, NotificationType
+from notifyflow.models.views import NotificationView
+from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource
+
+router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+_TYPES = ", ".join(t.value for t in NotificationType)
+
+
+class NotificationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "user_question_request",
+                    "conversation_id": 1,
+                    "context": {"question": "What are your business hours on Sunday?"},
+                    "idempotency_key": "voyager-msg-8812",
+                },
+                {
+                    "type": "user_support_request",
+                    "conversation_id": 1,
+                    "context": {"support_request_reason": "The parcel arrived damaged"},
+                },
+            ]
+        },
+    )
+
+    # A plain string, not the enum, so an unknown type is refused with code unknown_type.
+    type: str = Field(description=f"One of: {_TYPES}")
+    conversation_id: Id
+    context: dict[str, Any] = Field(
+        description="The type's requested fields: question, or support_request_reason"
+    )
+    idempotency_key: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            AfterValidator(plain_text),
+        ]
+        | None
+    ) = Field(default=None, description="The same key returns the same notification")
+
+
+class NotificationAccepted(BaseModel):
+    notification_id: str
+    status: str
+
+
+class AnswerBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"answered_by": 2, "answer": {"answer": "We open 10:00–16:00 on Sundays."}},
+                {"answered_by": 2, "answer_json": '{"answer": "We open 10:00–16:00 on Sundays."}'},
+            ]
+        },
+    )
+
+    answered_by: Id = Field(description="The answering merchant user's id")
+    answer: dict[str, Any] | None = Field(
+        default=None, description="The answer as an object (give this or answer_json)"
+    )
+    answer_json: Annotated[str, StringConstraints(max_length=64_000)] | None = Field(
+        default=None, description="The answer as JSON text (give this or answer)"
+    )
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "Handled by phone"}]}
+    )
+
+    reason: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=1000),
+            AfterValidator(plain_text),
+        ]
+        | None
+    ) = None
+
+
+def _public_id(text: str) -> str:
+    """The canonical ``NOTIF_<n>``; malformed ids are refused before any query or RPC runs."""
+    try:
+        return format_notification_id(parse_notification_id(text))
+    except MalformedNotificationId as exc:
+        raise NotificationError(
+            RefusalCode.malformed_id,
+            str(exc),
+            details=[{"in": "path", "path": "notification_id", "message": str(exc)}],
+        ) from None
+
+
+def _check_storable(value: Any, path: str) -> None:
+    found = unstorable(value, path)
+    if found:
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            f"{found[0]['path']}: {found[0]['message']}",
+            details=found,
+        )
+
+
+def _check_type(value: str) -> None:
+    if value not in NotificationType.__members__:
+        raise NotificationError(
+            RefusalCode.unknown_type,
+            f"unknown notification type {value[:64]!r}; expected one of {_TYPES}",
+            details=[{"in": "body", "path": "/type", "message": f"expected one of {_TYPES}"}],
+        )
+
+
+def _e(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorEnvelope} for code in codes}
+
+
+@router.post("", status_code=202, responses=_e(404, 409, 422, 503))
+async def request_notification(
+    body: NotificationRequest,
+    response: Response,
+    db: DB,
+    temporal: Temporal,
+    settings: AppSettings,
+) -> NotificationAccepted:
+    """Open a notification: the merchant's admins (or the classified team) are asked on
+    WhatsApp. Answers 202 once the workflow is started; the same ``idempotency_key`` returns
+    the same notification."""
+    _check_type(body.type)
+    _check_storable(body.context, "/context")
+    view = await starter.request_notification(
+        await temporal.get(),
+        db,
+        type=body.type,
+        conversation_id=body.conversation_id,
+        context=body.context,
+        idempotency_key=body.idempotency_key,
+        settings=settings,
+    )
+    response.headers["Location"] = f"/v1/notifications/{view.notification_id}"
+    return NotificationAccepted(notification_id=view.notification_id, status=view.status)
+
+
+@router.get("", responses=_e(422))
+async def list_notifications(
+    db: DB,
+    status: NotificationStatus | None = None,
+    type: NotificationType | None = None,
+    merchant_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[NotificationView]:
+    """Notifications, newest first, filtered by status, type and merchant."""
+    return await starter.list_notifications(
+        db,
+        status=status.value if status else None,
+        type=type.value if type else None,
+        merchant_id=merchant_id,
+        limit=limit,
+    )
+
+
+@router.get("/{notification_id}", responses=_e(400, 404))
+async def get_notification(notification_id: str, db: DB) -> NotificationView:
+    """The notification: status, recipients, every answer attempt, delivery."""
+    return await starter.get_notification(db, _public_id(notification_id))
+
+
+@router.post("/{notification_id}/answer", responses=_e(400, 403, 404, 409, 422, 503))
+async def answer_notification(
+    notification_id: str, body: AnswerBody, db: DB, temporal: Temporal
+) -> AnswerAccepted:
+    """Answer as a merchant user. Returns once the answer is accepted; validation,
+    localization and delivery go on durably in the workflow."""
+    public_id = _public_id(notification_id)
+    if (body.answer is None) == (body.answer_json is None):
+        message = "give exactly one of answer (an object) or answer_json (a string)"
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            message,
+            details=[
+                {"in": "body", "path": "/answer", "message": message},
+                {"in": "body", "path": "/answer_json", "message": message},
+            ],
+        )
+    if body.answer is not None:
+        _check_storable(body.answer, "/answer")
+    else:
+        _check_storable(body.answer_json, "/answer_json")
+        try:
+            # Escapes such as \u0000 only become NUL once parsed; text that is not JSON at
+            # all is the starter's to refuse (not_json).
+            _check_storable(json.loads(body.answer_json or ""), "/answer_json")
+        except ValueError:
+            pass
+    answer: dict[str, Any] | str = (
+        body.answer if body.answer is not None else body.answer_json or ""
+    )
+    return await starter.answer_notification(
+        await temporal.get(),
+        db,
+        public_id,
+        answered_by=body.answered_by,
+        answer=answer,
+        source=AnswerSource.api,
+    )
+
+
+@router.post("/{notification_id}/close", responses=_e(400, 404, 409, 503))
+async def close_notification(
+    notification_id: str,
+    db: DB,
+    temporal: Temporal,
+    body: Annotated[CloseBody | None, Body()] = None,
+) -> NotificationView:
+    """Close an open notification as an operator; the customer and the recipients are told."""
+    public_id = _public_id(notification_id)
+    return await starter.close_notification(
+        await temporal.get(),
+        db,
+        public_id,
+        reason=body.reason if body else None,
+        closed_by="api",
+    )

@@ -1,0 +1,73 @@
+"""Operations: ``/healthz`` (liveness with dependency details) and ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from notifyflow import metrics
+from notifyflow.api.deps import DB, Temporal
+
+log = logging.getLogger("notifyflow.api")
+
+router = APIRouter(tags=["operations"])
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+Reachability = Literal["ok", "unreachable"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    database: Reachability
+    temporal: Reachability
+
+
+async def _database_ok(db: DB) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS), db() as session:
+            await session.execute(text("SELECT 1"))
+        return True
+    except Exception as exc:  # any failure means "not reachable", never a failed probe
+        log.warning("healthz: database check failed: %s", exc.__class__.__name__)
+        return False
+
+
+async def _temporal_ok(temporal: Temporal) -> bool:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            client = await temporal.get()
+            return await client.service_client.check_health(
+                timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS)
+            )
+    except Exception as exc:
+        log.warning("healthz: temporal check failed: %s", exc.__class__.__name__)
+        return False
+
+
+@router.get("/healthz")
+async def healthz(db: DB, temporal: Temporal) -> Health:
+    """Always 200 while the process serves requests (liveness); says whether the database and
+    Temporal answer, so a dependency outage does not get the API restarted in a loop."""
+    database, workflow = await asyncio.gather(_database_ok(db), _temporal_ok(temporal))
+    return Health(
+        database="ok" if database else "unreachable",
+        temporal="ok" if workflow else "unreachable",
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+)
+async def prometheus_metrics(db: DB) -> Response:
+    """Notifications by type and status, time to first answer, deliveries by method and
+    outcome, refused answers by reason — computed from the database at scrape time."""
+    return Response(await metrics.scrape(db), media_type=metrics.CONTENT_TYPE)

@@ -1,0 +1,435 @@
+"""The directory: merchants, their users and documents, conversations, messages and campaign
+templates. Async functions over a session factory; the HTTP API and the CLI are thin layers.
+
+Every function runs in one transaction, so a refusal leaves no half-written rows, and turns
+the database's own refusals (unique constraints) into ``NotificationError`` — a caller never
+sees an ``IntegrityError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    CampaignTemplate,
+    Conversation,
+    ConversationUser,
+    Document,
+    Merchant,
+    MerchantUser,
+    Message,
+)
+from notifyflow.db.types import utcnow
+from notifyflow.models.directory import (
+    CampaignTemplateBody,
+    CampaignTemplateView,
+    ConversationCreate,
+    ConversationView,
+    DocumentCreate,
+    DocumentView,
+    MerchantCreate,
+    MerchantUserCreate,
+    MerchantUserView,
+    MerchantView,
+    MessageCreate,
+    MessageView,
+    normalize_language,
+    plain_text,
+)
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.ids import INT32_MAX
+from notifyflow.models.notification import Campaign
+
+# Clocks drift: a message stamped a little ahead of ours is believed, one far ahead is a bug
+# that would keep the 24-hour window open for longer than WhatsApp does.
+MAX_CLOCK_SKEW = timedelta(minutes=1)
+MAX_MESSAGES = 1000
+
+
+def _not_found(what: str, ident: int) -> NotificationError:
+    return NotificationError(
+        RefusalCode.not_found, f"{what} {ident} does not exist", details={f"{what}_id": ident}
+    )
+
+
+def _invalid(path: str, message: str, where: str = "body") -> NotificationError:
+    return NotificationError(
+        RefusalCode.invalid_input,
+        f"{path.lstrip('/')}: {message}",
+        details=[{"in": where, "path": path, "message": message}],
+    )
+
+
+def _check_id(value: int, what: str) -> None:
+    # Out-of-range ids cannot exist, and PostgreSQL would refuse to compare them to an int4.
+    if not 1 <= value <= INT32_MAX:
+        raise _not_found(what, value)
+
+
+async def _merchant(session: AsyncSession, merchant_id: int) -> Merchant:
+    _check_id(merchant_id, "merchant")
+    merchant = await session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise _not_found("merchant", merchant_id)
+    return merchant
+
+
+async def _conversation(session: AsyncSession, conversation_id: int) -> Conversation:
+    _check_id(conversation_id, "conversation")
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise _not_found("conversation", conversation_id)
+    return conversation
+
+
+async def _commit(session: AsyncSession, conflict: NotificationError) -> None:
+    """Commit, or roll back and refuse with ``conflict`` when a unique constraint fires (a
+    concurrent request won the race the pre-check could not see)."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise conflict from None
+
+
+# ---- merchants ------------------------------------------------------------------------------
+
+
+async def create_merchant(db: SessionFactory, data: MerchantCreate) -> MerchantView:
+    """Create a merchant: name, WhatsApp sender, default language and time zone."""
+    async with db() as session:
+        merchant = Merchant(
+            name=data.name,
+            whatsapp_sender=data.whatsapp_sender,
+            instagram_page_id=data.instagram_page_id,
+            default_language=data.default_language,
+            timezone=data.timezone,
+        )
+        session.add(merchant)
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the merchant could not be created")
+        )
+        return MerchantView.model_validate(merchant)
+
+
+async def add_merchant_user(
+    db: SessionFactory, merchant_id: int, data: MerchantUserCreate
+) -> MerchantUserView:
+    """Add a user (admin, sales, …) to a merchant; a phone is used once per merchant."""
+
+    def duplicate(existing_id: int | None) -> NotificationError:
+        return NotificationError(
+            RefusalCode.conflict,
+            f"merchant {merchant_id} already has a user with phone {data.phone}",
+            details={"merchant_user_id": existing_id} if existing_id else None,
+        )
+
+    async with db() as session:
+        await _merchant(session, merchant_id)
+        existing = await session.scalar(
+            select(MerchantUser.id).where(
+                MerchantUser.merchant_id == merchant_id, MerchantUser.phone == data.phone
+            )
+        )
+        if existing is not None:
+            raise duplicate(existing)
+        user = MerchantUser(
+            merchant_id=merchant_id,
+            name=data.name,
+            phone=data.phone,
+            user_type=data.user_type,
+            on_call=data.on_call,
+        )
+        session.add(user)
+        await _commit(session, duplicate(None))
+        return MerchantUserView.model_validate(user)
+
+
+# ---- documents ------------------------------------------------------------------------------
+
+
+async def add_document(db: SessionFactory, merchant_id: int, data: DocumentCreate) -> DocumentView:
+    """Add a document (UserQuestion, SupportClassification, …) to a merchant."""
+    async with db() as session:
+        await _merchant(session, merchant_id)
+        now = utcnow()
+        document = Document(
+            merchant_id=merchant_id,
+            category=data.category,
+            title=data.title,
+            content=data.content,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(document)
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the document could not be added")
+        )
+        return DocumentView.model_validate(document)
+
+
+async def list_documents(
+    db: SessionFactory, merchant_id: int, category: str | None = None
+) -> list[DocumentView]:
+    """A merchant's documents, oldest first, optionally of one category."""
+    if category is not None and not category.strip():
+        category = None  # "?category=" is a form's way of saying "any"
+    if category is not None:
+        category = category.strip()
+        try:
+            plain_text(category)
+        except ValueError as exc:
+            raise _invalid("category", str(exc), "query") from None
+        if len(category) > 64:
+            raise _invalid("category", "must be at most 64 characters", "query")
+    async with db() as session:
+        await _merchant(session, merchant_id)
+        query = select(Document).where(Document.merchant_id == merchant_id)
+        if category is not None:
+            query = query.where(Document.category == category)
+        rows = (await session.scalars(query.order_by(Document.id))).all()
+        return [DocumentView.model_validate(row) for row in rows]
+
+
+# ---- conversations --------------------------------------------------------------------------
+
+
+def _conversation_view(conversation: Conversation, person: ConversationUser) -> ConversationView:
+    return ConversationView(
+        id=conversation.id,
+        merchant_id=conversation.merchant_id,
+        channel=conversation.channel,
+        conversation_user_id=person.id,
+        customer_phone=person.phone,
+        instagram_user_id=person.instagram_user_id,
+        language=conversation.language,
+        last_inbound_at=conversation.last_inbound_at,
+        created_at=conversation.created_at,
+    )
+
+
+def _check_identity(data: ConversationCreate) -> None:
+    """WhatsApp conversations are keyed by phone, Instagram ones by the Instagram user id.
+    Giving the other one too is refused rather than guessed at: merging two people's
+    identities would send one customer's answers to another."""
+    if data.channel == "whatsapp":
+        if data.customer_phone is None:
+            raise _invalid("/customer_phone", "required for a WhatsApp conversation")
+        if data.instagram_user_id is not None:
+            raise _invalid("/instagram_user_id", "not allowed for a WhatsApp conversation")
+    else:
+        if data.instagram_user_id is None:
+            raise _invalid("/instagram_user_id", "required for an Instagram conversation")
+        if data.customer_phone is not None:
+            raise _invalid("/customer_phone", "not allowed for an Instagram conversation")
+
+
+async def create_conversation(db: SessionFactory, data: ConversationCreate) -> ConversationView:
+    """Open a merchant's conversation with a customer.
+
+    The customer's ConversationUser is reused (one per phone or Instagram id, across
+    merchants); a second conversation on the same channel for the same customer and merchant
+    is refused with ``conflict`` naming the existing one.
+    """
+    _check_identity(data)
+    # One retry: a concurrent request may create the same ConversationUser between our look-up
+    # and our insert; the second pass then finds and reuses it.
+    for attempt in range(2):
+        try:
+            return await _create_conversation(db, data)
+        except IntegrityError:
+            if attempt:
+                break
+    raise NotificationError(
+        RefusalCode.conflict, "the conversation was created concurrently; fetch it instead"
+    )
+
+
+async def _create_conversation(db: SessionFactory, data: ConversationCreate) -> ConversationView:
+    async with db() as session:
+        merchant = await _merchant(session, data.merchant_id)
+        if data.channel == "whatsapp":
+            lookup = ConversationUser.phone == data.customer_phone
+        else:
+            lookup = ConversationUser.instagram_user_id == data.instagram_user_id
+        person = await session.scalar(select(ConversationUser).where(lookup))
+        if person is None:
+            person = ConversationUser(
+                phone=data.customer_phone, instagram_user_id=data.instagram_user_id
+            )
+            session.add(person)
+            await session.flush()
+        else:
+            existing = await session.scalar(
+                select(Conversation.id).where(
+                    Conversation.merchant_id == merchant.id,
+                    Conversation.conversation_user_id == person.id,
+                    Conversation.channel == data.channel,
+                )
+            )
+            if existing is not None:
+                raise NotificationError(
+                    RefusalCode.conflict,
+                    f"merchant {merchant.id} already has a {data.channel} conversation with "
+                    f"this customer: {existing}",
+                    details={"conversation_id": existing},
+                )
+        conversation = Conversation(
+            merchant_id=merchant.id,
+            conversation_user_id=person.id,
+            channel=data.channel,
+            language=data.language or merchant.default_language,
+        )
+        session.add(conversation)
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise
+        return _conversation_view(conversation, person)
+
+
+# ---- messages -------------------------------------------------------------------------------
+
+
+async def add_message(db: SessionFactory, conversation_id: int, data: MessageCreate) -> MessageView:
+    """Record a message. A ``user`` (inbound) message moves the conversation's 24-hour window
+    forward to its time — never backward, so late-arriving old messages change nothing."""
+    now = utcnow()
+    try:
+        created_at = data.created_at.astimezone(UTC) if data.created_at else now
+    except OverflowError:
+        # 0001-01-01T00:00+14:00 is valid ISO 8601 but has no UTC equivalent.
+        raise _invalid("/created_at", "is out of range") from None
+    if created_at > now + MAX_CLOCK_SKEW:
+        raise _invalid("/created_at", "must not be in the future")
+    async with db() as session:
+        await _conversation(session, conversation_id)
+        message = Message(
+            conversation_id=conversation_id,
+            role=data.role,
+            content=data.content,
+            other_data={},
+            created_at=created_at,
+        )
+        session.add(message)
+        if data.role == "user":
+            # A conditional UPDATE, not read-modify-write: two messages arriving together
+            # cannot move the window backward.
+            await session.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id,
+                    or_(
+                        Conversation.last_inbound_at.is_(None),
+                        Conversation.last_inbound_at < created_at,
+                    ),
+                )
+                .values(last_inbound_at=created_at)
+                .execution_options(synchronize_session=False)
+            )
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the message could not be recorded")
+        )
+        return MessageView.model_validate(message)
+
+
+async def list_messages(
+    db: SessionFactory, conversation_id: int, *, limit: int = MAX_MESSAGES
+) -> list[MessageView]:
+    """The conversation's latest ``limit`` messages, oldest first — template sends included
+    (``whatsapp_payload.type == "template"``), as the agent reads its history."""
+    if not 1 <= limit <= MAX_MESSAGES:
+        raise _invalid("limit", f"must be between 1 and {MAX_MESSAGES}", "query")
+    async with db() as session:
+        await _conversation(session, conversation_id)
+        rows: Sequence[Message] = (
+            await session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.created_at.desc(), Message.id.desc())
+                .limit(limit)
+            )
+        ).all()
+        return [MessageView.model_validate(row) for row in reversed(rows)]
+
+
+# ---- campaign templates ---------------------------------------------------------------------
+
+
+def _campaign(value: str | Campaign) -> Campaign:
+    try:
+        return Campaign(value)
+    except ValueError:
+        names = ", ".join(c.value for c in Campaign)
+        raise _invalid("campaign", f"unknown campaign; expected one of {names}", "path") from None
+
+
+def _language(value: str) -> str:
+    try:
+        return normalize_language(value)
+    except ValueError as exc:
+        raise _invalid("language", str(exc), "path") from None
+
+
+def _template_view(row: CampaignTemplate) -> CampaignTemplateView:
+    return CampaignTemplateView(
+        id=row.id,
+        campaign=row.campaign,
+        language=row.language,
+        merchant_id=row.merchant_scope or None,
+        content_sid=row.content_sid,
+        body=row.body,
+        updated_at=row.updated_at,
+    )
+
+
+async def put_campaign_template(
+    db: SessionFactory, campaign: str | Campaign, language: str, data: CampaignTemplateBody
+) -> CampaignTemplateView:
+    """Set the template a campaign uses in ``language`` — the product default, or a merchant's
+    own when ``merchant_id`` is given. Creates or replaces."""
+    name = _campaign(campaign)
+    lang = _language(language)
+    scope = data.merchant_id or 0
+    for attempt in range(2):
+        async with db() as session:
+            if data.merchant_id is not None:
+                await _merchant(session, data.merchant_id)
+            row = await session.scalar(
+                select(CampaignTemplate).where(
+                    CampaignTemplate.campaign == name.value,
+                    CampaignTemplate.language == lang,
+                    CampaignTemplate.merchant_scope == scope,
+                )
+            )
+            now = utcnow()
+            if row is None:
+                row = CampaignTemplate(
+                    campaign=name.value,
+                    language=lang,
+                    merchant_scope=scope,
+                    created_at=now,
+                )
+                session.add(row)
+            row.content_sid = data.content_sid
+            row.body = data.body
+            row.updated_at = now
+            try:
+                await session.commit()
+            except IntegrityError:
+                # Two first-time PUTs raced on the insert; the second pass updates the winner.
+                await session.rollback()
+                if attempt:
+                    raise NotificationError(
+                        RefusalCode.conflict, "the template was changed concurrently; retry"
+                    ) from None
+                continue
+            return _template_view(row)
+    raise AssertionError("unreachable")
