@@ -135,7 +135,7 @@ def _json_object(text: str, option: str, *, as_json: bool) -> dict[str, Any]:
 
 
 def _check_storable(value: Any, option: str, *, as_json: bool) -> None:
-    from notifyflow.models.directory import unstorable
+    from notifyflow.models.text import unstorable
 
     found = unstorable(value, "")
     if found:

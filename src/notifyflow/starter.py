@@ -50,6 +50,7 @@ from notifyflow.models.notification import (
     NotificationStatus,
     NotificationType,
 )
+from notifyflow.models.text import unstorable
 from notifyflow.models.views import (
     AnswerView,
     DeliveryView,
@@ -101,6 +102,13 @@ def _check_request(type: str, context: Any) -> tuple[NotificationType, dict[str,
         ) from None
     if not isinstance(context, dict):
         raise NotificationError(RefusalCode.invalid_input, "context must be a JSON object")
+    found = unstorable(context, "/context")
+    if found:
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            f"context cannot be stored: {found[0]['path']}: {found[0]['message']}",
+            details=found,
+        )
     if len(json.dumps(context, default=str)) > MAX_CONTEXT_BYTES:
         raise NotificationError(RefusalCode.invalid_input, "context is too large")
     cfg = NOTIFICATION_CONFIG[kind]

@@ -3,6 +3,7 @@ after it, plus the seed's "create new answered notification" path (update-with-s
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -371,3 +372,46 @@ async def test_answer_with_no_prior_request_creates_an_answered_notification(
     )
     assert err.code is RefusalCode.not_allowed
     assert len(await starter.list_notifications(db, merchant_id=shop.merchant_id)) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"answer": "bad \x00 byte"}, {"answer": "lone \ud800 surrogate"}],
+    ids=["nul", "surrogate"],
+)
+async def test_answer_text_no_database_can_store_is_refused_by_the_workflow(
+    skip_env, db, task_queue, channel, shop_factory, answer
+):
+    """Refused in the update validator itself, so every entry point (tool, API, CLI, WhatsApp,
+    UI signal) is covered, and nothing reaches PostgreSQL to fail there."""
+    shop = await shop_factory()
+    async with running_worker(skip_env.client, db, task_queue, channel):
+        public = await _open(skip_env, db, task_queue, shop, question="Odd bytes?")
+        err = await _refusal(
+            starter.answer_notification(
+                skip_env.client,
+                db,
+                public,
+                answered_by=shop.admins[0].id,
+                answer=json.dumps(answer),
+            )
+        )
+        assert err.code is RefusalCode.schema_mismatch and err.details[0]["path"] == "/answer"
+        await starter.close_notification(skip_env.client, db, public)
+
+
+async def test_request_context_no_database_can_store_is_refused(
+    skip_env, db, task_queue, shop_factory
+):
+    shop = await shop_factory()
+    err = await _refusal(
+        starter.request_notification(
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "nul \x00 here"},
+            settings=settings_for(task_queue),
+        )
+    )
+    assert err.code is RefusalCode.invalid_input and err.details[0]["path"] == "/context/question"

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from notifyflow import starter
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
-from notifyflow.models.directory import Id, plain_text, unstorable
+from notifyflow.models.directory import Id
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import (
     INT32_MAX,
@@ -20,6 +20,7 @@ from notifyflow.models.ids import (
     parse_notification_id,
 )
 from notifyflow.models.notification import NotificationStatus, NotificationType
+from notifyflow.models.text import plain_text, unstorable
 from notifyflow.models.views import NotificationView
 from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource
 

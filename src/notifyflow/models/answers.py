@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 
 from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.text import unstorable
 
 
 def parse_answer(answer_json: str | dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +29,17 @@ def parse_answer(answer_json: str | dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def check_storable(answer: dict[str, Any]) -> None:
+    """Refuse what no database or message can carry (NUL, lone surrogates, deep nesting)."""
+    found = unstorable(answer, "")
+    if found:
+        raise NotificationError(
+            RefusalCode.schema_mismatch,
+            f"the answer cannot be stored: {found[0]['path'] or '/'}: {found[0]['message']}",
+            details=[{"path": f["path"] or "/", "message": f["message"]} for f in found],
+        )
+
+
 def _path(error: jsonschema.ValidationError) -> str:
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "required" and isinstance(error.message, str):
@@ -41,6 +53,7 @@ def validate_answer(
     answer: dict[str, Any], schema: dict[str, Any], answered_fields: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Check ``answer`` against ``schema``; refuse with every failing path in ``details``."""
+    check_storable(answer)
     missing = [f for f in answered_fields if f not in answer]
     if missing:
         raise NotificationError(
