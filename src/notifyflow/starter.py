@@ -92,7 +92,7 @@ def timing_for(type: NotificationType, settings: Settings) -> Timing:
     )
 
 
-def _check_request(type: str, context: Any) -> tuple[NotificationType, dict[str, Any]]:
+def check_request(type: str, context: Any) -> tuple[NotificationType, dict[str, Any]]:
     try:
         kind = NotificationType(type)
     except ValueError:
@@ -154,7 +154,7 @@ async def request_notification(
     returns the same notification (and its workflow is started once).
     """
     settings = settings or get_settings()
-    kind, context = _check_request(type, context)
+    kind, context = check_request(type, context)
     notification, _ = await _record(db, kind, context, conversation_id, idempotency_key)
     await _ensure_started(client, notification, settings)
     return await get_notification(db, format_notification_id(notification.id))
@@ -252,7 +252,7 @@ async def answer_new_notification(
     """An answer with no prior request: the notification is created already answered, with
     update-with-start, so the answer and the workflow start are one atomic step."""
     settings = settings or get_settings()
-    kind, context = _check_request(type, context)
+    kind, context = check_request(type, context)
     async with db() as session:
         conversation = await session.get(Conversation, conversation_id)
         user = await session.get(MerchantUser, answered_by)

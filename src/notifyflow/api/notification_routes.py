@@ -153,6 +153,8 @@ async def request_notification(
     the same notification."""
     _check_type(body.type)
     _check_storable(body.context, "/context")
+    # A user's mistake is a 4xx even while Temporal is down: check before connecting.
+    starter.check_request(body.type, body.context)
     view = await starter.request_notification(
         await temporal.get(),
         db,
