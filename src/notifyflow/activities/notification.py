@@ -4,11 +4,13 @@ escalate), deliver the answer, finish (expire or close), record a refused answer
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +42,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
+from notifyflow.logs import log_context
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -61,6 +64,7 @@ from notifyflow.models.workflow_io import (
 )
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 WINDOW = timedelta(hours=24)
 INSTAGRAM_HUMAN_AGENT_WINDOW = timedelta(days=7)
@@ -78,6 +82,18 @@ def fall_back(err: AIError) -> bool:
     """Take the documented fallback now (a configuration error, or retries used up), rather
     than let Temporal retry the AI step again."""
     return isinstance(err, AIConfigError) or activity.info().attempt >= AI_ATTEMPTS_BEFORE_FALLBACK
+
+
+def with_log_context(fn: Callable[[Any, Any], Awaitable[R]]) -> Callable[[Any, Any], Awaitable[R]]:
+    """Every log line inside an activity carries its notification id (the workflow id comes
+    with ``activity.logger``'s own fields); phone numbers are masked by the log handler."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, input: Any) -> R:
+        with log_context(notification_id=format_notification_id(input.notification_id)):
+            return await fn(self, input)
+
+    return wrapper
 
 
 def _non_retryable(message: str) -> ApplicationError:
@@ -132,6 +148,7 @@ class NotificationActivities:
     # ---- open ---------------------------------------------------------------------------
 
     @activity.defn(name="open_notification")
+    @with_log_context
     async def open_notification(self, input: OpenInput) -> OpenResult:
         async with self._db() as session:
             notification = await session.get(Notification, input.notification_id)
@@ -438,6 +455,7 @@ class NotificationActivities:
     # ---- follow-ups ---------------------------------------------------------------------
 
     @activity.defn(name="follow_up")
+    @with_log_context
     async def follow_up(self, input: FollowUpInput) -> FollowUpResult:
         async with self._db() as session:
             notification = await session.get(Notification, input.notification_id)
@@ -487,6 +505,7 @@ class NotificationActivities:
     # ---- answer delivery ----------------------------------------------------------------
 
     @activity.defn(name="deliver_answer")
+    @with_log_context
     async def deliver_answer(self, input: DeliverInput) -> DeliverResult:
         public = format_notification_id(input.notification_id)
         text = str(input.answer.get(input.customer_field, "")).strip()
@@ -791,6 +810,7 @@ class NotificationActivities:
     # ---- finish -------------------------------------------------------------------------
 
     @activity.defn(name="finish_notification")
+    @with_log_context
     async def finish_notification(self, input: FinishInput) -> None:
         public = format_notification_id(input.notification_id)
         async with self._db() as session:
@@ -853,6 +873,7 @@ class NotificationActivities:
     # ---- refused answers ----------------------------------------------------------------
 
     @activity.defn(name="record_rejection")
+    @with_log_context
     async def record_rejection(self, input: RecordRejectionInput) -> None:
         """Refused answers from the ``answer`` signal (the Temporal UI) join the history."""
         async with self._db() as session:
