@@ -1,0 +1,56 @@
+"""A live stack for security and bad-input tests: the real app over the real database, a real
+worker on the dev server with a recording channel. Prints a bad-input tally at the end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from notifyflow.api.app import create_app
+from tests.api.conftest import client_for
+from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
+
+
+@dataclass
+class Tally:
+    tried: int = 0
+    server_errors: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str, status: int) -> None:
+        self.tried += 1
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
+        if status >= 500:
+            self.server_errors += 1
+
+
+TALLY = Tally()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY.tried:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(TALLY.by_kind.items()))
+        terminalreporter.write_line(
+            f"bad inputs tried {TALLY.tried}, 5xx {TALLY.server_errors} ({kinds})"
+        )
+
+
+@dataclass
+class LiveStack:
+    http: httpx.AsyncClient
+    channel: RecordingChannel
+    task_queue: str
+
+
+@pytest_asyncio.fixture
+async def live(dev_env, db, task_queue, templates) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
+    channel = RecordingChannel()
+    settings = settings_for(task_queue)
+    app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        async with client_for(app) as http:
+            yield LiveStack(http, channel, task_queue)
