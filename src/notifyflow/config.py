@@ -56,6 +56,20 @@ def _strip_slash(url: str) -> str:
 
 Url = Annotated[str, AfterValidator(_strip_slash)]
 
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
+
+
+def _host_port(value: str) -> str:
+    """``HOST:PORT`` (``127.0.0.1:9464``, ``0.0.0.0:9464``, ``[::1]:9464``, ``worker:9464``)."""
+    text = value.strip()
+    match = _HOST_PORT.match(text)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:9464")
+    return text
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
 DEFAULT_STATE_DIR = Path(".notifyflow")
 
 
@@ -103,6 +117,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000", validation_alias="NOTIFYFLOW_PUBLIC_URL"
     )
     api_token: SecretStr | None = Field(default=None, validation_alias="NOTIFYFLOW_API_TOKEN")
+    # The Temporal SDK's Prometheus endpoint: the worker serves it there, the API's /metrics
+    # appends what it serves (docs/operations.md).
+    worker_metrics_address: HostPort | None = Field(
+        default=None, validation_alias="NOTIFYFLOW_WORKER_METRICS_ADDRESS"
+    )
 
     remind_after: Duration = Field(
         default=timedelta(minutes=30), validation_alias="NOTIFYFLOW_REMIND_AFTER"

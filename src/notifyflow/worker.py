@@ -10,24 +10,30 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from notifyflow.activities.admin_reply import AdminReplyActivities
+from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.notification import NotificationActivities
 from notifyflow.activities.sending import Sender
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
-from notifyflow.config import Settings
+from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.workflows.admin_reply import AdminReplyWorkflow
+from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: Sequence[type] = (NotificationWorkflow,)
+WORKFLOWS: Sequence[type] = (NotificationWorkflow, AdminReplyWorkflow, FallbackDeliveryWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
-async def connect(settings: Settings) -> Client:
-    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud."""
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud.
+    ``runtime``: the SDK runtime its workers report metrics through (default: the SDK's)."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -35,7 +41,23 @@ async def connect(settings: Settings) -> Client:
         api_key=api_key,
         tls=bool(api_key),
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """An SDK runtime serving the worker's Temporal metrics (task slots, pollers, latencies)
+    in Prometheus text at ``http://NOTIFYFLOW_WORKER_METRICS_ADDRESS/metrics``; ``None`` when
+    the variable is unset."""
+    address = settings.worker_metrics_address
+    if address is None:
+        return None
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as exc:  # not an IP:PORT, or the port is taken
+        raise SettingsError(
+            f"NOTIFYFLOW_WORKER_METRICS_ADDRESS: cannot serve metrics on {address}: {exc}"
+        ) from None
 
 
 def build_activities(
@@ -58,7 +80,12 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=activities.all(),
+        activities=[
+            *activities.all(),
+            # Inbound (WhatsApp replies, status-callback fallbacks): the same dependencies.
+            *AdminReplyActivities.sharing(activities).all(),
+            *FallbackActivities.sharing(activities).all(),
+        ],
         max_concurrent_activities=max_concurrent_activities,
         # On SIGTERM, let in-flight sends finish (their ledger rows stay consistent) before
         # cancelling; below compose's stop_grace_period and the dev stack's stop timeout.
@@ -72,7 +99,7 @@ async def run_worker(settings: Settings) -> None:
 
     engine = create_engine(settings.database_url)
     db = session_factory(engine)
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics_runtime(settings))
     ai = build_ai(settings)
     whatsapp = build_channel(settings)
     instagram = build_instagram(settings)

@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from notifyflow.api import directory_routes, notification_routes, ops_routes
+from notifyflow.api import directory_routes, notification_routes, ops_routes, webhook_routes
 from notifyflow.api.auth import BearerAuthMiddleware, is_open
 from notifyflow.api.deps import TemporalHandle
 from notifyflow.api.errors import (
@@ -92,6 +92,7 @@ def create_app(
     app.include_router(directory_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(ops_routes.router)
+    app.include_router(webhook_routes.router)  # Twilio webhooks: signed, no bearer token
 
     # Added innermost first: the catch-all wraps everything, then auth, then the body limit,
     # so an unauthenticated caller is refused before any body is read.

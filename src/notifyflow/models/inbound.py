@@ -27,6 +27,7 @@ class ReplyOutcome(StrEnum):
     unreadable = "unreadable"  # no answer could be made of the text
     ambiguous = "ambiguous"  # several notifications could be meant
     not_an_answer = "not_an_answer"  # nothing open to answer: left to the conversation
+    failed = "failed"  # gave up (a long outage): the admin is asked to send it again
 
 
 class AdminReplyDecision(BaseModel):

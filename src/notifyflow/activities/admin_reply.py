@@ -1,0 +1,384 @@
+"""An admin's WhatsApp message that answers a notification, and the short reply they get.
+
+``answer_admin_reply`` decides which notification the message is about — the campaign it
+quotes (``OriginalRepliedMessageSid``), else a ``NOTIF_<n>`` it names, else the one notification
+still open for this admin — turns the text into the answer object with the AI provider and
+submits it through :func:`notifyflow.starter.answer_notification`. ``reply_to_admin`` sends the
+outcome in plain words, free-form: the admin has just written, so their own window is open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+from temporalio.client import Client
+
+from notifyflow import starter
+from notifyflow.activities.notification import NotificationActivities, fall_back, headline
+from notifyflow.activities.sending import Sender, Target
+from notifyflow.ai.base import AIError, AIProvider
+from notifyflow.channels.base import Channel, OutboundText, SendError
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    Delivery,
+    InboundEvent,
+    Merchant,
+    MerchantUser,
+    Message,
+    Notification,
+    NotificationRecipient,
+)
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.ids import INT32_MAX, format_notification_id, workflow_id_for
+from notifyflow.models.inbound import (
+    AdminReplyDecision,
+    AdminReplyInput,
+    AdminReplyMessage,
+    ReplyOutcome,
+)
+from notifyflow.models.notification import NotificationStatus
+from notifyflow.models.workflow_io import AnswerSource, WorkflowStatus
+
+log = logging.getLogger(__name__)
+
+# "NOTIF_12" anywhere in the text, any case, as a whole token.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])NOTIF_([1-9][0-9]{0,9})(?![0-9A-Za-z_])", re.IGNORECASE)
+# The mention and what usually separates it from the answer: "NOTIF_12: …", "(NOTIF_12) …".
+_MENTION_WITH_PUNCTUATION = r"[\s(\[]*{id}[\s)\]:,.\-–—]*"
+MAX_LISTED = 5
+
+
+def reply_key(message_sid: str) -> str:
+    """The idempotency key of the reply to one inbound message."""
+    return f"inbound:{message_sid}:reply"
+
+
+def mentioned_ids(text: str) -> list[int]:
+    """Distinct ``NOTIF_<n>`` ids in the text, in order of appearance."""
+    seen: list[int] = []
+    for match in _MENTION.finditer(text):
+        n = int(match.group(1))
+        if n <= INT32_MAX and n not in seen:
+            seen.append(n)
+    return seen
+
+
+def without_mention(text: str, n: int) -> str:
+    """The answer without the id the admin typed to say which notification it is for."""
+    pattern = _MENTION_WITH_PUNCTUATION.format(id=re.escape(format_notification_id(n)))
+    return " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split())
+
+
+def accepted_text(public: str) -> str:
+    return f"Thanks — your answer to {public} was accepted and is on its way to the customer."
+
+
+def which_text(candidates: list[int]) -> str:
+    ids = [format_notification_id(n) for n in candidates]
+    listed = ", ".join(ids[:MAX_LISTED]) + (", …" if len(ids) > MAX_LISTED else "")
+    return (
+        "Which notification is this about? Reply to its message or include its id, "
+        f"e.g. {ids[-1]}. Open for you: {listed}."
+    )
+
+
+def unreadable_text(public: str) -> str:
+    return (
+        f"Your message could not be read as an answer to {public}. Please reply to its "
+        "message with the answer for the customer."
+    )
+
+
+def _plain(details: Any) -> str:
+    """Schema problems in plain words: ``"answer" is missing``."""
+    parts = []
+    for item in details if isinstance(details, list) else []:
+        field = str(item.get("path", "")).strip("/") or "the answer"
+        message = str(item.get("message", "is not valid"))
+        if message == "required":
+            message = "is missing"
+        elif message == "must not be blank" or "is too short" in message:
+            message = "is empty"
+        parts.append(f'"{field}" {message}' if field != "the answer" else f"{field} {message}")
+    return "; ".join(parts[:3])
+
+
+def refusal_text(public: str, err: NotificationError) -> str:
+    """What was wrong, for the admin."""
+    code = err.code
+    if code is RefusalCode.already_answered:
+        return f"{public} was already answered, so your reply was not sent to the customer."
+    if code is RefusalCode.closed:
+        return f"{public} is closed and no longer takes answers."
+    if code is RefusalCode.not_allowed:
+        return f"You cannot answer {public}: it was not sent to you."
+    if code in (RefusalCode.not_found, RefusalCode.malformed_id, RefusalCode.wrong_notification):
+        return f"There is no notification {public}."
+    why = _plain(err.details) or err.message
+    return (
+        f"Your answer to {public} was not accepted: {why}. Please reply to its message with "
+        "the answer again."
+    )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class AdminReplyActivities:
+    """Shares the worker's database, AI, ledger and WhatsApp channel."""
+
+    def __init__(
+        self, db: SessionFactory, ai: AIProvider, sender: Sender, whatsapp: Channel
+    ) -> None:
+        self._db = db
+        self._ai = ai
+        self._sender = sender
+        self._whatsapp = whatsapp
+
+    @classmethod
+    def sharing(cls, lifecycle: NotificationActivities) -> AdminReplyActivities:
+        """Built from the lifecycle activities, so the worker wires nothing new."""
+        sender = lifecycle._sender
+        return cls(lifecycle._db, lifecycle._ai, sender, sender._whatsapp)
+
+    # ---- understand and submit ----------------------------------------------------------
+
+    @activity.defn(name="answer_admin_reply")
+    async def answer_admin_reply(self, input: AdminReplyInput) -> AdminReplyDecision:
+        target = await self._which(input)
+        if isinstance(target, list):
+            if not target:
+                log.info("whatsapp message %s answers nothing open", input.message_sid)
+                return AdminReplyDecision(outcome=ReplyOutcome.not_an_answer)
+            return AdminReplyDecision(outcome=ReplyOutcome.ambiguous, reply=which_text(target))
+        n = target
+        public = format_notification_id(n)
+        async with self._db() as session:
+            notification = await session.get(Notification, n)
+        if notification is None:
+            return AdminReplyDecision(
+                outcome=ReplyOutcome.refused,
+                reason_code=RefusalCode.not_found.value,
+                reply=f"There is no notification {public}.",
+            )
+        text = without_mention(input.text, n)
+        answer: dict[str, Any] | str
+        if notification.merchant_id != input.merchant_id or (
+            notification.status != NotificationStatus.requested.value
+            and not notification.allow_multiple_answers
+        ):
+            # Refused whatever it says: submitted as written, so the attempt joins the
+            # answer history, without asking the AI to make sense of it first.
+            answer = input.text
+        else:
+            made = await self._answer_from(text, notification)
+            if made is None:
+                return AdminReplyDecision(
+                    outcome=ReplyOutcome.unreadable,
+                    notification_id=n,
+                    reply=unreadable_text(public),
+                )
+            answer = made
+        client = activity.client()
+        try:
+            await starter.answer_notification(
+                client,
+                self._db,
+                public,
+                answered_by=input.merchant_user_id,
+                answer=answer,
+                source=AnswerSource.whatsapp,
+            )
+        except NotificationError as err:
+            if (
+                err.code is RefusalCode.already_answered
+                and activity.info().attempt > 1
+                and await self._answered_by(client, n) == input.merchant_user_id
+            ):
+                # An earlier attempt of this activity got the answer accepted, then failed.
+                log.info("%s: answer from %s accepted earlier", public, input.message_sid)
+            else:
+                reply = (
+                    f"You cannot answer {public}: it was not sent to you."
+                    if notification.merchant_id != input.merchant_id
+                    else refusal_text(public, err)
+                )
+                return AdminReplyDecision(
+                    outcome=ReplyOutcome.refused,
+                    notification_id=n,
+                    reason_code=err.code.value,
+                    reply=reply,
+                )
+        return AdminReplyDecision(
+            outcome=ReplyOutcome.accepted, notification_id=n, reply=accepted_text(public)
+        )
+
+    async def _which(self, input: AdminReplyInput) -> int | list[int]:
+        """The notification meant, or the candidates when it is not clear (none: [])."""
+        async with self._db() as session:
+            if input.quoted_sid:
+                quoted = await session.scalar(
+                    select(Delivery.notification_id)
+                    .where(
+                        Delivery.provider_message_id == input.quoted_sid,
+                        Delivery.merchant_user_id == input.merchant_user_id,
+                    )
+                    .limit(1)
+                )
+                if quoted is not None:
+                    return quoted
+            mentioned = mentioned_ids(input.text)
+            if len(mentioned) == 1:
+                return mentioned[0]
+            if mentioned:
+                return mentioned
+            open_ids = list(
+                (
+                    await session.scalars(
+                        select(Notification.id)
+                        .join(
+                            NotificationRecipient,
+                            NotificationRecipient.notification_id == Notification.id,
+                        )
+                        .where(
+                            NotificationRecipient.merchant_user_id == input.merchant_user_id,
+                            Notification.status == NotificationStatus.requested.value,
+                        )
+                        .order_by(Notification.id)
+                    )
+                ).all()
+            )
+        return open_ids[0] if len(open_ids) == 1 else open_ids
+
+    async def _answer_from(self, text: str, notification: Notification) -> dict[str, Any] | None:
+        if not text.strip():
+            return None
+        written = _json_object(text)
+        if written is not None:
+            # The admin wrote the answer object itself (as their instruction message shows):
+            # taken as written and validated by the workflow — never folded whole into one
+            # field, which would send its resolution notes to the customer.
+            return written
+        try:
+            return await self._ai.answer_from_reply(
+                text, notification.answer_schema, headline(notification)
+            )
+        except AIError as err:
+            if not fall_back(err):
+                raise
+            # Documented fallback: a schema with one required text field takes the words.
+            from notifyflow.ai.offline import OfflineProvider
+
+            log.warning("answer extraction failed (%s); taking the admin's words as they are", err)
+            return await OfflineProvider().answer_from_reply(
+                text, notification.answer_schema, headline(notification)
+            )
+
+    async def _answered_by(self, client: Client, n: int) -> int | None:
+        async with self._db() as session:
+            row = await session.get(Notification, n)
+        if row is not None and row.answered_by is not None:
+            return row.answered_by
+        try:
+            status = await client.get_workflow_handle(workflow_id_for(n)).query(
+                "status", result_type=WorkflowStatus
+            )
+        except Exception as exc:  # noqa: BLE001 - no answer known: treat as someone else's
+            log.warning("%s: status query failed: %s", format_notification_id(n), exc)
+            return None
+        return status.answered_by
+
+    # ---- reply --------------------------------------------------------------------------
+
+    @activity.defn(name="reply_to_admin")
+    async def reply_to_admin(self, input: AdminReplyMessage) -> None:
+        async with self._db() as session:
+            user = await session.get(MerchantUser, input.merchant_user_id)
+            merchant = await session.get(Merchant, input.merchant_id)
+        if user is None or merchant is None:
+            log.warning("reply to %s: its merchant user is gone", input.message_sid)
+            return
+        target = Target(
+            conversation_id=input.conversation_id,
+            channel="whatsapp",
+            to=user.phone,
+            sender=merchant.whatsapp_sender,
+            recipient_kind="merchant_user",
+            merchant_user_id=user.id,
+        )
+        key = reply_key(input.message_sid)
+        if input.notification_id is not None:
+            try:
+                await self._sender.send(
+                    notification_id=input.notification_id,
+                    key=key,
+                    kind="admin_reply",
+                    target=target,
+                    text=input.text,
+                    other_data={"in_reply_to": input.message_sid},
+                )
+            except SendError as err:
+                if err.retryable or err.ambiguous:
+                    raise
+                log.warning("reply to %s refused: %s", input.message_sid, err)
+            return
+        await self._reply_without_notification(input, target, key)
+
+    async def _reply_without_notification(
+        self, input: AdminReplyMessage, target: Target, key: str
+    ) -> None:
+        """The ledger's rows belong to a notification; a reply about none (which one did you
+        mean?) is sent on the channel and marked done by an inbound-event row under its key.
+        A crash between the send and the mark can repeat this one short question, never an
+        answer."""
+        async with self._db() as session:
+            if await session.scalar(select(InboundEvent.id).where(InboundEvent.event_key == key)):
+                return
+        try:
+            result = await self._whatsapp.send_text(
+                OutboundText(
+                    to=target.to, sender=target.sender, body=input.text, idempotency_key=key
+                )
+            )
+        except SendError as err:
+            if err.retryable or err.ambiguous:
+                raise
+            log.warning("reply to %s refused: %s", input.message_sid, err)
+            return
+        async with self._db() as session:
+            session.add(InboundEvent(event_key=key))
+            session.add(
+                Message(
+                    conversation_id=input.conversation_id,
+                    role="assistant",
+                    content=input.text,
+                    other_data={
+                        "kind": "admin_reply",
+                        "delivery_key": key,
+                        "in_reply_to": input.message_sid,
+                        "provider_message_id": result.provider_message_id,
+                    },
+                    whatsapp_payload={"type": "text"},
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+
+    def all(self) -> list[Any]:
+        return [self.answer_admin_reply, self.reply_to_admin]

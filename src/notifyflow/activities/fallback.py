@@ -1,0 +1,233 @@
+"""After the answer left: what a Twilio status callback can still change.
+
+- ``send_answer_template``: the free-form answer came back failed with 63016 (the customer's
+  24-hour window had closed after all). The answered campaign goes out instead, rendered with
+  the localized fragment stored at delivery time, under the ledger key the main delivery uses
+  for its own template path (``NOTIF_<n>:answer:customer:template``): whichever path gets
+  there first, the customer receives one template.
+- ``record_delivery_failure``: the answer failed for good (63005, 63014, …): the notification
+  becomes ``delivery_failed`` with the reason, and the admin who answered is told.
+
+Both wait for the main delivery to finish writing its outcome first (a callback can beat it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from notifyflow.activities.notification import NotificationActivities, with_log_context
+from notifyflow.activities.sending import Sender, Target
+from notifyflow.activities.templates import TemplateMissing, clean_variable, find_template, render
+from notifyflow.channels.base import SendError
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    Conversation,
+    ConversationUser,
+    Merchant,
+    MerchantUser,
+    Notification,
+    NotificationAnswer,
+)
+from notifyflow.db.types import utcnow
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.inbound import FallbackInput, FallbackResult
+from notifyflow.models.notification import (
+    NOTIFICATION_CONFIG,
+    Campaign,
+    NotificationStatus,
+    NotificationType,
+)
+
+log = logging.getLogger(__name__)
+
+
+def template_key(notification_id: int) -> str:
+    """The main delivery's template key: one template per notification, whoever sends it."""
+    return f"{format_notification_id(notification_id)}:answer:customer:template"
+
+
+class FallbackActivities:
+    """Shares the worker's database, ledger and the lifecycle's way of telling admins."""
+
+    def __init__(
+        self, db: SessionFactory, sender: Sender, lifecycle: NotificationActivities
+    ) -> None:
+        self._db = db
+        self._sender = sender
+        self._lifecycle = lifecycle
+
+    @classmethod
+    def sharing(cls, lifecycle: NotificationActivities) -> FallbackActivities:
+        """Built from the lifecycle activities, so the worker wires nothing new."""
+        return cls(lifecycle._db, lifecycle._sender, lifecycle)
+
+    async def _settled(self, notification_id: int) -> Notification:
+        """The notification once the main delivery has written its outcome."""
+        async with self._db() as session:
+            row = await session.get(Notification, notification_id)
+        if row is None:
+            raise ApplicationError(
+                f"notification {notification_id} does not exist",
+                type="NonRetryable",
+                non_retryable=True,
+            )
+        if row.status in (NotificationStatus.requested.value, NotificationStatus.answered.value):
+            # Retried with backoff by Temporal: the delivery activity is still running.
+            raise ApplicationError(
+                f"{format_notification_id(notification_id)}: the answer's delivery is still "
+                "in progress",
+                type="DeliveryInProgress",
+            )
+        return row
+
+    @activity.defn(name="send_answer_template")
+    @with_log_context
+    async def send_answer_template(self, input: FallbackInput) -> FallbackResult:
+        public = format_notification_id(input.notification_id)
+        notification = await self._settled(input.notification_id)
+        if notification.status == NotificationStatus.delivery_failed.value:
+            # Failed already (maybe by an earlier attempt of this very activity).
+            return await self._tell_answerer(notification)
+        if notification.status != NotificationStatus.delivered.value:
+            log.info("%s: no template fallback, it is %s", public, notification.status)
+            return _result(notification)
+        async with self._db() as session:
+            conversation = await session.get(Conversation, notification.conversation_id)
+            assert conversation is not None
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            customer = await session.get(ConversationUser, conversation.conversation_user_id)
+            assert customer is not None
+            cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
+            try:
+                template = await find_template(
+                    session,
+                    cfg.answered_campaign.value,
+                    conversation.language or merchant.default_language,
+                    merchant.id,
+                    merchant.default_language,
+                )
+            except TemplateMissing as exc:
+                return await self._fail(notification, str(exc))
+        fragment = notification.localized_fragment or clean_variable(
+            notification.localized_sentence or ""
+        )
+        target = Target(
+            conversation_id=conversation.id,
+            channel="whatsapp",
+            to=customer.phone or "",
+            sender=merchant.whatsapp_sender,
+            recipient_kind="customer",
+        )
+        try:
+            sent = await self._sender.send(
+                notification_id=notification.id,
+                key=template_key(notification.id),
+                kind="answer",
+                target=target,
+                template=render(template, [fragment]),
+                other_data={"fallback_for": input.provider_message_id},
+            )
+        except SendError as err:
+            if err.retryable or err.ambiguous:
+                raise
+            return await self._fail(
+                notification, f"the template fallback was refused: {err.code}: {err.message}"
+            )
+        async with self._db() as session:
+            row = await session.get(Notification, notification.id)
+            assert row is not None
+            row.delivery_method = "campaign"
+            if not sent.duplicate:
+                row.delivered_at = utcnow()
+            await session.commit()
+        log.info(
+            "%s: free-form answer refused after sending (%s); template %s",
+            public,
+            input.error_code,
+            "already sent" if sent.duplicate else "sent",
+        )
+        return FallbackResult(
+            notification_id=public,
+            status=NotificationStatus.delivered.value,
+            method="campaign",
+            sent=not sent.duplicate,
+        )
+
+    @activity.defn(name="record_delivery_failure")
+    @with_log_context
+    async def record_delivery_failure(self, input: FallbackInput) -> FallbackResult:
+        notification = await self._settled(input.notification_id)
+        if notification.status == NotificationStatus.delivered.value:
+            return await self._fail(notification, input.reason or f"error {input.error_code}")
+        if notification.status == NotificationStatus.delivery_failed.value:
+            return await self._tell_answerer(notification)
+        return _result(notification)
+
+    async def _fail(self, notification: Notification, reason: str) -> FallbackResult:
+        """``delivery_failed`` with the reason, then the answerer is told."""
+        async with self._db() as session:
+            row = await session.get(Notification, notification.id)
+            assert row is not None
+            row.status = NotificationStatus.delivery_failed.value
+            row.failure_reason = reason
+            await session.commit()
+        log.warning(
+            "%s: the answer could not be delivered: %s",
+            format_notification_id(notification.id),
+            reason,
+        )
+        return await self._tell_answerer(row)
+
+    async def _tell_answerer(self, notification: Notification) -> FallbackResult:
+        """Idempotent: the ledger key is the one every delivery failure notice uses, so an
+        answerer told by the main delivery (or an earlier attempt) is not told twice."""
+        public = format_notification_id(notification.id)
+        reason = notification.failure_reason or "unknown reason"
+        async with self._db() as session:
+            merchant = await session.get(Merchant, notification.merchant_id)
+            assert merchant is not None
+            answerer_id = notification.answered_by or await session.scalar(
+                select(NotificationAnswer.answered_by)
+                .where(
+                    NotificationAnswer.notification_id == notification.id,
+                    NotificationAnswer.accepted.is_(True),
+                )
+                .limit(1)
+            )
+            answerer = await session.get(MerchantUser, answerer_id) if answerer_id else None
+        if answerer is not None:
+            message = f"Your answer to {public} could not be delivered to the customer: {reason}"
+            await self._lifecycle._notify_members(
+                notification.id,
+                merchant,
+                [answerer],
+                "delivery_failed",
+                message,
+                Campaign.notification_closed,
+                [message],
+            )
+        return FallbackResult(
+            notification_id=public,
+            status=NotificationStatus.delivery_failed.value,
+            method=notification.delivery_method,
+            reason=reason,
+        )
+
+    def all(self) -> list[Any]:
+        return [self.send_answer_template, self.record_delivery_failure]
+
+
+def _result(notification: Notification) -> FallbackResult:
+    """Nothing to do: the notification as it stands."""
+    return FallbackResult(
+        notification_id=format_notification_id(notification.id),
+        status=notification.status,
+        method=notification.delivery_method,
+        reason=f"the notification is {notification.status}",
+    )
