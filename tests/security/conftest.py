@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from notifyflow.api.app import create_app
+from notifyflow.db.session import SessionFactory
 from tests.api.conftest import client_for
 from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
 
@@ -44,6 +45,7 @@ class LiveStack:
     http: httpx.AsyncClient
     channel: RecordingChannel
     task_queue: str
+    db: SessionFactory
 
 
 @pytest_asyncio.fixture
@@ -53,4 +55,4 @@ async def live(dev_env, db, task_queue, templates) -> AsyncIterator[LiveStack]: 
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
     async with running_worker(dev_env.client, db, task_queue, channel):
         async with client_for(app) as http:
-            yield LiveStack(http, channel, task_queue)
+            yield LiveStack(http, channel, task_queue, db)

@@ -25,6 +25,8 @@ from notifyflow.db.types import utcnow
 log = logging.getLogger(__name__)
 
 ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
+REFUSED = frozenset({"failed", "undelivered"})
+WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,14 @@ class Sender:
                 return row
             if row.status in ACCEPTED:
                 return row
+            if row.status in REFUSED:
+                # The provider refused this very message for good (or a status callback said
+                # it failed): sending it again under the same key would be a second message.
+                raise SendError(
+                    row.error_code or "failed",
+                    row.error_message or "refused earlier",
+                    window_closed=row.error_code in WINDOW_CLOSED_CODES,
+                )
             # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
             # whether it took the message before sending it again.
             finder = getattr(channel, "find_accepted", None)
