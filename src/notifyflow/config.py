@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     instagram_graph_base_url: Url = Field(
         default="https://graph.facebook.com/v21.0", validation_alias="INSTAGRAM_GRAPH_BASE_URL"
     )
+    # The Page access token the Graph API sends with (an addition to DESIGN §6: without it
+    # no Instagram message can be sent).
+    instagram_page_access_token: SecretStr | None = Field(
+        default=None, validation_alias="INSTAGRAM_PAGE_ACCESS_TOKEN"
+    )
     channel: Literal["twilio", "console"] | None = Field(
         default=None, validation_alias="NOTIFYFLOW_CHANNEL"
     )

@@ -43,4 +43,7 @@ def build_instagram(settings: Settings, page_access_token: str | None = None) ->
         return ConsoleChannel(name="console-instagram")
     from notifyflow.channels.instagram import InstagramChannel
 
-    return InstagramChannel(settings, page_access_token)
+    token = page_access_token
+    if token is None and settings.instagram_page_access_token is not None:
+        token = settings.instagram_page_access_token.get_secret_value()
+    return InstagramChannel(settings, token)

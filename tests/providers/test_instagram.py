@@ -120,3 +120,21 @@ async def test_without_token(graph: FakeGraph) -> None:
         await ch.send_text(message())
     assert caught.value.code == "instagram_not_configured"
     assert graph.ledger == []
+
+
+async def test_the_page_token_comes_from_the_setting(graph: FakeGraph) -> None:
+    from notifyflow.providers import build_instagram
+
+    settings = fake_settings(
+        graph=graph,
+        NOTIFYFLOW_CHANNEL="twilio",
+        TWILIO_ACCOUNT_SID="AC" + "1" * 32,
+        TWILIO_AUTH_TOKEN="t",
+        INSTAGRAM_PAGE_ACCESS_TOKEN=FAKE_PAGE_TOKEN,
+    )
+    channel = build_instagram(settings)
+    try:
+        result = await channel.send_text(message())
+    finally:
+        await channel.aclose()  # type: ignore[attr-defined]
+    assert result.provider_message_id and len(graph.accepted()) == 1
