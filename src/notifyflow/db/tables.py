@@ -50,7 +50,7 @@ class Merchant(Timestamped, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     # WhatsApp sender as Twilio wants it ("whatsapp:+14155550100").
-    whatsapp_sender: Mapped[str] = mapped_column(String(64))
+    whatsapp_sender: Mapped[str] = mapped_column(String(64), index=True)
     instagram_page_id: Mapped[str | None] = mapped_column(String(64), default=None)
     default_language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
