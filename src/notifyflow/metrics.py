@@ -9,15 +9,24 @@ nothing is lost when a process restarts.
 ``observe_answer`` feeds a process-local histogram for code (an activity, a benchmark) that
 wants to observe latency as it happens; it is exposed next to the database-derived metrics by
 whichever process serves ``REGISTRY``.
+
+The Temporal SDK's worker metrics (``temporal_*``: task slots, pollers, task latencies) live in
+the worker process, which serves them itself when ``NOTIFYFLOW_WORKER_METRICS_ADDRESS`` is set
+(see ``notifyflow.worker.metrics_runtime``). When the API has the same variable, its scrape
+fetches that endpoint and appends the text, so one scrape of a single-worker deployment (the
+dev stack) shows everything; ``notifyflow_worker_metrics_up`` says whether the fetch worked.
+With several workers, Prometheus scrapes each worker directly instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,6 +44,11 @@ from notifyflow.db.tables import Delivery, Notification, NotificationAnswer
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# A scrape must answer even when the worker does not: Prometheus' own timeout is 10 s.
+WORKER_SCRAPE_TIMEOUT_SECONDS = 2.0
+# More than any worker's SDK metrics; a bigger answer is not a metrics endpoint.
+WORKER_SCRAPE_MAX_BYTES = 4 * 1024 * 1024
 
 # From "answered while the customer waits" to "answered the next day".
 ANSWER_BUCKETS: tuple[float, ...] = (
@@ -213,5 +227,51 @@ def render(snapshot: Snapshot) -> bytes:
     return generate_latest(scrape) + generate_latest(REGISTRY)
 
 
-async def scrape(db: SessionFactory) -> bytes:
-    return render(await collect_snapshot(db))
+def worker_metrics_url(address: str) -> str:
+    """Where the API fetches a worker's metrics: a wildcard bind address (``0.0.0.0:9464``,
+    ``[::]:9464``) means this host, so the same variable serves the worker and the API."""
+    host, _, port = address.rpartition(":")
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}/metrics"
+
+
+async def fetch_worker_metrics(address: str) -> bytes | None:
+    """The worker's SDK metrics text, or ``None`` if it did not answer well in time."""
+    url = worker_metrics_url(address)
+    try:
+        # trust_env=False: a worker next door is never reached through an HTTP(S)_PROXY.
+        async with httpx.AsyncClient(
+            timeout=WORKER_SCRAPE_TIMEOUT_SECONDS, trust_env=False
+        ) as client:
+            response = await client.get(url)
+    except httpx.HTTPError as exc:
+        log.warning("metrics: worker metrics at %s: %s", url, exc.__class__.__name__)
+        return None
+    if response.status_code != 200 or len(response.content) > WORKER_SCRAPE_MAX_BYTES:
+        log.warning("metrics: worker metrics at %s answered %s", url, response.status_code)
+        return None
+    text = response.content
+    return text if not text or text.endswith(b"\n") else text + b"\n"
+
+
+def _worker_up(up: bool) -> bytes:
+    gauge = GaugeMetricFamily(
+        "notifyflow_worker_metrics_up",
+        "1 if the worker's Temporal SDK metrics (NOTIFYFLOW_WORKER_METRICS_ADDRESS) answered "
+        "this scrape, else 0",
+    )
+    gauge.add_metric([], 1.0 if up else 0.0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed([gauge]))
+    return generate_latest(registry)
+
+
+async def scrape(db: SessionFactory, worker_metrics_address: str | None = None) -> bytes:
+    """The whole exposition: database-derived families and this process's own metrics, then,
+    with ``worker_metrics_address``, the worker's Temporal SDK metrics."""
+    if worker_metrics_address is None:
+        return render(await collect_snapshot(db))
+    snapshot, worker = await asyncio.gather(
+        collect_snapshot(db), fetch_worker_metrics(worker_metrics_address)
+    )
+    return render(snapshot) + _worker_up(worker is not None) + (worker or b"")

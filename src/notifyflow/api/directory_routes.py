@@ -33,22 +33,29 @@ _E: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorEnvelope, "description": "Duplicate"},
     422: {"model": ErrorEnvelope, "description": "Invalid input; failing paths in details"},
 }
+# Routes with a JSON body: one that is not even text (not UTF-8) is refused before validation.
+_E_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Unreadable body (not UTF-8)"},
+    **_E,
+}
 
 
-@router.post("/merchants", status_code=201, tags=["merchants"], responses=_E)
+@router.post("/merchants", status_code=201, tags=["merchants"], responses=_E_BODY)
 async def create_merchant(body: MerchantCreate, db: DB) -> MerchantView:
     """Create a merchant with its WhatsApp sender, default language and time zone."""
     return await directory.create_merchant(db, body)
 
 
-@router.post("/merchants/{merchant_id}/users", status_code=201, tags=["merchants"], responses=_E)
+@router.post(
+    "/merchants/{merchant_id}/users", status_code=201, tags=["merchants"], responses=_E_BODY
+)
 async def add_merchant_user(merchant_id: int, body: MerchantUserCreate, db: DB) -> MerchantUserView:
     """Add a merchant user (admin, sales, returns, …); a phone is used once per merchant."""
     return await directory.add_merchant_user(db, merchant_id, body)
 
 
 @router.post(
-    "/merchants/{merchant_id}/documents", status_code=201, tags=["documents"], responses=_E
+    "/merchants/{merchant_id}/documents", status_code=201, tags=["documents"], responses=_E_BODY
 )
 async def add_document(merchant_id: int, body: DocumentCreate, db: DB) -> DocumentView:
     """Add a document: a UserQuestion answer, a SupportClassification entry (title = user type,
@@ -66,7 +73,7 @@ async def list_documents(
     return await directory.list_documents(db, merchant_id, category)
 
 
-@router.put("/campaigns/{campaign}/templates/{language}", tags=["campaigns"], responses=_E)
+@router.put("/campaigns/{campaign}/templates/{language}", tags=["campaigns"], responses=_E_BODY)
 async def put_campaign_template(
     campaign: Campaign, language: str, body: CampaignTemplateBody, db: DB
 ) -> CampaignTemplateView:
@@ -76,7 +83,7 @@ async def put_campaign_template(
     return await directory.put_campaign_template(db, campaign, language, body)
 
 
-@router.post("/conversations", status_code=201, tags=["conversations"], responses=_E)
+@router.post("/conversations", status_code=201, tags=["conversations"], responses=_E_BODY)
 async def create_conversation(body: ConversationCreate, db: DB) -> ConversationView:
     """Open a conversation with a customer on WhatsApp (``customer_phone``) or Instagram
     (``instagram_user_id``); the language defaults to the merchant's."""
@@ -87,7 +94,7 @@ async def create_conversation(body: ConversationCreate, db: DB) -> ConversationV
     "/conversations/{conversation_id}/messages",
     status_code=201,
     tags=["conversations"],
-    responses=_E,
+    responses=_E_BODY,
 )
 async def add_message(conversation_id: int, body: MessageCreate, db: DB) -> MessageView:
     """Record a message; a ``user`` message refreshes the 24-hour window."""

@@ -140,7 +140,7 @@ def _e(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorEnvelope} for code in codes}
 
 
-@router.post("", status_code=202, responses=_e(404, 409, 422, 503))
+@router.post("", status_code=202, responses=_e(400, 404, 409, 422, 503))
 async def request_notification(
     body: NotificationRequest,
     response: Response,

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from notifyflow import metrics
-from notifyflow.api.deps import DB, Temporal
+from notifyflow.api.deps import DB, AppSettings, Temporal
 
 log = logging.getLogger("notifyflow.api")
 
@@ -67,7 +67,10 @@ async def healthz(db: DB, temporal: Temporal) -> Health:
     response_class=Response,
     responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"}},
 )
-async def prometheus_metrics(db: DB) -> Response:
+async def prometheus_metrics(db: DB, settings: AppSettings) -> Response:
     """Notifications by type and status, time to first answer, deliveries by method and
-    outcome, refused answers by reason — computed from the database at scrape time."""
-    return Response(await metrics.scrape(db), media_type=metrics.CONTENT_TYPE)
+    outcome, refused answers by reason — computed from the database at scrape time — and,
+    when ``NOTIFYFLOW_WORKER_METRICS_ADDRESS`` is set, the worker's Temporal SDK metrics
+    (``temporal_*``) fetched from there."""
+    body = await metrics.scrape(db, settings.worker_metrics_address)
+    return Response(body, media_type=metrics.CONTENT_TYPE)
