@@ -48,7 +48,12 @@ def worker() -> None:
 
     settings = _settings_or_exit()
     setup_logging()
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except SettingsError as exc:
+        # Found only when the worker starts (a metrics port already in use): one line, exit 2.
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -151,12 +151,21 @@ def _service_settings(config: DevConfig) -> tuple[Settings, dict[str, str]]:
     if os.environ.pop("TEMPORAL_API_KEY", None):
         log.warning("TEMPORAL_API_KEY is ignored: the embedded Temporal server needs no key")
     os.environ.setdefault("NOTIFYFLOW_PUBLIC_URL", config.api_url)
+    # The one worker serves its Temporal SDK metrics on a free local port, and the API (which
+    # inherits the same variable) appends them to its /metrics.
+    os.environ.setdefault("NOTIFYFLOW_WORKER_METRICS_ADDRESS", f"{HOST}:{_free_port()}")
     # Children's output reaches the terminal as it happens, interleaved in order.
     os.environ["PYTHONUNBUFFERED"] = "1"
     try:
         return load_settings(), cli_env
     except SettingsError as exc:
         raise DevStackError(str(exc), 2) from None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 def _check_ports_free(config: DevConfig) -> None:

@@ -271,9 +271,27 @@ def test_env_anchor_lists_every_setting_and_app_services_share_it() -> None:
     anchored = set(ANCHOR_ENV)
     assert not ALIASES - anchored, f"settings missing from x-notifyflow-env: {ALIASES - anchored}"
     assert not anchored - ALIASES, f"x-notifyflow-env has non-settings: {anchored - ALIASES}"
+    shared = environment("migrate")
     for service in APP_SERVICES:
-        assert environment(service) == environment("migrate"), service
-        assert set(environment(service)) == ALIASES, service
+        env = environment(service)
+        assert set(env) == ALIASES, service
+        # Only the worker may set its own metrics address; everything else is the anchor's.
+        overridden = {k for k in env if env[k] != shared[k]}
+        assert overridden <= (
+            {"NOTIFYFLOW_WORKER_METRICS_ADDRESS"} if service == "worker" else set()
+        ), (
+            service,
+            overridden,
+        )
+
+
+def test_each_worker_serves_sdk_metrics_on_an_exposed_port() -> None:
+    worker = SERVICES["worker"]
+    address = environment("worker")["NOTIFYFLOW_WORKER_METRICS_ADDRESS"]
+    host, port = str(address).rsplit(":", 1)
+    assert host == "0.0.0.0" and port in {str(p) for p in worker.get("expose", [])}
+    # Two worker replicas cannot share one address: the API is not pointed at them.
+    assert environment("api")["NOTIFYFLOW_WORKER_METRICS_ADDRESS"] is None
 
 
 def test_compose_requires_exactly_the_production_secrets() -> None:
