@@ -78,6 +78,21 @@ EXPIRY_MESSAGE = (
 )
 
 
+# Twilio refusals of a template variable that a plainer, shorter variable fixes.
+VARIABLE_REFUSALS = frozenset({"63013", "63021"})
+SHORTENED_LIMIT = 300
+
+
+def shortened_variable(text: str) -> str:
+    """Printable characters only, single spaces, at most SHORTENED_LIMIT characters, cut at a
+    word boundary: what any approved template accepts as a variable."""
+    plain = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(plain) <= SHORTENED_LIMIT:
+        return plain or "-"
+    cut = plain[: SHORTENED_LIMIT - 1]
+    return (cut[: cut.rfind(" ")] if " " in cut else cut).rstrip(" ,;:") + "…"
+
+
 def fall_back(err: AIError) -> bool:
     """Take the documented fallback now (a configuration error, or retries used up), rather
     than let Temporal retry the AI step again."""
@@ -734,16 +749,32 @@ class NotificationActivities:
                 )
         except TemplateMissing as exc:
             return _Outcome(False, "campaign", None, str(exc))
+        fragment = localized.continuation_fragment
+        key = f"{public}:{kind}:customer:template"
         try:
             sent = await self._sender.send(
                 notification_id=notification_id,
-                key=f"{public}:{kind}:customer:template",
+                key=key,
                 kind=kind,
                 target=target,
-                template=render(template, [localized.continuation_fragment]),
+                template=render(template, [fragment]),
             )
         except SendError as err:
-            return self._failed_or_raise(err, method="campaign")
+            if err.code not in VARIABLE_REFUSALS:
+                return self._failed_or_raise(err, method="campaign")
+            # The provider's copy of the template is stricter than ours (63013 whitespace,
+            # 63021 too long): send once more with a plain, shorter variable.
+            log.warning("%s: template variable refused (%s); shortening it", public, err.code)
+            try:
+                sent = await self._sender.send(
+                    notification_id=notification_id,
+                    key=f"{key}:shortened",
+                    kind=kind,
+                    target=target,
+                    template=render(template, [shortened_variable(fragment)]),
+                )
+            except SendError as again:
+                return self._failed_or_raise(again, method="campaign")
         return _Outcome(True, "campaign", sent.provider_message_id, None)
 
     async def _reach_instagram(
