@@ -81,10 +81,24 @@ class Sender:
         channel = self._channel(target)
         method = "campaign" if template else "direct"
         body = template.body if template else (text or "")
-        delivery = await self._claim(
+        delivery, recovered = await self._claim(
             notification_id, key, kind, target, channel, method, body, template
         )
         if delivery.status in ACCEPTED and delivery.provider_message_id:
+            if recovered:
+                # An earlier attempt's message, found at the provider: write the history that
+                # attempt could not (the ledger row is already marked sent).
+                await self._record_success(
+                    delivery.id,
+                    target,
+                    kind,
+                    key,
+                    delivery.body,
+                    template,
+                    SendResult(provider_message_id=delivery.provider_message_id),
+                    other_data or {},
+                    notification_id,
+                )
             return Sent(delivery.provider_message_id, delivery.method, duplicate=True)
 
         try:
@@ -135,7 +149,9 @@ class Sender:
         method: str,
         body: str,
         template: RenderedTemplate | None,
-    ) -> Delivery:
+    ) -> tuple[Delivery, bool]:
+        """The ledger row for ``key``, and whether an earlier attempt's message was just
+        found at the provider."""
         async with self._db() as session:
             row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
             if row is None:
@@ -162,9 +178,9 @@ class Sender:
                         select(Delivery).where(Delivery.idempotency_key == key)
                     )
                     assert row is not None
-                return row
+                return row, False
             if row.status in ACCEPTED:
-                return row
+                return row, False
             if row.status in REFUSED:
                 # The provider refused this very message for good (or a status callback said
                 # it failed): sending it again under the same key would be a second message.
@@ -181,21 +197,22 @@ class Sender:
                     to=target.to,
                     sender=target.sender,
                     since=row.created_at,
-                    # The rendered body, not the Content SID: Twilio's message resource does
-                    # not echo the SID, so only the body identifies this very message.
-                    body_or_content_sid=body,
+                    # What the earlier attempt sent, not what this one would send: a retry
+                    # composes an LLM reply anew, in other words. The rendered body, not the
+                    # Content SID: Twilio's message resource does not echo the SID.
+                    body_or_content_sid=row.body or body,
                 )
                 if found:
                     row.status = "sent"
                     row.provider_message_id = found
                     await session.commit()
-                    return row
+                    return row, True
             row.attempts += 1
             row.method = method
             row.body = body
             row.campaign = template.campaign if template else None
             await session.commit()
-            return row
+            return row, False
 
     async def _record_failure(self, delivery_id: int, err: SendError) -> None:
         async with self._db() as session:

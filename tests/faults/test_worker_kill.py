@@ -1,0 +1,153 @@
+"""The worker is SIGKILLed in the middle of each lifecycle activity, then started again.
+
+The kill lands while the activity is mid-send: the fake Twilio holds one send and the test kills
+the worker as soon as that send arrives. Three ways the held send can end, rotated over trials:
+
+- ``before_acceptance``: the provider never takes the message (the retry must send it);
+- ``accepted_answer_lost``: the provider took it, the answer never reached the worker;
+- ``accepted_after_death``: the provider takes it a moment after the worker died.
+
+In the last two the ledger row is still ``pending`` when the activity is retried, so the retry
+must ask the provider (``find_accepted``) and not send again. The worker runs with a 5 s
+``start_to_close`` (see worker_proc.py): without a heartbeat timeout that is how long the server
+takes to notice a dead worker (2 minutes with the production policies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import pytest
+
+from tests.faults.harness import (
+    Stack,
+    customer_words,
+    fault_trials,
+    ledger_row,
+    scenario,
+    until,
+)
+
+T = TypeVar("T")
+ACTIVITY_TIMEOUT = 5.0
+VARIANTS = ("before_acceptance", "accepted_answer_lost", "accepted_after_death")
+ACTIVITIES = ("open_notification", "follow_up", "deliver_answer", "finish_notification")
+ANSWER = "Yes, we ship there; it takes about 5 days."
+REMIND_AFTER = timedelta(seconds=4)
+# The ledger kind of the send each kill interrupts, and whose phone it goes to.
+KIND = {
+    "open_notification": "request",
+    "follow_up": "reminder",
+    "deliver_answer": "answer",
+    "finish_notification": "expiry",
+}
+KILLED_AT_CUSTOMER = ("deliver_answer", "finish_notification")
+
+
+def _cases() -> list[tuple[str, int, str]]:
+    return [
+        (activity, trial, VARIANTS[(a + trial) % len(VARIANTS)])
+        for a, activity in enumerate(ACTIVITIES)
+        for trial in range(fault_trials())
+    ]
+
+
+def _arm(stack: Stack, phone: str, variant: str) -> None:
+    """The next send to ``phone`` hangs until long after the worker is dead."""
+    if variant == "before_acceptance":
+        stack.twilio.timeout_next(8.0, to=phone)
+    elif variant == "accepted_answer_lost":
+        stack.twilio.accept_then_fail_next("timeout", to=phone, delay=8.0)
+    else:
+        stack.twilio.hold_next(phone, 1.0)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _kill_during(
+    stack: Stack, phone: str, variant: str, action: Callable[[], Awaitable[T]]
+) -> T:
+    """Arm the next send to ``phone``, run ``action``, SIGKILL the worker as soon as that
+    send reaches the fake, start a new worker."""
+    before = stack.twilio.arrivals(phone)
+    _arm(stack, phone, variant)
+    result = await action()
+    await stack.wait_arrival(phone, before)
+    stack.worker.kill()
+    stack.worker.start()
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("activity", "trial", "variant"), _cases())
+async def test_worker_killed_mid_activity(
+    make_stack, activity: str, trial: int, variant: str
+) -> None:
+    timers = {}
+    if activity == "follow_up":
+        timers = {"remind_after": REMIND_AFTER}
+    elif activity == "finish_notification":
+        timers = {
+            "remind_after": timedelta(seconds=1),
+            "escalate_after": timedelta(seconds=2),
+            "auto_close_after": timedelta(seconds=4),
+        }
+    stack: Stack = await make_stack(activity_timeout=ACTIVITY_TIMEOUT, **timers)
+    merchant = await stack.merchant()
+    admin = merchant.phones[merchant.admin_ids[0]]
+    customer = merchant.customer_phone or ""
+    async with scenario(f"worker SIGKILL in {activity}") as case:
+        expected = "delivered"
+        if activity == "open_notification":
+            public = await _kill_during(stack, admin, variant, lambda: stack.request(merchant))
+            await stack.wait_waiting(public)
+            await stack.answer(public, merchant.admin_ids[1], ANSWER)
+        elif activity == "follow_up":
+            public = await stack.request(merchant)
+            await stack.wait_waiting(public)
+            assert (await stack.status(public)).reminders_sent == 0, "reminded too early"
+            await _kill_during(stack, admin, variant, _nothing)
+            await _until_reminded(stack, public)
+            await stack.answer(public, merchant.admin_ids[1], ANSWER)
+        elif activity == "deliver_answer":
+            public = await stack.request(merchant)
+            await stack.wait_waiting(public)
+            await _kill_during(
+                stack,
+                customer,
+                variant,
+                lambda: stack.answer(public, merchant.admin_ids[0], ANSWER),
+            )
+        else:
+            # The customer hears nothing before the expiry notice: arm at once.
+            public = await _kill_during(stack, customer, variant, lambda: stack.request(merchant))
+            expected = "expired"
+        outcome = await stack.outcome(public)
+        assert outcome.status.value == expected
+        await case.judge(stack, {public: expected}, [merchant])
+    customer_messages = stack.twilio.accepted(to=merchant.customer_phone)
+    assert len(customer_messages) == 1
+    if expected == "delivered":
+        assert customer_messages[0]["body"] == f"(localized) {customer_words(ANSWER)}"
+    # The kill landed mid-send, and the retry went through the ledger.
+    phone = customer if activity in KILLED_AT_CUSTOMER else admin
+    row = await ledger_row(stack, public, KIND[activity], phone)
+    assert row.status == "sent"
+    assert row.provider_message_id in {m["sid"] for m in stack.twilio.accepted(to=phone)}
+    if variant == "before_acceptance":
+        assert row.attempts == 2
+    else:
+        # Taken by the provider before or as the worker died: found, not sent again.
+        assert row.attempts == 1
+        assert stack.twilio.listed(phone) >= 1
+
+
+async def _until_reminded(stack: Stack, public: str) -> None:
+    async def reminded() -> bool:
+        return (await stack.status(public)).reminders_sent == 1
+
+    await until(reminded, f"{public} reminded", timeout=60, every=0.2)
