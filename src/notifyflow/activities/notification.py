@@ -4,10 +4,11 @@ escalate), deliver the answer, finish (expire or close), record a refused answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 WINDOW = timedelta(hours=24)
+# Well under the workflow's heartbeat timeout (policies.HEARTBEAT_TIMEOUT).
+HEARTBEAT_EVERY = 5.0
 INSTAGRAM_HUMAN_AGENT_WINDOW = timedelta(days=7)
 # After this many failed attempts of an AI step, fall back to the admin's own words.
 AI_ATTEMPTS_BEFORE_FALLBACK = 3
@@ -106,9 +109,44 @@ def with_log_context(fn: Callable[[Any, Any], Awaitable[R]]) -> Callable[[Any, A
     @functools.wraps(fn)
     async def wrapper(self: Any, input: Any) -> R:
         with log_context(notification_id=format_notification_id(input.notification_id)):
-            return await fn(self, input)
+            async with heartbeating():
+                return await fn(self, input)
 
     return wrapper
+
+
+def retry_later(err: SendError) -> Exception:
+    """A retryable send failure for Temporal to retry; a provider's Retry-After (429) sets the
+    delay of the next attempt instead of the policy's backoff."""
+    retry_after = err.extra.get("retry_after")
+    try:
+        delay = float(retry_after) if retry_after else None
+    except ValueError:
+        delay = None
+    if delay is None or delay <= 0:
+        return err
+    return ApplicationError(
+        str(err), type="RateLimited", next_retry_delay=timedelta(seconds=min(delay, 300))
+    )
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+    """Heartbeat while the body runs, so a worker that dies mid-activity is noticed within the
+    heartbeat timeout rather than the whole start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _non_retryable(message: str) -> ApplicationError:
@@ -418,7 +456,7 @@ class NotificationActivities:
             else:
                 sent += 1
         if retry is not None:
-            raise retry
+            raise retry_later(retry)
         return sent
 
     def _member_target(self, merchant: Merchant, member: _Member) -> Target:
@@ -825,7 +863,7 @@ class NotificationActivities:
     @staticmethod
     def _failed_or_raise(err: SendError, method: str | None = "direct") -> _Outcome:
         if err.retryable or err.ambiguous:
-            raise err
+            raise retry_later(err)
         return _Outcome(False, method, None, f"{err.code}: {err.message}")
 
     async def _users(self, merchant_id: int) -> list[MerchantUser]:

@@ -6,11 +6,14 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
-# Database plus sends to a handful of admins: seconds normally; the timeout bounds a hung call.
-OPEN_TIMEOUT = timedelta(minutes=2)
-DELIVER_TIMEOUT = timedelta(minutes=2)
-FOLLOW_UP_TIMEOUT = timedelta(minutes=2)
-FINISH_TIMEOUT = timedelta(minutes=2)
+# Database plus sends to a handful of admins: seconds normally. The bound is generous, above the
+# worst case of one attempt (two AI calls at 30 s, provider calls at 15 s each), so a slow
+# attempt is never run twice at once; a dead worker is noticed by the heartbeat timeout.
+OPEN_TIMEOUT = timedelta(minutes=5)
+DELIVER_TIMEOUT = timedelta(minutes=5)
+FOLLOW_UP_TIMEOUT = timedelta(minutes=5)
+FINISH_TIMEOUT = timedelta(minutes=5)
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 RECORD_TIMEOUT = timedelta(seconds=30)
 
 # Keep trying for a day: an outage of the database, the AI or the channel must delay a
