@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.activities.templates import RenderedTemplate
@@ -153,32 +153,15 @@ class Sender:
         """The ledger row for ``key``, and whether an earlier attempt's message was just
         found at the provider."""
         async with self._db() as session:
-            row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
-            if row is None:
-                row = Delivery(
-                    notification_id=notification_id,
-                    idempotency_key=key,
-                    kind=kind,
-                    recipient_kind=target.recipient_kind,
-                    merchant_user_id=target.merchant_user_id,
-                    conversation_id=target.conversation_id,
-                    method=method,
-                    channel="console" if channel.name == "console" else target.channel,
-                    to_address=target.to,
-                    campaign=template.campaign if template else None,
-                    body=body,
-                    attempts=1,
-                )
-                session.add(row)
-                try:
-                    await session.commit()
-                except IntegrityError:
-                    await session.rollback()
-                    row = await session.scalar(
-                        select(Delivery).where(Delivery.idempotency_key == key)
-                    )
-                    assert row is not None
+            # Insert first: the common case (a first attempt) costs one statement; the unique
+            # key turns a retry's insert into a read of the earlier attempt's row.
+            row = await self._insert_claim(
+                session, notification_id, key, kind, target, channel, method, body, template
+            )
+            if row is not None:
                 return row, False
+            row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
+            assert row is not None
             if row.status in ACCEPTED:
                 return row, False
             if row.status in REFUSED:
@@ -189,40 +172,92 @@ class Sender:
                     row.error_message or "refused earlier",
                     window_closed=row.error_code in WINDOW_CLOSED_CODES,
                 )
-            # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
-            # whether it took the message before sending it again.
-            finder = getattr(channel, "find_accepted", None)
-            if row.attempts > 0 and row.error_code in (None, "ambiguous") and finder:
-                found = await finder(
-                    to=target.to,
-                    sender=target.sender,
-                    since=row.created_at,
-                    # What the earlier attempt sent, not what this one would send: a retry
-                    # composes an LLM reply anew, in other words. The rendered body, not the
-                    # Content SID: Twilio's message resource does not echo the SID.
-                    body_or_content_sid=row.body or body,
-                )
-                if found:
-                    row.status = "sent"
-                    row.provider_message_id = found
-                    await session.commit()
-                    return row, True
-            row.attempts += 1
-            row.method = method
-            row.body = body
-            row.campaign = template.campaign if template else None
+            return await self._reclaim(session, row, target, channel, method, body, template)
+
+    @staticmethod
+    async def _insert_claim(
+        session: Any,
+        notification_id: int,
+        key: str,
+        kind: str,
+        target: Target,
+        channel: Channel,
+        method: str,
+        body: str,
+        template: RenderedTemplate | None,
+    ) -> Delivery | None:
+        """The new ledger row, or None when ``key`` already has one."""
+        row = Delivery(
+            notification_id=notification_id,
+            idempotency_key=key,
+            kind=kind,
+            recipient_kind=target.recipient_kind,
+            merchant_user_id=target.merchant_user_id,
+            conversation_id=target.conversation_id,
+            method=method,
+            channel="console" if channel.name == "console" else target.channel,
+            to_address=target.to,
+            campaign=template.campaign if template else None,
+            body=body,
+            attempts=1,
+        )
+        session.add(row)
+        try:
             await session.commit()
-            return row, False
+        except IntegrityError:
+            await session.rollback()
+            return None
+        return row
+
+    @staticmethod
+    async def _reclaim(
+        session: Any,
+        row: Delivery,
+        target: Target,
+        channel: Channel,
+        method: str,
+        body: str,
+        template: RenderedTemplate | None,
+    ) -> tuple[Delivery, bool]:
+        """A retry of a send that got no clear answer: find the earlier message at the provider,
+        or count one more attempt."""
+        # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
+        # whether it took the message before sending it again.
+        finder = getattr(channel, "find_accepted", None)
+        if row.attempts > 0 and row.error_code in (None, "ambiguous") and finder:
+            found = await finder(
+                to=target.to,
+                sender=target.sender,
+                since=row.created_at,
+                # What the earlier attempt sent, not what this one would send: a retry
+                # composes an LLM reply anew, in other words. The rendered body, not the
+                # Content SID: Twilio's message resource does not echo the SID.
+                body_or_content_sid=row.body or body,
+            )
+            if found:
+                row.status = "sent"
+                row.provider_message_id = found
+                await session.commit()
+                return row, True
+        row.attempts += 1
+        row.method = method
+        row.body = body
+        row.campaign = template.campaign if template else None
+        await session.commit()
+        return row, False
 
     async def _record_failure(self, delivery_id: int, err: SendError) -> None:
+        values: dict[str, Any] = {
+            "error_code": "ambiguous" if err.ambiguous else err.code,
+            "error_message": err.message[:2000],
+            "updated_at": utcnow(),
+        }
+        if not (err.retryable or err.ambiguous):
+            values["status"] = "failed"
         async with self._db() as session:
-            row = await session.get(Delivery, delivery_id)
-            if row is None:
-                return
-            row.error_code = "ambiguous" if err.ambiguous else err.code
-            row.error_message = err.message[:2000]
-            if not (err.retryable or err.ambiguous):
-                row.status = "failed"
+            await session.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(**values)
+            )
             await session.commit()
 
     async def _record_success(
@@ -250,13 +285,18 @@ class Sender:
         else:
             payload = {"type": "text"}
         async with self._db() as session:
-            row = await session.get(Delivery, delivery_id)
-            if row is not None:
-                row.status = "sent"
-                row.provider_message_id = result.provider_message_id
-                row.error_code = None
-                row.error_message = None
-                row.updated_at = utcnow()
+            # One transaction: the ledger says sent exactly when the history shows the message.
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(
+                    status="sent",
+                    provider_message_id=result.provider_message_id,
+                    error_code=None,
+                    error_message=None,
+                    updated_at=utcnow(),
+                )
+            )
             session.add(
                 Message(
                     conversation_id=target.conversation_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -13,6 +14,10 @@ from notifyflow.db.tables import CampaignTemplate
 MAX_BODY = 1024
 _SLOT = re.compile(r"\{\{(\d+)\}\}")
 _WS = re.compile(r"\s+")
+
+
+TEMPLATE_CACHE_SECONDS = 30.0
+_cache: dict[tuple[str, tuple[str, ...], int], tuple[float, CampaignTemplate]] = {}
 
 
 class TemplateMissing(LookupError):
@@ -85,8 +90,28 @@ async def find_template(
     merchant_id: int,
     merchant_language: str | None,
 ) -> CampaignTemplate:
-    """The merchant's own template wins over the product default, language by language."""
+    """The merchant's own template wins over the product default, language by language.
+
+    Looked up once per TEMPLATE_CACHE_SECONDS per worker: templates change rarely (an operator's
+    PUT), and every fan-out and delivery needs one."""
     candidates = language_candidates(language, merchant_language)
+    cache_key = (campaign, tuple(candidates), merchant_id)
+    now = time.monotonic()
+    cached = _cache.get(cache_key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    row = await _lookup(session, campaign, candidates, merchant_id)
+    _cache[cache_key] = (now + TEMPLATE_CACHE_SECONDS, row)
+    return row
+
+
+def clear_template_cache() -> None:
+    _cache.clear()
+
+
+async def _lookup(
+    session: AsyncSession, campaign: str, candidates: list[str], merchant_id: int
+) -> CampaignTemplate:
     rows = (
         await session.scalars(
             select(CampaignTemplate).where(
