@@ -155,8 +155,11 @@ async def request_notification(
     """
     settings = settings or get_settings()
     kind, context = check_request(type, context)
-    notification, _ = await _record(db, kind, context, conversation_id, idempotency_key)
+    notification, created = await _record(db, kind, context, conversation_id, idempotency_key)
     await _ensure_started(client, notification, settings)
+    if created:
+        # Just written, so nothing else is attached yet: no need to read it back.
+        return _view(notification, [], [], None)
     return await get_notification(db, format_notification_id(notification.id))
 
 

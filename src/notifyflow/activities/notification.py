@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -204,11 +204,16 @@ class NotificationActivities:
     @with_log_context
     async def open_notification(self, input: OpenInput) -> OpenResult:
         async with self._db() as session:
-            notification = await session.get(Notification, input.notification_id)
-            if notification is None:
+            loaded = (
+                await session.execute(
+                    select(Notification, Merchant)
+                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    .where(Notification.id == input.notification_id)
+                )
+            ).first()
+            if loaded is None:
                 raise _non_retryable(f"notification {input.notification_id} does not exist")
-            merchant = await session.get(Merchant, notification.merchant_id)
-            assert merchant is not None
+            notification, merchant = loaded
             users = list(
                 (
                     await session.scalars(
@@ -246,6 +251,7 @@ class NotificationActivities:
             # A retry: routing was decided and written by an earlier attempt.
             chosen_ids = [r.merchant_user_id for r in recorded]
             chosen = [u for u in users if u.id in chosen_ids]
+            members = await self._members(merchant, chosen)
         else:
             chosen = admins
             if notification.type == NotificationType.user_support_request:
@@ -267,11 +273,11 @@ class NotificationActivities:
                 # No user of the classified type: fall back to the admins.
                 chosen = typed or admins
                 support_type = support_type or "General"
-            await self._add_recipients(
-                notification.id, merchant, chosen, "initial", support_type=support_type
+            members = await self._add_recipients(
+                notification, merchant, chosen, "initial", support_type=support_type
             )
 
-        await self._send_requests(notification, merchant, chosen, kind="request")
+        await self._send_requests(notification, merchant, members, kind="request")
         allowed = sorted({u.id for u in chosen} | {u.id for u in admins})
         return OpenResult(
             recipients=[u.id for u in chosen], allowed_answerers=allowed, support_type=support_type
@@ -338,18 +344,18 @@ class NotificationActivities:
 
     async def _add_recipients(
         self,
-        notification_id: int,
+        notification: Notification,
         merchant: Merchant,
         users: list[MerchantUser],
         reason: str,
         *,
         support_type: str | None,
-    ) -> None:
-        """Recipients, their instruction messages and the routing result, in one transaction."""
+    ) -> dict[int, _Member]:
+        """Recipients, their instruction messages and the routing result, in one transaction.
+        Returns each recipient's own conversation."""
         members = await self._members(merchant, users)
+        notification_id = notification.id
         async with self._db() as session:
-            notification = await session.get(Notification, notification_id)
-            assert notification is not None
             instruction = instruction_text(notification, support_type)
             public = format_notification_id(notification_id)
             for member in members.values():
@@ -382,19 +388,29 @@ class NotificationActivities:
                     *(m.conversation.conversation_user_id for m in members.values()),
                 }
             )
-            notification.context = context
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id)
+                .values(context=context, updated_at=utcnow())
+            )
             try:
                 await session.commit()
             except IntegrityError:
                 # An earlier attempt wrote them (same notification, same users): keep those.
                 await session.rollback()
+            else:
+                notification.context = context
+        return members
 
     async def _send_requests(
-        self, notification: Notification, merchant: Merchant, users: list[MerchantUser], kind: str
+        self,
+        notification: Notification,
+        merchant: Merchant,
+        members: dict[int, _Member],
+        kind: str,
     ) -> None:
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
-        members = await self._members(merchant, users)
         async with self._db() as session:
             template = await find_template(
                 session,
@@ -541,14 +557,14 @@ class NotificationActivities:
             # Escalation widens the circle to on-call users and admins not yet asked.
             extra = [u for u in users if (u.on_call or u.id in admins) and u.id not in recipients]
             if extra:
-                await self._add_recipients(
-                    notification.id,
+                members = await self._add_recipients(
+                    notification,
                     merchant,
                     extra,
                     "escalation",
                     support_type=notification.context.get("support_request_type"),
                 )
-                await self._send_requests(notification, merchant, extra, kind="escalation")
+                await self._send_requests(notification, merchant, members, kind="escalation")
                 recipients += [u.id for u in extra]
                 sent = len(extra)
         return FollowUpResult(
@@ -592,12 +608,16 @@ class NotificationActivities:
                 if notification.type == NotificationType.user_question_request:
                     await self._apply_to_document(session, notification, text)
                 await session.commit()
-            conversation = await session.get(Conversation, notification.conversation_id)
-            assert conversation is not None
-            merchant = await session.get(Merchant, notification.merchant_id)
-            assert merchant is not None
-            customer = await session.get(ConversationUser, conversation.conversation_user_id)
-            assert customer is not None
+            conversation, merchant, customer = (
+                await session.execute(
+                    select(Conversation, Merchant, ConversationUser)
+                    .join(Merchant, Merchant.id == Conversation.merchant_id)
+                    .join(
+                        ConversationUser, ConversationUser.id == Conversation.conversation_user_id
+                    )
+                    .where(Conversation.id == notification.conversation_id)
+                )
+            ).one()
 
         language = conversation.language or merchant.default_language
         localized = await self._localized(notification, text, language)
@@ -615,13 +635,18 @@ class NotificationActivities:
 
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         async with self._db() as session:
-            row = await session.get(Notification, notification.id)
-            assert row is not None
-            row.status = status.value
-            row.delivery_method = outcome.method
-            row.failure_reason = outcome.reason
-            if outcome.ok:
-                row.delivered_at = utcnow()
+            now = utcnow()
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == notification.id)
+                .values(
+                    status=status.value,
+                    delivery_method=outcome.method,
+                    failure_reason=outcome.reason,
+                    delivered_at=now if outcome.ok else None,
+                    updated_at=now,
+                )
+            )
             await session.commit()
 
         users = await self._users(merchant.id)
@@ -701,10 +726,14 @@ class NotificationActivities:
             cleaned = " ".join(text.split())
             localized = Localized(cleaned, cleaned)
         async with self._db() as session:
-            row = await session.get(Notification, notification.id)
-            assert row is not None
-            row.localized_fragment = localized.continuation_fragment
-            row.localized_sentence = localized.full_sentence
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == notification.id)
+                .values(
+                    localized_fragment=localized.continuation_fragment,
+                    localized_sentence=localized.full_sentence,
+                )
+            )
             await session.commit()
         return localized
 
