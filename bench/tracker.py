@@ -1,0 +1,136 @@
+"""What reached people: the fake Twilio (in this process, its own thread) reports every accepted
+message; the tracker ties each to its notification and purpose, wakes whoever waits for it, and
+counts duplicates on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes.twilio_server import FakeTwilio
+
+NOTIF = re.compile(r"NOTIF_(\d+)")
+CLOSURE_TEXT = "has been answered and is now closed"
+
+
+class BenchTwilio(FakeTwilio):
+    """The tests' fake Twilio, calling ``on_accept`` (from its server thread) for each message
+    it accepts."""
+
+    on_accept: Callable[[dict[str, Any]], None] | None = None
+
+    def _record(
+        self,
+        entry: dict[str, Any],
+        outcome: str,
+        status: int,
+        code: int | None = None,
+        sid: str | None = None,
+        accepted: bool = False,
+    ) -> None:
+        super()._record(entry, outcome, status, code, sid, accepted)
+        callback = self.on_accept
+        if accepted and callback is not None:
+            callback(entry)
+
+
+@dataclass
+class Seen:
+    requests: int = 0
+    closures: int = 0
+    customer: int = 0
+    customer_at: float | None = None
+    other: int = 0
+    notified: asyncio.Event = field(default_factory=asyncio.Event)
+    delivered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Tracker:
+    """Accepted messages by notification. ``campaigns`` maps a Content SID to its campaign."""
+
+    loop: asyncio.AbstractEventLoop
+    campaigns: dict[str, str]
+    request_campaign: str
+    closure_campaign: str
+    customer_phones: set[str]
+    expected_requests: int = 2
+    seen: dict[int, Seen] = field(default_factory=dict)
+    keys: Counter[tuple[int, str, str]] = field(default_factory=Counter)
+    unmatched: int = 0
+    accepted: int = 0
+
+    def attach(self, fake: BenchTwilio) -> None:
+        fake.on_accept = self._from_thread
+
+    def detach(self, fake: BenchTwilio) -> None:
+        fake.on_accept = None
+
+    def get(self, n: int) -> Seen:
+        item = self.seen.get(n)
+        if item is None:
+            item = self.seen[n] = Seen()
+        return item
+
+    def _from_thread(self, entry: dict[str, Any]) -> None:
+        fields = entry.get("fields") or {}
+        to = entry.get("to") or ""
+        kind = entry.get("kind") or "text"
+        text = fields.get("Body") or fields.get("ContentVariables") or ""
+        match = NOTIF.search(text)
+        if to in self.customer_phones:
+            purpose = "customer"
+        elif kind == "template":
+            campaign = self.campaigns.get(
+                fields.get("ContentSid", ""), fields.get("ContentSid", "")
+            )
+            purpose = {self.request_campaign: "request", self.closure_campaign: "closure"}.get(
+                campaign, campaign
+            )
+        else:
+            purpose = "closure" if CLOSURE_TEXT in text else "text"
+        info = (int(match.group(1)) if match else None, to, purpose, entry["time"].timestamp())
+        self.loop.call_soon_threadsafe(self._apply, info)
+
+    def _apply(self, info: tuple[int | None, str, str, float]) -> None:
+        n, to, purpose, at = info
+        self.accepted += 1
+        if n is None:
+            self.unmatched += 1
+            return
+        self.keys[(n, to, purpose)] += 1
+        item = self.get(n)
+        if purpose == "request":
+            item.requests += 1
+            if item.requests >= self.expected_requests:
+                item.notified.set()
+        elif purpose == "closure":
+            item.closures += 1
+        elif purpose == "customer":
+            item.customer += 1
+            if item.customer_at is None:
+                item.customer_at = at
+            item.delivered.set()
+        else:
+            item.other += 1
+
+    def duplicates(self, ids: set[int] | None = None) -> int:
+        """Messages accepted beyond the first per (notification, recipient, purpose)."""
+        return sum(
+            count - 1
+            for (n, _, _), count in self.keys.items()
+            if count > 1 and (ids is None or n in ids)
+        )
+
+    async def wait_notified(self, n: int, timeout: float) -> None:
+        await asyncio.wait_for(self.get(n).notified.wait(), timeout)
+
+    async def wait_delivered(self, n: int, timeout: float) -> float:
+        item = self.get(n)
+        await asyncio.wait_for(item.delivered.wait(), timeout)
+        assert item.customer_at is not None
+        return item.customer_at

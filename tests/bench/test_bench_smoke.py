@@ -1,0 +1,88 @@
+"""The benchmark keeps working: a tiny run of ``python -m bench`` in this process.
+
+No timing is asserted; the figures only have to be there and make sense.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench.__main__ import main
+
+from tests.fixtures.database import database_choice
+
+REQUIRED_KEYS = (
+    "throughput_ratio",
+    "latency_p95_ratio",
+    "actions_per_notification",
+    "events_per_notification",
+    "sql_statements_per_notification",
+    "sql_transactions_per_notification",
+    "worker_cpu_ms_per_notification",
+    "worker_rss_mb_10k_open",
+    "open_notifications",
+    "lost",
+    "duplicates",
+)
+
+
+def _database_args(tmp_path: Path) -> list[str]:
+    """The test run's database choice: its URL when it has one, SQLite when the run uses
+    SQLite, else the bench's own fresh PostgreSQL database."""
+    choice = database_choice()
+    if choice.url:
+        return ["--database-url", choice.url]
+    if choice.dialect == "sqlite":
+        return ["--database-url", f"sqlite+aiosqlite:///{tmp_path / 'bench.db'}"]
+    return []
+
+
+@pytest.mark.timeout(120)
+def test_tiny_bench_run_reports_every_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "--json",
+            "--output",
+            str(out),
+            "--b0",
+            "5",
+            "--b1",
+            "5",
+            "--notifications",
+            "5",
+            "--latency-samples",
+            "3",
+            "--open",
+            "5",
+            "--merchants",
+            "2",
+            "--warmup",
+            "2",
+            "--history-samples",
+            "3",
+            "--concurrency",
+            "4",
+            "--open-concurrency",
+            "4",
+            *_database_args(tmp_path),
+        ]
+    )
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    printed = json.loads(stdout)  # one JSON object and nothing else on stdout
+    written = json.loads(out.read_text())
+    assert printed["throughput_ratio"] == written["throughput_ratio"]
+    for key in REQUIRED_KEYS:
+        assert key in written, key
+    assert written["lost"] == 0
+    assert written["duplicates"] == 0
+    assert written["open_notifications"] == 5
+    for key in ("actions_per_notification", "events_per_notification"):
+        assert isinstance(written[key], int | float) and written[key] > 0, key
+    assert written["sql_statements_per_notification"] > 0
+    assert written["raw"]["verify"]["requested"] == written["raw"]["verify"]["delivered"]
