@@ -25,6 +25,16 @@ test: $(STAMP)
 test-full: $(STAMP)
 	NOTIFYFLOW_FAULT_TRIALS=10 $(BIN)/python -m pytest -m "slow or not slow"
 
+# The benchmark (docs/performance.md): Temporal's own floor (B0, B1) and the notification
+# lifecycle side by side in one run; --quick in under three minutes.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench --quick
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

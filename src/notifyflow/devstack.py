@@ -405,7 +405,11 @@ def _ensure_search_attributes(config: DevConfig, namespace: str) -> None:
     database file made without them (or a namespace other than ``default``) needs this.
     """
     flags = dev_server_flags()
-    wanted = dict(pair.split("=", 1) for pair in flags[1::2])
+    wanted = dict(
+        value.split("=", 1)
+        for flag, value in zip(flags[::2], flags[1::2], strict=True)
+        if flag == "--search-attribute"
+    )
     listing = json.loads(
         _temporal_cli(
             "operator", "search-attribute", "list", "-o", "json",

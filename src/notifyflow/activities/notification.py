@@ -579,8 +579,17 @@ class NotificationActivities:
         public = format_notification_id(input.notification_id)
         text = str(input.answer.get(input.customer_field, "")).strip()
         async with self._db() as session:
-            notification = await session.get(Notification, input.notification_id)
-            assert notification is not None
+            notification, conversation, merchant, customer = (
+                await session.execute(
+                    select(Notification, Conversation, Merchant, ConversationUser)
+                    .join(Conversation, Conversation.id == Notification.conversation_id)
+                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    .join(
+                        ConversationUser, ConversationUser.id == Conversation.conversation_user_id
+                    )
+                    .where(Notification.id == input.notification_id)
+                )
+            ).one()
             already = await session.scalar(
                 select(NotificationAnswer.id).where(
                     NotificationAnswer.notification_id == notification.id,
@@ -588,39 +597,17 @@ class NotificationActivities:
                     NotificationAnswer.created_at == input.answered_at,
                 )
             )
-            if already is None:
-                session.add(
-                    NotificationAnswer(
-                        notification_id=notification.id,
-                        answered_by=input.answered_by,
-                        source=input.source.value,
-                        answer_text=json.dumps(input.answer, ensure_ascii=False),
-                        accepted=True,
-                        single_answer=not notification.allow_multiple_answers,
-                        created_at=input.answered_at,
-                    )
-                )
-                notification.status = NotificationStatus.answered.value
-                notification.answered_by = input.answered_by
-                notification.answered_at = input.answered_at
-                notification.localized_fragment = None
-                notification.localized_sentence = None
-                if notification.type == NotificationType.user_question_request:
-                    await self._apply_to_document(session, notification, text)
-                await session.commit()
-            conversation, merchant, customer = (
-                await session.execute(
-                    select(Conversation, Merchant, ConversationUser)
-                    .join(Merchant, Merchant.id == Conversation.merchant_id)
-                    .join(
-                        ConversationUser, ConversationUser.id == Conversation.conversation_user_id
-                    )
-                    .where(Conversation.id == notification.conversation_id)
-                )
-            ).one()
-
         language = conversation.language or merchant.default_language
-        localized = await self._localized(notification, text, language)
+        if already is not None and notification.localized_fragment:
+            # A retry: the answer and its words were kept by the earlier attempt.
+            localized = Localized(
+                notification.localized_fragment, notification.localized_sentence or ""
+            )
+        else:
+            # Localize first, then write the answer, its words and the Document in one
+            # transaction: one commit before the customer's send.
+            localized = await self._localize(text, language)
+            await self._record_answer(notification, input, text, localized, first=already is None)
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         outcome = await self._reach_customer(
             notification.id,
@@ -686,7 +673,7 @@ class NotificationActivities:
         )
 
     @staticmethod
-    async def _apply_to_document(session: Any, notification: Notification, answer: str) -> None:
+    async def _apply_to_document(session: Any, notification: Notification, answer: str) -> int:
         """The question and its answer join the merchant's knowledge base. A Document that
         has gone missing is written anew rather than losing the Q&A."""
         document = (
@@ -706,15 +693,12 @@ class NotificationActivities:
             )
             session.add(document)
             await session.flush()
-            notification.document_id = document.id
         document.content = answer
+        return document.id
 
-    async def _localized(self, notification: Notification, text: str, language: str) -> Localized:
-        """Localize once and keep the words, so a retry sends the same text."""
-        if notification.localized_fragment and notification.localized_sentence:
-            return Localized(notification.localized_fragment, notification.localized_sentence)
+    async def _localize(self, text: str, language: str) -> Localized:
         try:
-            localized = await self._ai.localize(text, language)
+            return await self._ai.localize(text, language)
         except AIError as err:
             if not fall_back(err):
                 raise
@@ -724,18 +708,50 @@ class NotificationActivities:
                 activity.info().attempt,
             )
             cleaned = " ".join(text.split())
-            localized = Localized(cleaned, cleaned)
+            return Localized(cleaned, cleaned)
+
+    async def _record_answer(
+        self,
+        notification: Notification,
+        input: DeliverInput,
+        text: str,
+        localized: Localized,
+        *,
+        first: bool,
+    ) -> None:
+        """The accepted answer, the status, the localized words (kept, so a retry sends the
+        same text) and, for a question, the knowledge-base Document, in one transaction."""
+        values: dict[str, Any] = {
+            "localized_fragment": localized.continuation_fragment,
+            "localized_sentence": localized.full_sentence,
+            "updated_at": utcnow(),
+        }
         async with self._db() as session:
-            await session.execute(
-                update(Notification)
-                .where(Notification.id == notification.id)
-                .values(
-                    localized_fragment=localized.continuation_fragment,
-                    localized_sentence=localized.full_sentence,
+            if first:
+                session.add(
+                    NotificationAnswer(
+                        notification_id=notification.id,
+                        answered_by=input.answered_by,
+                        source=input.source.value,
+                        answer_text=json.dumps(input.answer, ensure_ascii=False),
+                        accepted=True,
+                        single_answer=not notification.allow_multiple_answers,
+                        created_at=input.answered_at,
+                    )
                 )
+                values.update(
+                    status=NotificationStatus.answered.value,
+                    answered_by=input.answered_by,
+                    answered_at=input.answered_at,
+                )
+                if notification.type == NotificationType.user_question_request:
+                    values["document_id"] = await self._apply_to_document(
+                        session, notification, text
+                    )
+            await session.execute(
+                update(Notification).where(Notification.id == notification.id).values(**values)
             )
             await session.commit()
-        return localized
 
     async def _compose(self, conversation: Conversation, answer: str, language: str) -> str:
         async with self._db() as session:
@@ -946,7 +962,7 @@ class NotificationActivities:
         )
         if input.tell_customer:
             language = conversation.language or merchant.default_language
-            localized = await self._localized_text(EXPIRY_MESSAGE, language)
+            localized = await self._localize(EXPIRY_MESSAGE, language)
             outcome = await self._reach_customer(
                 input.notification_id,
                 "expiry",
@@ -959,14 +975,6 @@ class NotificationActivities:
             )
             if not outcome.ok:
                 log.warning("%s: the customer could not be told: %s", public, outcome.reason)
-
-    async def _localized_text(self, text: str, language: str) -> Localized:
-        try:
-            return await self._ai.localize(text, language)
-        except AIError as err:
-            if not fall_back(err):
-                raise
-            return Localized(text, text)
 
     # ---- refused answers ----------------------------------------------------------------
 
