@@ -3,7 +3,6 @@ servers: what each admin and the customer received, the Document, the statuses."
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from notifyflow import starter
@@ -15,7 +14,7 @@ from notifyflow.providers import build_channel
 from tests.fakes.openai_server import FakeAIRequest, FakeOpenAI
 from tests.fakes.twilio_server import FakeTwilio
 from tests.fixtures.lifecycle import running_worker
-from tests.workflows.helpers import result, wait_status
+from tests.workflows.helpers import result, until, wait_status
 
 
 def spanish_llm(request: FakeAIRequest) -> str:
@@ -35,13 +34,6 @@ def spanish_llm(request: FakeAIRequest) -> str:
 
 def _settings(provider_settings: Settings, task_queue: str) -> Settings:
     return provider_settings.model_copy(update={"temporal_task_queue": task_queue})
-
-
-async def _poll(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_question_end_to_end_through_twilio_and_openai(
@@ -69,7 +61,7 @@ async def test_question_end_to_end_through_twilio_and_openai(
                 settings=settings,
             )
             public = view.notification_id
-            await _poll(lambda: all(twilio.accepted(a.phone) for a in shop.admins))
+            await until(lambda: all(twilio.accepted(a.phone) for a in shop.admins))
             for admin in shop.admins:
                 (request,) = twilio.accepted(admin.phone)
                 assert request["kind"] == "template" and request["content_sid"].startswith("HX")
@@ -126,7 +118,7 @@ async def test_support_end_to_end_template_outside_the_window(
                 settings=settings,
             )
             public = view.notification_id
-            await _poll(lambda: bool(twilio.accepted(returns.phone)))
+            await until(lambda: bool(twilio.accepted(returns.phone)))
             assert not any(twilio.accepted(a.phone) for a in shop.admins)
             await starter.answer_notification(
                 dev_env.client,
@@ -179,7 +171,7 @@ async def test_a_refused_template_variable_is_shortened_and_sent_once(
                 context={"question": "Shipping?"},
                 settings=settings,
             )
-            await _poll(lambda: bool(twilio.accepted(shop.admins[0].phone)))
+            await until(lambda: bool(twilio.accepted(shop.admins[0].phone)))
             await starter.answer_notification(
                 dev_env.client,
                 db,

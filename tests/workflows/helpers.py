@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -30,6 +31,15 @@ async def wait_status(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{public_id} stayed {row.status}, wanted {statuses}")
         await asyncio.sleep(0.05)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Wait until ``predicate()`` holds (a send recorded, a row written), or fail the test."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
 
 
 async def result(client: Client, public_id: str) -> NotificationOutcome:

@@ -16,7 +16,7 @@ from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import closure_notice
 from notifyflow.models.workflow_io import AnswerSource, NotificationOutcome, WorkflowStatus
 from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
-from tests.workflows.helpers import deliveries, messages, result, wait_status
+from tests.workflows.helpers import deliveries, messages, result, until, wait_status
 
 
 async def test_question_is_routed_answered_localized_and_delivered_free_form(
@@ -36,7 +36,7 @@ async def test_question_is_routed_answered_localized_and_delivered_free_form(
         public = view.notification_id
         assert view.status == "requested"
         # Both admins get the request campaign, naming the notification and the question.
-        await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
         for admin in shop.admins:
             (request,) = channel.to(admin.phone)
             assert request.kind == "template"
@@ -82,14 +82,6 @@ async def test_question_is_routed_answered_localized_and_delivered_free_form(
 
 def _recipient_conv(view, user_id, rows) -> int:  # type: ignore[no-untyped-def]
     return next(d.conversation_id for d in rows if d.merchant_user_id == user_id)
-
-
-async def _until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +174,7 @@ async def test_support_request_goes_to_the_classified_team_and_notes_stay_intern
         )
         public = view.notification_id
         returns = shop.user("returns")
-        await _until(lambda: bool(channel.to(returns.phone)))
+        await until(lambda: bool(channel.to(returns.phone)))
         view = await starter.get_notification(db, public)
         assert [r.merchant_user_id for r in view.recipients] == [returns.id]
         assert view.context["support_request_type"] == "Returns"
@@ -220,7 +212,7 @@ async def test_no_user_of_the_classified_type_falls_back_to_admins(
             context={"support_request_reason": "The app has bugs and setup fails"},
             settings=settings_for(task_queue),
         )
-        await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
         view = await starter.get_notification(db, view.notification_id)
         assert sorted(r.merchant_user_id for r in view.recipients) == sorted(
             a.id for a in shop.admins
@@ -245,7 +237,7 @@ async def test_answers_are_refused_with_reasons_and_recorded(
         )
         public = view.notification_id
         sales = shop.user("sales")
-        await _until(lambda: bool(channel.to(sales.phone)))
+        await until(lambda: bool(channel.to(sales.phone)))
 
         async def refused(answered_by: int, answer: object, nid: str = public) -> NotificationError:
             with pytest.raises(NotificationError) as info:
@@ -363,7 +355,7 @@ async def test_idempotency_key_returns_the_same_notification_and_one_fan_out(
             )
         )
         assert len({v.notification_id for v in views}) == 1
-        await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
         await asyncio.sleep(0.3)
         assert [len(channel.to(a.phone)) for a in shop.admins] == [1, 1]
         await starter.close_notification(skip_env.client, db, views[0].notification_id)
@@ -391,7 +383,7 @@ async def test_reminder_then_escalation_then_auto_close(
         )
         public = view.notification_id
         handle = skip_env.client.get_workflow_handle(public, result_type=NotificationOutcome)
-        await _until(lambda: bool(channel.to(returns.phone)))
+        await until(lambda: bool(channel.to(returns.phone)))
         await skip_env.sleep(timedelta(minutes=31))
         status = await handle.query("status", result_type=WorkflowStatus)
         assert status.reminders_sent == 1 and not status.escalated
@@ -444,7 +436,7 @@ async def test_operator_close_and_ui_signal_answers(
         handle = skip_env.client.get_workflow_handle(
             first.notification_id, result_type=NotificationOutcome
         )
-        await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
         # An invalid answer by signal is recorded as refused and breaks nothing.
         await handle.signal(
             "answer",
@@ -505,7 +497,7 @@ async def test_twenty_concurrent_answers_accept_exactly_one(
             context={"question": "Race?"},
             settings=settings_for(task_queue),
         )
-        await _until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
         outcomes = await asyncio.gather(
             *(
                 starter.answer_notification(

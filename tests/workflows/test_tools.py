@@ -15,7 +15,7 @@ from notifyflow.tools import (
     conversation_history,
 )
 from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
-from tests.workflows.helpers import result
+from tests.workflows.helpers import result, until
 
 
 def test_tools_export_openai_function_schemas() -> None:
@@ -62,7 +62,7 @@ async def test_request_and_answer_through_the_tools(
 
         # The admin's own conversation exists once the request went out.
         admin = shop.admins[0]
-        await _wait_for(lambda: bool(channel.to(admin.phone)))
+        await until(lambda: bool(channel.to(admin.phone)))
         async with db() as session:
             conv_id = await session.scalar(
                 select(Conversation.id).where(Conversation.merchant_user_id == admin.id)
@@ -92,13 +92,3 @@ async def test_request_and_answer_through_the_tools(
         assert ok == f"Answer to {public} accepted; it is being delivered to the customer."
         await result(skip_env.client, public)
     assert len(channel.to(shop.customer_phone)) == 1
-
-
-async def _wait_for(predicate) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
