@@ -76,10 +76,11 @@ def fopenai(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def pg_admin(database_url: str) -> tuple[str, str]:
-    """(libpq URL of the server's ``postgres`` database, the test database's name)."""
+    """(libpq URL of the server's ``postgres`` database, the test database's name); on SQLite
+    ("sqlite", the database file), whose faults are a lock held on the file instead."""
     url = make_url(database_url)
-    if url.get_backend_name() != "postgresql":
-        pytest.fail("the PostgreSQL fault tests need the session database on PostgreSQL")
+    if url.get_backend_name() == "sqlite":
+        return "sqlite", str(url.database)
     admin = url.set(drivername="postgresql", database="postgres")
     return admin.render_as_string(hide_password=False), str(url.database)
 
