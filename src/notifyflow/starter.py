@@ -542,7 +542,9 @@ def _view(
                 answered_by=a.answered_by,
                 source=a.source,
                 accepted=a.accepted,
-                answer=_redacted_answer(a.answer_text),
+                # Operators see the whole answer, resolution notes included (they are internal);
+                # only the customer-facing field ever leaves for a customer or an LLM.
+                answer=a.answer_text,
                 reason_code=a.reason_code,
                 reason=a.reason,
                 created_at=a.created_at,
@@ -563,12 +565,6 @@ def _view(
         delivered_at=row.delivered_at,
         close_reason=row.close_reason,
     )
-
-
-def _redacted_answer(text: str) -> str:
-    """The answer as given; resolution notes stay visible to operators (they are internal),
-    but never reach the customer or an LLM."""
-    return text
 
 
 async def list_notifications(
