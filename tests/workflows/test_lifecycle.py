@@ -517,3 +517,38 @@ async def test_twenty_concurrent_answers_accept_exactly_one(
         assert {r.code for r in refused} == {RefusalCode.already_answered}
         await result(dev_env.client, view.notification_id)
     assert len(channel.to(shop.customer_phone)) == 1
+
+
+async def test_a_notification_nobody_can_be_told_about_still_ends_in_a_terminal_state(
+    skip_env, db, task_queue, channel: RecordingChannel, templates
+) -> None:
+    """The open step fails for good (here: its row does not exist): the workflow ends
+    `closed` with the reason instead of failing."""
+    from notifyflow.models.notification import NotificationType
+    from notifyflow.models.workflow_io import NotificationWorkflowInput, Timing
+    from notifyflow.workflows.notification import NotificationWorkflow
+
+    async with running_worker(skip_env.client, db, task_queue, channel):
+        handle = await skip_env.client.start_workflow(
+            NotificationWorkflow.run,
+            NotificationWorkflowInput(
+                notification_id=2_100_000_000,
+                type=NotificationType.user_question_request,
+                merchant_id=1,
+                conversation_id=1,
+                headline="?",
+                answer_schema={},
+                answered_fields=["answer"],
+                timing=Timing(
+                    remind_after=timedelta(minutes=1),
+                    escalate_after=timedelta(minutes=2),
+                    auto_close_after=timedelta(minutes=3),
+                ),
+            ),
+            id="NOTIF_2100000000",
+            task_queue=task_queue,
+        )
+        outcome = await handle.result()
+    assert outcome.status == "closed"
+    assert "could not be notified" in (outcome.reason or "")
+    assert channel.sent == []

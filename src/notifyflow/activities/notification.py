@@ -929,7 +929,11 @@ class NotificationActivities:
         public = format_notification_id(input.notification_id)
         async with self._db() as session:
             notification = await session.get(Notification, input.notification_id)
-            assert notification is not None
+            if notification is None:
+                # Nothing to close (a workflow started for a row that was never written):
+                # retrying could never succeed.
+                log.warning("%s: no such notification; nothing to close", public)
+                return
             if not NotificationStatus(notification.status).is_terminal:
                 notification.status = input.status.value
                 notification.closed_at = utcnow()

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         FinishInput,
         FollowUpInput,
         FollowUpKind,
+        FollowUpResult,
         NotificationOutcome,
         NotificationWorkflowInput,
         OpenInput,
@@ -90,15 +91,27 @@ class NotificationWorkflow:
     async def run(self, input: NotificationWorkflowInput) -> NotificationOutcome:
         self._set_details()
         if not input.answered_directly:
-            opened = await workflow.execute_activity_method(
-                NotificationActivities.open_notification,
-                OpenInput(notification_id=input.notification_id),
-                start_to_close_timeout=policies.OPEN_TIMEOUT,
-                heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
-                schedule_to_close_timeout=policies.GIVE_UP_AFTER,
-                retry_policy=policies.SIDE_EFFECT_RETRY,
-                summary=f"{self._public_id}: route and notify recipients",
-            )
+            try:
+                opened = await workflow.execute_activity_method(
+                    NotificationActivities.open_notification,
+                    OpenInput(notification_id=input.notification_id),
+                    start_to_close_timeout=policies.OPEN_TIMEOUT,
+                    heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
+                    schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+                    retry_policy=policies.SIDE_EFFECT_RETRY,
+                    summary=f"{self._public_id}: route and notify recipients",
+                )
+            except ActivityError as err:
+                # A day of failures (or a non-retryable one): nobody could be asked. End in a
+                # terminal state with the reason instead of failing the workflow.
+                self._allowed = set()
+                return await self._end(
+                    await self._finish(
+                        NotificationStatus.closed,
+                        f"the merchant's team could not be notified: {err.cause or err}",
+                        tell_customer=False,
+                    )
+                )
             self._recipients = list(opened.recipients)
             self._allowed = set(opened.allowed_answerers)
         self._stage = Stage.waiting
@@ -151,6 +164,9 @@ class NotificationWorkflow:
                     FollowUpKind.reminder if name == "reminder" else FollowUpKind.escalation
                 )
 
+        return await self._end(outcome)
+
+    async def _end(self, outcome: NotificationOutcome) -> NotificationOutcome:
         self._status = outcome.status
         self._stage = Stage.done
         self._set_details()
@@ -205,7 +221,22 @@ class NotificationWorkflow:
         )
 
     async def _follow_up(self, kind: FollowUpKind) -> None:
-        result = await workflow.execute_activity_method(
+        try:
+            result = await self._run_follow_up(kind)
+        except ActivityError as err:
+            # Reminders and escalation are best effort: the notification keeps waiting.
+            workflow.logger.warning("%s: %s gave up: %s", self._public_id, kind.value, err.cause)
+            return
+        self._recipients = list(result.recipients)
+        self._allowed = (self._allowed or set()) | set(result.allowed_answerers)
+        if kind is FollowUpKind.reminder:
+            self._reminders += 1
+        else:
+            self._escalated = True
+        self._set_details()
+
+    async def _run_follow_up(self, kind: FollowUpKind) -> FollowUpResult:
+        return await workflow.execute_activity_method(
             NotificationActivities.follow_up,
             FollowUpInput(
                 notification_id=self._input.notification_id,
@@ -218,13 +249,6 @@ class NotificationWorkflow:
             retry_policy=policies.SIDE_EFFECT_RETRY,
             summary=f"{self._public_id}: {kind.value}",
         )
-        self._recipients = list(result.recipients)
-        self._allowed = (self._allowed or set()) | set(result.allowed_answerers)
-        if kind is FollowUpKind.reminder:
-            self._reminders += 1
-        else:
-            self._escalated = True
-        self._set_details()
 
     async def _finish(
         self, status: NotificationStatus, reason: str | None, *, tell_customer: bool
