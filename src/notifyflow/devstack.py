@@ -47,7 +47,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from notifyflow.config import Settings, SettingsError, load_settings
-from notifyflow.search_attributes import dev_server_flags
+from notifyflow.temporal_dev import dev_server_flags
 
 if TYPE_CHECKING:
     from notifyflow.db.seed import DemoIds

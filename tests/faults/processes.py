@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from notifyflow.search_attributes import dev_server_flags
+from notifyflow.temporal_dev import dev_server_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPORAL = Path(sys.prefix) / "bin" / "temporal"
