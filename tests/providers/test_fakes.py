@@ -120,6 +120,12 @@ async def test_twilio_fetch_and_list_pages(
     fetched = await sdk.messages(first["sid"]).fetch_async()
     assert (fetched.sid, fetched.body, fetched.status) == (first["sid"], "m0", "queued")
     assert fetched.date_created is not None and fetched.date_created.tzinfo is not None
+    assert fetched.date_sent is None  # still queued
+    assert await sdk.messages.list_async(to=f"whatsapp:{A}", date_sent_after=since) == []
+    assert len(await sdk.messages.list_async(to=f"whatsapp:{A}")) == 5
+    assert twilio.dispatch() == 6
+    sent = await sdk.messages(first["sid"]).fetch_async()
+    assert sent.status == "sent" and sent.date_sent is not None
     listed = await sdk.messages.list_async(to=f"whatsapp:{A}", date_sent_after=since, page_size=2)
     assert [m.body for m in listed] == ["m4", "m3", "m2", "m1", "m0"]  # newest first
     pages = [e for e in twilio.ledger if e["method"] == "GET" and "PageSize" in e["query"]]
@@ -130,6 +136,69 @@ async def test_twilio_fetch_and_list_pages(
     )
     assert len(await sdk.messages.list_async(from_=f"whatsapp:{SENDER}")) == 6
     assert len(await sdk.messages.list_async(date_sent=since.date())) == 6
+
+
+# What the product sends, refused the way Twilio refuses it (platform-facts.md; Twilio's error
+# pages 21211, 21617, 21655, 21658, 21910, 63028). The fake before issue 19 accepted all of it.
+CONTENT_SID = "HX" + "cd" * 16
+STRICT_CASES: list[tuple[str, dict[str, str], int]] = [
+    ("unknown ContentSid", {"ContentSid": "HX" + "ef" * 16, "ContentVariables": "{}"}, 21655),
+    ("too few variables", {"ContentSid": CONTENT_SID, "ContentVariables": '{"1": "a"}'}, 63028),
+    (
+        "too many variables",
+        {"ContentSid": CONTENT_SID, "ContentVariables": '{"1": "a", "2": "b", "3": "c"}'},
+        63028,
+    ),
+    ("no variables", {"ContentSid": CONTENT_SID}, 63028),
+    (
+        "variable over 1,600",
+        {"ContentSid": CONTENT_SID, "ContentVariables": '{"1": "a", "2": "' + "b" * 1601 + '"}'},
+        21658,
+    ),
+    ("To without whatsapp:", {"To": A, "Body": "x"}, 21910),
+    ("From without whatsapp:", {"From": SENDER, "Body": "x"}, 21910),
+    ("garbage To", {"To": "whatsapp:+12-34", "Body": "x"}, 21211),
+    ("To not E.164", {"To": "whatsapp:5550000001", "Body": "x"}, 21211),
+    ("To too long", {"To": "whatsapp:+1234567890123456", "Body": "x"}, 21211),
+    ("garbage From", {"From": "whatsapp:sender", "Body": "x"}, 21212),
+    ("Body over 1,600", {"Body": "x" * 1601}, 21617),
+    ("unknown Messaging Service", {"From": "", "MessagingServiceSid": "MG" + "0" * 32}, 21701),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "code"), STRICT_CASES, ids=[c[0] for c in STRICT_CASES])
+async def test_twilio_refuses_what_twilio_refuses(
+    twilio: FakeTwilio, case: str, fields: dict[str, str], code: int
+) -> None:
+    twilio.register_template(CONTENT_SID, "Order {{1}} ships {{2}}.")
+    form = {"To": f"whatsapp:{A}", "From": f"whatsapp:{SENDER}", **fields}
+    form = {k: v for k, v in form.items() if v}
+    if "ContentSid" in form:
+        form.pop("Body", None)
+    elif "Body" not in form:
+        form["Body"] = "x"
+    url = f"{twilio.base_url}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json"
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(url, data=form, auth=(twilio.account_sid, twilio.auth_token))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == code
+    assert twilio.accepted() == []
+
+
+async def test_twilio_accepts_limits_exactly(twilio: FakeTwilio) -> None:
+    twilio.register_template(CONTENT_SID, "Order {{1}} ships {{2}}.")
+    url = f"{twilio.base_url}/2010-04-01/Accounts/{twilio.account_sid}/Messages.json"
+    base = {"To": f"whatsapp:{A}", "From": f"whatsapp:{SENDER}"}
+    async with httpx.AsyncClient(auth=(twilio.account_sid, twilio.auth_token)) as http:
+        for extra in (
+            {"Body": "x" * 1600},
+            {"ContentSid": CONTENT_SID, "ContentVariables": '{"1": "42", "2": "today"}'},
+        ):
+            answer = await http.post(url, data={**base, **extra})
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["date_sent"] is None and answer.json()["status"] == "queued"
+    bodies = [m["body"] for m in twilio.accepted(A)]
+    assert bodies == ["x" * 1600, "Order 42 ships today."]
 
 
 async def test_twilio_fetch_unknown(sdk: Client) -> None:

@@ -82,6 +82,7 @@ async def test_template_sends_content_sid_and_no_body(
 
 
 async def test_messaging_service_replaces_sender(twilio: FakeTwilio) -> None:
+    twilio.register_template(CONTENT_SID, TEMPLATE)
     ch = TwilioChannel(
         fake_settings(twilio, TWILIO_MESSAGING_SERVICE_SID=FAKE_MESSAGING_SERVICE_SID)
     )
