@@ -360,3 +360,132 @@ def test_example_for_schema() -> None:
         "maybe": "the b",
         "flag": True,
     }
+
+
+# The real API's structured-outputs rules for strict: true, refused with 400 as the real API
+# refuses them. The fake before issue 19 answered every one of these with a "valid" object.
+_OK_OBJECT = {
+    "type": "object",
+    "properties": {"a": {"type": "string"}},
+    "required": ["a"],
+    "additionalProperties": False,
+}
+STRICT_SCHEMAS: list[tuple[str, dict[str, object], str]] = [
+    (
+        "additionalProperties missing",
+        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+        "'additionalProperties' is required to be supplied and to be false",
+    ),
+    (
+        "a property not required",
+        {**_OK_OBJECT, "properties": {"a": {"type": "string"}, "b": {"type": "string"}}},
+        "Missing 'b'",
+    ),
+    (
+        "minLength",
+        {**_OK_OBJECT, "properties": {"a": {"type": "string", "minLength": 1}}},
+        "'minLength' is not permitted",
+    ),
+    (
+        "default",
+        {**_OK_OBJECT, "properties": {"a": {"type": "string", "default": "x"}}},
+        "'default' is not permitted",
+    ),
+    ("root anyOf", {"anyOf": [_OK_OBJECT, {"type": "null"}]}, "schema must be a JSON Schema"),
+    (
+        "nested object open",
+        {
+            **_OK_OBJECT,
+            "properties": {"a": {"type": "object", "properties": {}, "required": []}},
+        },
+        "context=('properties', 'a')",
+    ),
+    (
+        "dangling $ref",
+        {**_OK_OBJECT, "properties": {"a": {"$ref": "#/$defs/Missing"}}},
+        "can't be resolved",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "schema", "message"), STRICT_SCHEMAS, ids=[c[0] for c in STRICT_SCHEMAS]
+)
+async def test_openai_refuses_schemas_strict_mode_refuses(
+    client: AsyncOpenAI, openai: FakeOpenAI, case: str, schema: dict[str, object], message: str
+) -> None:
+    from openai import BadRequestError
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "Out", "schema": schema, "strict": True}}
+    with pytest.raises(BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4.1",
+            messages=[{"role": "user", "content": "x"}],
+            response_format=fmt,  # type: ignore[arg-type]
+        )
+    assert message in caught.value.message
+    assert caught.value.param == "response_format"
+    if case == "dangling $ref":
+        return  # invalid in any mode
+    # Without strict the same schema is accepted (best effort), as the real API does.
+    fmt["json_schema"]["strict"] = False  # type: ignore[index]
+    await client.chat.completions.create(
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "x"}],
+        response_format=fmt,  # type: ignore[arg-type]
+    )
+    assert [e["outcome"] for e in openai.ledger] == ["invalid_request", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "m", "messages": []}, "messages"),
+        ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, None),
+        (
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "x"}],
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "has space", "schema": _OK_OBJECT},
+                },
+            },
+            "response_format.name",
+        ),
+    ],
+)
+async def test_openai_refuses_malformed_requests(
+    openai: FakeOpenAI, body: dict[str, object], param: str | None
+) -> None:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{openai.base_url}/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {openai.api_key}"},
+        )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    if param is not None:
+        assert error["param"] == param
+
+
+async def test_openai_answer_stops_at_max_tokens(client: AsyncOpenAI, openai: FakeOpenAI) -> None:
+    openai.set_responder(lambda r: "word " * 100)
+    completion = await client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}], max_tokens=10
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "length"
+    assert len(choice.message.content or "") == 40
+
+
+async def test_openai_accepts_the_sdks_own_strict_schemas(client: AsyncOpenAI) -> None:
+    """What ``parse(response_format=Model)`` sends passes the strict checks."""
+    completion = await client.chat.completions.parse(
+        model="gpt-4.1", messages=[{"role": "user", "content": "ham"}], response_format=Verdict
+    )
+    assert completion.choices[0].message.parsed is not None
