@@ -17,7 +17,7 @@ from notifyflow.config import get_settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Notification
 from tests.fixtures.database import MerchantFactory
-from tests.fixtures.lifecycle import RecordingChannel, running_worker
+from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker
 
 runner = CliRunner()
 
@@ -192,7 +192,7 @@ async def test_request_answer_show_close_through_temporal(
     dev_env,  # type: ignore[no-untyped-def]
     db: SessionFactory,
     task_queue: str,
-    channel: RecordingChannel,
+    channel: FakeTwilioChannel,
     shop_factory,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)

@@ -14,7 +14,7 @@ import pytest_asyncio
 from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
 from tests.api.conftest import assert_envelope, client_for, paths
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
 
 QUESTION = "What are your business hours on Sunday?"
 
@@ -24,7 +24,7 @@ async def api(
     dev_env,
     db: SessionFactory,
     task_queue: str,
-    channel: RecordingChannel,  # type: ignore[no-untyped-def]
+    channel: FakeTwilioChannel,  # type: ignore[no-untyped-def]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The API wired to the dev server, with a worker on this test's own task queue."""
     app = create_app(settings_for(task_queue), temporal_client=dev_env.client, session_factory=db)

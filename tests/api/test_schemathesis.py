@@ -46,7 +46,7 @@ from notifyflow import starter
 from notifyflow.api.app import create_app
 from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
 
 EXAMPLES = int(os.environ.get("NOTIFYFLOW_SCHEMATHESIS_EXAMPLES", "30"))
 RANDOM = os.environ.get("NOTIFYFLOW_SCHEMATHESIS_RANDOM", "") not in ("", "0")
@@ -238,7 +238,7 @@ async def test_schemathesis_finds_no_server_error_and_the_spec_holds(
     database_url: str,
     db: SessionFactory,
     task_queue: str,
-    channel: RecordingChannel,
+    channel: FakeTwilioChannel,
     shop_factory: Callable[..., Any],
 ) -> None:
     shop: Shop = await shop_factory()

@@ -11,13 +11,16 @@ knobs, all optional:
   ``TwilioChannel`` / ``OpenAIProvider`` (their constructors' own argument; the defaults,
   15 s and 30 s, would make every injected timeout cost that long);
 - ``FAULT_ACTIVITY_TIMEOUT``: seconds of ``start_to_close`` for the lifecycle activities
-  instead of policies.py's 2 minutes, set by a workflow interceptor on the real worker. Without
-  a heartbeat timeout, the server notices a SIGKILLed worker only when that timeout passes; the
-  kill tests shorten it so each trial takes seconds. (Patching ``policies`` in this process
-  would not do: the workflow sandbox imports its own copy of the module.) The same switch sets
-  the worker's ``sticky_queue_schedule_to_start_timeout`` to 1 s (SDK default 10 s): the next
-  workflow task of a workflow cached by the dead worker waits that long before the server
-  gives it to another worker.
+  instead of policies.py's 5 minutes, set by a workflow interceptor on the real worker. In
+  production a SIGKILLed worker is noticed by the heartbeat timeout (30 s; the activities
+  heartbeat every 5 s); a start-to-close of a few seconds notices it sooner, so that the kill
+  loop's trials take seconds. It replaces production's detection: the kill trial with
+  production timeouts (``test_worker_killed_with_production_timeouts``) sets none of this.
+  (Patching ``policies`` in this process would not do: the workflow sandbox imports its own
+  copy of the module.) The same switch sets the worker's
+  ``sticky_queue_schedule_to_start_timeout`` to 1 s (SDK default 10 s): the next workflow task
+  of a workflow cached by the dead worker waits that long before the server gives it to
+  another worker.
 
 The worker stops on SIGTERM/SIGINT, and on its own when the test process that started it dies.
 """

@@ -1,6 +1,7 @@
 """The real API (signed Twilio webhooks) over the real database, the dev server and a real worker
-on this test's task queue, with the recording channel — or the real Twilio channel against the
-fake Twilio — and the offline AI."""
+on this test's task queue, its WhatsApp channel the real Twilio SDK against the strict fake Twilio
+(``inbound``: read back through ``channel.to(phone)``; ``twilio_inbound``: status callbacks aimed
+at the app), and the offline AI."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from notifyflow.models.inbound import AdminReplyDecision, FallbackResult
 from tests.api.conftest import client_for
 from tests.fakes.twilio_server import FAKE_AUTH_TOKEN, FakeTwilio
 from tests.fixtures.fakes import fake_settings
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 PUBLIC_URL = "https://notifyflow.example.com"
@@ -239,9 +240,10 @@ async def _serve(
 
 @pytest_asyncio.fixture
 async def inbound(
-    dev_env: Any, db: SessionFactory, task_queue: str, channel: RecordingChannel, templates: None
+    dev_env: Any, db: SessionFactory, task_queue: str, channel: FakeTwilioChannel, templates: None
 ) -> AsyncIterator[Inbound]:
-    """The app and a worker with the recording channel."""
+    """The app and a worker whose WhatsApp channel is the real SDK on the strict fake Twilio
+    (``channel.to(phone)``: what the fake accepted)."""
     async for env in _serve(dev_env, db, task_queue, channel):
         yield env
 

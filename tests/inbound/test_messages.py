@@ -15,7 +15,8 @@ from notifyflow.models.ids import parse_notification_id
 from notifyflow.models.inbound import ReplyOutcome
 from notifyflow.models.notification import closure_notice
 from notifyflow.models.workflow_io import AnswerSource
-from tests.fixtures.lifecycle import RecordingChannel, Shop, unique_phone
+from tests.fixtures.ledger import settled
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, unique_phone
 from tests.inbound.conftest import (
     Inbound,
     events,
@@ -47,12 +48,12 @@ async def _answers(db: SessionFactory, public: str) -> list[NotificationAnswer]:
         )
 
 
-async def _texts(channel: RecordingChannel, phone: str) -> list[str]:
+async def _texts(channel: FakeTwilioChannel, phone: str) -> list[str]:
     return [s.body for s in channel.to(phone) if s.kind == "text"]
 
 
 async def test_a_customer_message_is_stored_and_opens_the_window_for_a_free_form_answer(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     # The customer has never written: an answer would have to be a template.
     shop: Shop = await shop_factory(last_inbound=None)
@@ -83,7 +84,7 @@ async def test_a_customer_message_is_stored_and_opens_the_window_for_a_free_form
 
 
 async def test_an_admin_reply_quoting_the_campaign_answers_it_and_the_admin_is_thanked(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     admin, other = shop.admins
@@ -129,7 +130,7 @@ async def test_an_admin_reply_quoting_the_campaign_answers_it_and_the_admin_is_t
 
 
 async def test_an_admin_with_exactly_one_open_notification_answers_without_quoting(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     admin = shop.admins[1]
@@ -147,7 +148,7 @@ async def test_an_admin_with_exactly_one_open_notification_answers_without_quoti
 
 
 async def test_a_support_answer_naming_its_id_is_routed_and_the_id_is_not_forwarded(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     returns = shop.user("returns")
@@ -170,7 +171,7 @@ async def test_a_support_answer_naming_its_id_is_routed_and_the_id_is_not_forwar
 
 
 async def test_an_ambiguous_reply_is_asked_which_notification_it_is_about(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     admin = shop.admins[0]
@@ -205,7 +206,7 @@ async def test_an_ambiguous_reply_is_asked_which_notification_it_is_about(
 
 
 async def test_a_second_admin_replying_after_the_first_is_told_it_was_already_answered(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     first, second = shop.admins
@@ -235,7 +236,7 @@ async def test_a_second_admin_replying_after_the_first_is_told_it_was_already_an
 
 
 async def test_what_was_wrong_is_said_in_plain_words(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     sales = shop.user("sales")
@@ -265,7 +266,7 @@ async def test_what_was_wrong_is_said_in_plain_words(
 
 
 async def test_a_replayed_webhook_stores_one_message_and_gives_one_answer(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     admin = shop.admins[0]
@@ -285,7 +286,14 @@ async def test_a_replayed_webhook_stores_one_message_and_gives_one_answer(
     await wait_status(db, public, {"delivered"})
     again, _ = await inbound.twilio.message(**send)
     assert again.status_code == 200
-    await asyncio.sleep(0.5)  # room for a second answer or reply, if there were one
+    # A second answer or reply would come from a workflow on this queue: wait for all of them
+    # to close and for nothing to be in flight, then count.
+    await settled(
+        inbound.client,
+        [public],
+        twilio=channel.fake,
+        task_queue=inbound.settings.temporal_task_queue,
+    )
     assert len(await stored(db, sid)) == 1
     assert [a.accepted for a in await _answers(db, public)] == [True]
     assert len(channel.to(shop.customer_phone)) == 1
@@ -310,7 +318,7 @@ async def test_an_unknown_sender_gets_200_and_nothing_is_stored(
 
 
 async def test_an_answer_written_as_json_keeps_its_resolution_notes_internal(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     returns = shop.user("returns")

@@ -8,12 +8,14 @@ import asyncio
 from typing import Any
 
 import pytest
+from temporalio.service import RPCError
 
 from notifyflow import inbound as inbound_service
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Delivery, Notification
 from tests.fakes.twilio_server import FakeTwilio
-from tests.fixtures.lifecycle import RecordingChannel, Shop
+from tests.fixtures.ledger import settled
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop
 from tests.inbound.conftest import (
     PUBLIC_URL,
     STATUS,
@@ -116,7 +118,15 @@ async def test_63016_after_a_free_form_answer_sends_exactly_one_template(
     assert (result.status, result.method, result.sent) == ("delivered", "campaign", True)
     for status in ("failed", "undelivered"):
         assert (await env.twilio.status(sid, status, "63016")).status_code == 200
-    await asyncio.sleep(0.5)  # room for a second template, if there were one
+    # A second template would come from a (second) fallback workflow: once every workflow of
+    # the notification and of this queue is closed and nothing is in flight, count.
+    await settled(
+        env.client,
+        [public, f"{public}:fallback"],
+        twilio=twilio,
+        optional=[f"{public}:delivery-failed"],
+        task_queue=env.settings.temporal_task_queue,
+    )
 
     templates = twilio.accepted(to=shop.customer_phone, kind="template")
     assert len(templates) == 1
@@ -133,7 +143,7 @@ async def test_63016_after_a_free_form_answer_sends_exactly_one_template(
 
 
 async def test_a_permanent_failure_marks_the_notification_and_tells_the_admin(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     shop: Shop = await shop_factory()
     admin = shop.admins[0]
@@ -160,7 +170,7 @@ async def test_a_permanent_failure_marks_the_notification_and_tells_the_admin(
 
 
 async def test_a_63016_that_overtakes_the_delivery_waits_for_it(
-    inbound: Inbound, db: SessionFactory, channel: RecordingChannel, shop_factory: Any
+    inbound: Inbound, db: SessionFactory, channel: FakeTwilioChannel, shop_factory: Any
 ) -> None:
     """Twilio can call back before the delivery activity has written its outcome: the fallback
     waits for that outcome instead of racing it."""
@@ -175,7 +185,9 @@ async def test_a_63016_that_overtakes_the_delivery_waits_for_it(
         await session.commit()
     response = await inbound.twilio.status(answer.provider_message_id or "", "failed", "63016")
     assert response.status_code == 200
-    await asyncio.sleep(1.5)
+    # The fallback saw the delivery unfinished and backed off: its activity is on a second
+    # attempt (it found "answered" at least once) and nothing was sent meanwhile.
+    await _until_retrying(inbound, f"{public}:fallback")
     assert [s.kind for s in channel.to(shop.customer_phone)] == ["text"]
     async with db() as session:
         row = await session.get(Notification, n)
@@ -185,3 +197,18 @@ async def test_a_63016_that_overtakes_the_delivery_waits_for_it(
     result = await inbound.fallback_result(f"{public}:fallback")
     assert (result.method, result.sent) == ("campaign", True)
     assert [s.kind for s in channel.to(shop.customer_phone)] == ["text", "template"]
+
+
+async def _until_retrying(inbound: Inbound, workflow_id: str, timeout: float = 30.0) -> None:
+    """Until the workflow's pending activity has failed at least once and is retrying."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            description = await inbound.client.get_workflow_handle(workflow_id).describe()
+            pending = description.raw_description.pending_activities
+            if pending and pending[0].attempt >= 2:
+                return
+        except RPCError:
+            pass  # not started yet
+        assert asyncio.get_running_loop().time() < deadline, f"{workflow_id} never retried"
+        await asyncio.sleep(0.05)

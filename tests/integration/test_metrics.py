@@ -20,7 +20,13 @@ from notifyflow.config import Settings, SettingsError, load_settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.worker import build_activities, build_worker, connect, metrics_runtime
 from tests.api.conftest import client_for
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker, settings_for
+from tests.fixtures.lifecycle import (
+    FakeTwilioChannel,
+    RecordingChannel,
+    Shop,
+    running_worker,
+    settings_for,
+)
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -84,6 +90,7 @@ async def test_worker_serves_sdk_metrics_and_the_api_appends_them(
     assert settings.worker_metrics_address == address
     # What run_worker does: a client on the metrics runtime, the real worker on it.
     client = await connect(settings, runtime=metrics_runtime(settings))
+    # Nothing is sent here (only the worker's metrics are read): no provider needed.
     worker = build_worker(client, task_queue, build_activities(db, _offline(), RecordingChannel()))
     async with worker:
 
@@ -175,7 +182,7 @@ async def test_product_metrics_move_with_real_traffic(
     dev_env: WorkflowEnvironment,
     db: SessionFactory,
     task_queue: str,
-    channel: RecordingChannel,
+    channel: FakeTwilioChannel,
     shop_factory: Callable[..., Any],
 ) -> None:
     shop: Shop = await shop_factory()

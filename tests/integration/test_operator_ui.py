@@ -27,7 +27,7 @@ from notifyflow import starter
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import NotificationAnswer
 from notifyflow.models.views import NotificationView
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
 
 TEMPORAL = Path(sys.prefix) / "bin" / "temporal"
 CLI_TIMEOUT = 30.0
@@ -117,7 +117,7 @@ class Desk:
     """What one test works with: the operator's shell, a running worker, fresh merchants."""
 
     operator: Operator
-    channel: RecordingChannel
+    channel: FakeTwilioChannel
     db: SessionFactory
     client: Any
     task_queue: str
@@ -164,7 +164,7 @@ async def desk(
     dev_env: WorkflowEnvironment,
     db: SessionFactory,
     task_queue: str,
-    channel: RecordingChannel,
+    channel: FakeTwilioChannel,
     shop_factory: Callable[..., Awaitable[Shop]],
     tmp_path: Path,
 ) -> AsyncIterator[Desk]:

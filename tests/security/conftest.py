@@ -1,5 +1,6 @@
 """A live stack for security and bad-input tests: the real app over the real database, a real
-worker on the dev server with a recording channel. Prints a bad-input tally at the end."""
+worker on the dev server whose WhatsApp channel is the real SDK on the strict fake Twilio.
+Prints a bad-input tally at the end."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 
 from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
 from tests.api.conftest import client_for
-from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker, settings_for
 
 
 @dataclass
@@ -43,16 +45,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @dataclass
 class LiveStack:
     http: httpx.AsyncClient
-    channel: RecordingChannel
+    channel: FakeTwilioChannel
     task_queue: str
     db: SessionFactory
+    client: Client
 
 
 @pytest_asyncio.fixture
-async def live(dev_env, db, task_queue, templates) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
-    channel = RecordingChannel()
+async def live(dev_env, db, task_queue, templates, channel) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
     settings = settings_for(task_queue)
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
     async with running_worker(dev_env.client, db, task_queue, channel):
         async with client_for(app) as http:
-            yield LiveStack(http, channel, task_queue, db)
+            yield LiveStack(http, channel, task_queue, db, dev_env.client)

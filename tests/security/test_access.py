@@ -11,6 +11,7 @@ from notifyflow.api.app import create_app
 from notifyflow.config import Settings
 from notifyflow.db.tables import Notification
 from tests.api.conftest import assert_envelope, client_for
+from tests.fixtures.ledger import settled
 from tests.security.conftest import LiveStack
 from tests.workflows.helpers import wait_status
 
@@ -122,7 +123,9 @@ async def test_fifty_concurrent_answers_accept_exactly_one(
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [409] * 49
     await wait_status(db, public, {"delivered"})
-    await asyncio.sleep(0.3)
+    # Nothing can still send (the workflow and all on this queue closed, nothing in flight):
+    # count.
+    await settled(live.client, [public], twilio=live.channel.fake, task_queue=live.task_queue)
     assert len(live.channel.to(shop.customer_phone)) == 1
     body = (await live.http.get(f"/v1/notifications/{public}")).json()
     assert [a["accepted"] for a in body["answers"]].count(True) == 1

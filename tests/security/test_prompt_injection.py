@@ -10,7 +10,8 @@ from notifyflow import starter
 from notifyflow.ai.openai_provider import OpenAIProvider
 from notifyflow.config import Settings
 from tests.fakes.openai_server import FakeAIRequest, FakeOpenAI
-from tests.fixtures.lifecycle import RecordingChannel, running_worker
+from tests.fakes.twilio_server import FakeTwilio
+from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker
 from tests.workflows.helpers import result, until, wait_status
 
 INJECTION = (
@@ -35,12 +36,18 @@ def _notes_in(request: FakeAIRequest) -> str:
 
 
 async def test_injected_reason_cannot_route_outside_the_merchants_teams(
-    dev_env, db, task_queue, shop_factory, openai: FakeOpenAI, provider_settings: Settings
+    dev_env,
+    db,
+    task_queue,
+    shop_factory,
+    twilio: FakeTwilio,
+    openai: FakeOpenAI,
+    provider_settings: Settings,
 ) -> None:
     openai.set_responder(obedient_model)
     settings = provider_settings.model_copy(update={"temporal_task_queue": task_queue})
     shop = await shop_factory()
-    channel = RecordingChannel()
+    channel = FakeTwilioChannel(twilio)
     ai = OpenAIProvider(settings)
     try:
         async with running_worker(dev_env.client, db, task_queue, channel, ai=ai):
@@ -61,15 +68,22 @@ async def test_injected_reason_cannot_route_outside_the_merchants_teams(
             await starter.close_notification(dev_env.client, db, view.notification_id)
     finally:
         await ai.aclose()
+        await channel.close()
 
 
 async def test_injected_answer_cannot_leak_resolution_notes(
-    dev_env, db, task_queue, shop_factory, openai: FakeOpenAI, provider_settings: Settings
+    dev_env,
+    db,
+    task_queue,
+    shop_factory,
+    twilio: FakeTwilio,
+    openai: FakeOpenAI,
+    provider_settings: Settings,
 ) -> None:
     openai.set_responder(obedient_model)
     settings = provider_settings.model_copy(update={"temporal_task_queue": task_queue})
     shop = await shop_factory()
-    channel = RecordingChannel()
+    channel = FakeTwilioChannel(twilio)
     ai = OpenAIProvider(settings)
     sales = shop.user("sales")
     try:
@@ -104,18 +118,25 @@ async def test_injected_answer_cannot_leak_resolution_notes(
             await result(dev_env.client, view.notification_id)
     finally:
         await ai.aclose()
+        await channel.close()
     (sent,) = channel.to(shop.customer_phone)
     assert "SECRET-NOTES" not in sent.body and "notes: none seen" in sent.body
     assert all("SECRET-NOTES" not in json.dumps(e["body"], default=str) for e in openai.ledger)
 
 
 async def test_injected_question_cannot_touch_another_notification(
-    dev_env, db, task_queue, shop_factory, openai: FakeOpenAI, provider_settings: Settings
+    dev_env,
+    db,
+    task_queue,
+    shop_factory,
+    twilio: FakeTwilio,
+    openai: FakeOpenAI,
+    provider_settings: Settings,
 ) -> None:
     openai.set_responder(obedient_model)
     settings = provider_settings.model_copy(update={"temporal_task_queue": task_queue})
     shop = await shop_factory()
-    channel = RecordingChannel()
+    channel = FakeTwilioChannel(twilio)
     ai = OpenAIProvider(settings)
     try:
         async with running_worker(dev_env.client, db, task_queue, channel, ai=ai):
@@ -149,4 +170,5 @@ async def test_injected_question_cannot_touch_another_notification(
             await starter.close_notification(dev_env.client, db, first.notification_id)
     finally:
         await ai.aclose()
+        await channel.close()
     await wait_status(db, first.notification_id, {"closed"})

@@ -14,13 +14,13 @@ from notifyflow.db.tables import Document, Notification, NotificationAnswer
 from notifyflow.db.types import utcnow
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import closure_notice
-from notifyflow.models.workflow_io import AnswerSource, NotificationOutcome, WorkflowStatus
-from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
+from notifyflow.models.workflow_io import AnswerSource, NotificationOutcome, Stage, WorkflowStatus
+from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker, settings_for
 from tests.workflows.helpers import deliveries, messages, result, until, wait_status
 
 
 async def test_question_is_routed_answered_localized_and_delivered_free_form(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     settings = settings_for(task_queue)
@@ -94,7 +94,7 @@ def _recipient_conv(view, user_id, rows) -> int:  # type: ignore[no-untyped-def]
     ids=["23h59m-free-form", "24h01m-template", "never-template"],
 )
 async def test_24_hour_rule_decides_at_send_time(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory, age, expected
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, age, expected
 ) -> None:
     last = None if age is None else utcnow() - age
     shop = await shop_factory(last_inbound=last)
@@ -128,7 +128,7 @@ async def test_24_hour_rule_decides_at_send_time(
 
 
 async def test_free_form_refused_for_the_window_falls_back_to_the_template(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     channel.window_closed.add(shop.customer_phone)
@@ -160,7 +160,7 @@ async def test_free_form_refused_for_the_window_falls_back_to_the_template(
 
 
 async def test_support_request_goes_to_the_classified_team_and_notes_stay_internal(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory(last_inbound=None)
     async with running_worker(skip_env.client, db, task_queue, channel):
@@ -200,7 +200,7 @@ async def test_support_request_goes_to_the_classified_team_and_notes_stay_intern
 
 
 async def test_no_user_of_the_classified_type_falls_back_to_admins(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):
@@ -222,7 +222,7 @@ async def test_no_user_of_the_classified_type_falls_back_to_admins(
 
 
 async def test_answers_are_refused_with_reasons_and_recorded(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     other = await shop_factory()
@@ -335,7 +335,7 @@ async def test_request_validation_happens_before_anything_durable(
 
 
 async def test_idempotency_key_returns_the_same_notification_and_one_fan_out(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     key = f"voyager-{shop.conversation_id}-q1"
@@ -355,14 +355,15 @@ async def test_idempotency_key_returns_the_same_notification_and_one_fan_out(
             )
         )
         assert len({v.notification_id for v in views}) == 1
-        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
-        await asyncio.sleep(0.3)
+        # The fan-out is over once the one workflow waits for an answer: then count.
+        await _until_waiting(skip_env.client, views[0].notification_id)
+        assert channel.fake.in_flight == 0
         assert [len(channel.to(a.phone)) for a in shop.admins] == [1, 1]
         await starter.close_notification(skip_env.client, db, views[0].notification_id)
 
 
 async def test_reminder_then_escalation_then_auto_close(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory(others=("returns",), on_call=("oncall",), admins=1)
     settings = settings_for(
@@ -419,7 +420,7 @@ async def test_reminder_then_escalation_then_auto_close(
 
 
 async def test_operator_close_and_ui_signal_answers(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     from notifyflow.models.workflow_io import AnswerSubmission, CloseRequest
 
@@ -485,7 +486,7 @@ async def test_operator_close_and_ui_signal_answers(
 
 
 async def test_twenty_concurrent_answers_accept_exactly_one(
-    dev_env, db, task_queue, channel: RecordingChannel, shop_factory
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory(admins=4)
     async with running_worker(dev_env.client, db, task_queue, channel):
@@ -520,7 +521,7 @@ async def test_twenty_concurrent_answers_accept_exactly_one(
 
 
 async def test_a_notification_nobody_can_be_told_about_still_ends_in_a_terminal_state(
-    skip_env, db, task_queue, channel: RecordingChannel, templates
+    skip_env, db, task_queue, channel: FakeTwilioChannel, templates
 ) -> None:
     """The open step fails for good (here: its row does not exist): the workflow ends
     `closed` with the reason instead of failing."""
@@ -552,3 +553,12 @@ async def test_a_notification_nobody_can_be_told_about_still_ends_in_a_terminal_
     assert outcome.status == "closed"
     assert "could not be notified" in (outcome.reason or "")
     assert channel.sent == []
+
+
+async def _until_waiting(client, public: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Until the workflow's fan-out activity is done and it waits for an answer."""
+    handle = client.get_workflow_handle(public)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await handle.query("status", result_type=WorkflowStatus)).stage != Stage.waiting:
+        assert asyncio.get_running_loop().time() < deadline, f"{public} never waited"
+        await asyncio.sleep(0.02)

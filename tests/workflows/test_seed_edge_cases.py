@@ -18,7 +18,7 @@ from notifyflow.db.tables import (
 )
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NotificationType
-from tests.fixtures.lifecycle import RecordingChannel, Shop, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
 from tests.workflows.helpers import result, wait_status
 
 
@@ -323,7 +323,7 @@ async def test_edge_string_enum_mismatch_type_converted_before_use(
 
 
 async def test_answer_with_no_prior_request_creates_an_answered_notification(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ):
     shop = await shop_factory()
     async with running_worker(skip_env.client, db, task_queue, channel):

@@ -14,7 +14,7 @@ from notifyflow.tools import (
     ToolContext,
     conversation_history,
 )
-from tests.fixtures.lifecycle import RecordingChannel, running_worker, settings_for
+from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker, settings_for
 from tests.workflows.helpers import result, until
 
 
@@ -40,7 +40,7 @@ def test_bad_arguments_come_back_as_a_sentence() -> None:
 
 
 async def test_request_and_answer_through_the_tools(
-    skip_env, db, task_queue, channel: RecordingChannel, shop_factory
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
     shop = await shop_factory()
     settings = settings_for(task_queue)
