@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.temporal",
     "tests.fixtures.fakes",
     "tests.fixtures.lifecycle",
+    "tests.fixtures.seeds",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest_asyncio
 from fastapi import FastAPI
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
@@ -32,6 +32,7 @@ from notifyflow.models.directory import (
     MessageCreate,
 )
 from tests.api.conftest import assert_envelope, client_for
+from tests.fixtures.seeds import SEED
 
 TABLES = (
     Merchant,
@@ -213,9 +214,11 @@ async def targets(api_app: FastAPI) -> dict[str, int]:
     return {"merchant": merchant["id"], "conversation": conversation["id"]}
 
 
+@seed(SEED)
 @settings(
     max_examples=150,
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=cases())
