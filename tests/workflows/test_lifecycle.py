@@ -562,3 +562,36 @@ async def _until_waiting(client, public: str, timeout: float = 30.0) -> None:  #
     while (await handle.query("status", result_type=WorkflowStatus)).stage != Stage.waiting:
         assert asyncio.get_running_loop().time() < deadline, f"{public} never waited"
         await asyncio.sleep(0.02)
+
+
+async def test_a_long_answer_reaches_the_customer_within_whatsapps_body_limit(
+    skip_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    """Twilio refuses a Body over 1,600 characters on every channel, WhatsApp included (21617).
+    The strict fake found that a long free-form answer ended the notification as
+    delivery_failed, so the customer was never told anything."""
+    shop = await shop_factory()
+    words = " ".join(f"step{n:04d}" for n in range(300))  # 2,699 characters
+    async with running_worker(skip_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            skip_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context={"question": "How do I assemble the wardrobe?"},
+            settings=settings_for(task_queue),
+        )
+        await starter.answer_notification(
+            skip_env.client,
+            db,
+            view.notification_id,
+            answered_by=shop.admins[0].id,
+            answer={"answer": words},
+        )
+        outcome = await result(skip_env.client, view.notification_id)
+    assert outcome.status == "delivered", outcome.reason
+    (sent,) = channel.to(shop.customer_phone)
+    assert sent.kind == "text" and len(sent.body) <= 1600
+    # As much of the answer as fits, cut at a word, marked as cut.
+    assert sent.body.endswith("…") and words.startswith(sent.body[:-1].rstrip())
+    assert len(sent.body) > 1500

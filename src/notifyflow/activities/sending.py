@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.activities.templates import RenderedTemplate
+from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
     Channel,
     OutboundTemplate,
@@ -25,6 +26,8 @@ from notifyflow.db.types import utcnow
 log = logging.getLogger(__name__)
 
 ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
+# Twilio refuses a Body longer than this on every channel, WhatsApp included (error 21617).
+WHATSAPP_BODY_LIMIT = 1600
 REFUSED = frozenset({"failed", "undelivered"})
 WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 
@@ -80,6 +83,9 @@ class Sender:
             raise ValueError("send exactly one of text or template")
         channel = self._channel(target)
         method = "campaign" if template else "direct"
+        if text is not None and target.channel == "whatsapp":
+            # Cut here, before the ledger records it: the ledger's body is the one sent.
+            text = truncate_words(text, WHATSAPP_BODY_LIMIT)
         body = template.body if template else (text or "")
         delivery, recovered = await self._claim(
             notification_id, key, kind, target, channel, method, body, template
