@@ -114,6 +114,10 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("post", "/v1/merchants/{merchant_id}/users"),
         ("post", "/v1/merchants/{merchant_id}/documents"),
         ("get", "/v1/merchants/{merchant_id}/documents"),
+        # Merchant API keys (DESIGN §9; tests/api/test_api_keys.py).
+        ("post", "/v1/merchants/{merchant_id}/api-keys"),
+        ("get", "/v1/merchants/{merchant_id}/api-keys"),
+        ("delete", "/v1/merchants/{merchant_id}/api-keys/{key_id}"),
         ("put", "/v1/campaigns/{campaign}/templates/{language}"),
         ("post", "/v1/conversations"),
         ("post", "/v1/conversations/{conversation_id}/messages"),

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from notifyflow import metrics
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
+from notifyflow.api.scope import OperatorOnly
 from notifyflow.models.errors import NotificationError, RefusalCode
 
 log = logging.getLogger("notifyflow.api")
@@ -95,12 +96,19 @@ async def readyz(db: DB, temporal: Temporal) -> Ready:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"},
+        403: {
+            "model": ErrorEnvelope,
+            "description": "A merchant key: the operator token is needed",
+        },
+    },
 )
-async def prometheus_metrics(db: DB, settings: AppSettings) -> Response:
+async def prometheus_metrics(db: DB, settings: AppSettings, _operator: OperatorOnly) -> Response:
     """Notifications by type and status, time to first answer, deliveries by method and
     outcome, refused answers by reason — computed from the database at scrape time — and,
     when ``NOTIFYFLOW_WORKER_METRICS_ADDRESS`` is set, the worker's Temporal SDK metrics
-    (``temporal_*``) fetched from there."""
+    (``temporal_*``) fetched from there. Operator token only: the numbers span every
+    merchant."""
     body = await metrics.scrape(db, settings.worker_metrics_address)
     return Response(body, media_type=metrics.CONTENT_TYPE)
