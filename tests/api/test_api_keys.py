@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
@@ -27,6 +29,23 @@ from tests.fixtures.database import MerchantFactory
 
 TOKEN = "operator-token-for-key-tests"
 OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _fuzz_app() -> FastAPI:
+    # No database behind it: every key-shaped value that passes the shape check would be 503,
+    # and the property below expects the shape check to refuse random bytes first.
+    from notifyflow.api.app import create_app
+    from tests.api.conftest import make_settings
+
+    return create_app(
+        make_settings(
+            NOTIFYFLOW_API_TOKEN=TOKEN,
+            DATABASE_URL="postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
+        )
+    )
+
+
+_FUZZ_APP = _fuzz_app()
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -440,3 +459,45 @@ def test_cli_keys_database_unreachable_exits_1(monkeypatch: pytest.MonkeyPatch) 
         get_settings.cache_clear()
     assert result.exit_code == 1, result.output
     assert error_of(result)["code"] == "database_error"
+
+
+async def test_a_key_that_cannot_be_checked_is_503_not_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database is away: a key cannot be checked (503 with Retry-After); nothing crashes."""
+    from notifyflow.api.app import create_app
+    from tests.api.conftest import make_settings
+
+    app = create_app(
+        make_settings(
+            NOTIFYFLOW_API_TOKEN=TOKEN,
+            DATABASE_URL="postgresql+psycopg://nobody:pw@127.0.0.1:1/none",
+        )
+    )
+    key = f"nfk_{'0' * 12}_{'A' * 43}"
+    async with client_for(app) as api:
+        response = await api.get("/v1/merchants/1/documents", headers=bearer(key))
+        assert_envelope(response, 503, "database_unavailable")
+        assert response.headers["retry-after"] == "5"
+        # The operator token needs no database to be recognised.
+        assert (await api.get("/openapi.json", headers=OPERATOR)).status_code == 200
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.binary(max_size=3000),
+        st.binary(max_size=200).map(lambda b: b"Bearer " + b),
+        st.binary(max_size=200).map(lambda b: b"Bearer nfk_" + b),
+        st.text(max_size=80).map(lambda t: f"bearer nfk_{t}".encode()),
+    )
+)
+async def test_any_authorization_header_is_401_never_500(value: bytes) -> None:
+    """Whatever bytes the header holds (a server passes any but CR/LF/NUL), the answer is the
+    401 envelope, or 503 if a well-shaped key meets no database — never a 500."""
+    value = value.replace(b"\r", b"").replace(b"\n", b"").replace(b"\0", b"")
+    status, body = await raw_get(
+        _FUZZ_APP, "/v1/merchants/1/documents", [(b"authorization", value)]
+    )
+    assert status == 401, (value, status, body)
+    assert json.loads(body)["error"]["code"] == "unauthorized"

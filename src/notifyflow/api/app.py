@@ -137,7 +137,14 @@ def _document(app: FastAPI, *, bearer: bool) -> None:
         ).items():
             components["schemas"].setdefault(defs_name, defs)
         if bearer:
-            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            components["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "NOTIFYFLOW_API_TOKEN (the operator: every merchant) or a "
+                    "merchant API key nfk_… (that merchant's data only)",
+                }
+            }
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 if bearer and not is_open(path):

@@ -89,14 +89,10 @@ async def _conversation_merchant(db: SessionFactory, conversation_id: int) -> in
     if not 1 <= conversation_id <= INT32_MAX:
         return None
     async with db() as session:
-        row = (
-            await session.execute(
-                select(Conversation.merchant_id, Conversation.merchant_user_id).where(
-                    Conversation.id == conversation_id
-                )
-            )
-        ).one_or_none()
-    return None if row is None else row.merchant_id
+        merchant_id: int | None = await session.scalar(
+            select(Conversation.merchant_id).where(Conversation.id == conversation_id)
+        )
+    return merchant_id
 
 
 async def check_conversation(db: SessionFactory, caller: Caller, conversation_id: int) -> None:
