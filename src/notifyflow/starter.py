@@ -535,6 +535,22 @@ def _refusal_from(cause: BaseException | None) -> NotificationError:
     raise RuntimeError(f"answer update failed: {cause}") from cause
 
 
+async def record_refused_answer(
+    db: SessionFactory,
+    notification_id: str,
+    *,
+    answered_by: int,
+    answer: dict[str, Any] | str,
+    source: AnswerSource,
+    error: NotificationError,
+) -> None:
+    """Keep an answer refused before it reached the workflow (the API's access checks: a
+    merchant key answering as another merchant's user) in the answer history too."""
+    await _record_refusal(
+        db, parse_id(notification_id), answered_by, source, _answer_text(answer), error
+    )
+
+
 async def _record_refusal(
     db: SessionFactory,
     n: int,

@@ -383,6 +383,13 @@ async def test_answered_by_must_be_a_user_of_the_keys_merchant(
         missing = await api.post(url, json={"answered_by": 2147483000, **answer}, headers=key)
         assert_envelope(missing, 403, "not_allowed")
         assert foreign.text == missing.text.replace("2147483000", str(theirs.admin_ids[0]))
+        # Both attempts are in the answer history, like every refused answer.
+        view = (await api.get(f"/v1/notifications/{public}", headers=key)).json()
+        assert [(a["accepted"], a["reason_code"]) for a in view["answers"]] == [
+            (False, "not_allowed"),
+            (False, "not_allowed"),
+        ]
+        assert [a["answered_by"] for a in view["answers"]] == [theirs.admin_ids[0], None]
         # Its own admin passes the check and reaches Temporal (which this app does not have).
         own = await api.post(url, json={"answered_by": mine.admin_ids[0], **answer}, headers=key)
         assert own.status_code == 503, own.text

@@ -256,7 +256,18 @@ async def answer_notification(
         body.answer if body.answer is not None else body.answer_json or ""
     )
     await check_notification(db, caller, public_id)
-    await check_answerer(db, caller, body.answered_by)
+    try:
+        await check_answerer(db, caller, body.answered_by)
+    except NotificationError as refusal:
+        await starter.record_refused_answer(
+            db,
+            public_id,
+            answered_by=body.answered_by,
+            answer=answer,
+            source=AnswerSource.api,
+            error=refusal,
+        )
+        raise
     return await starter.answer_notification(
         await temporal.get(),
         db,
