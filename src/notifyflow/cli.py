@@ -71,13 +71,15 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every migration to DATABASE_URL."""
+    """Apply every migration to DATABASE_URL and provision the default campaign templates."""
     from notifyflow.db.migrate import upgrade
 
     # Only DATABASE_URL matters here: a migration runs before providers are configured.
     settings = _settings_or_exit(check=False)
     upgrade(settings.database_url)
-    logging.getLogger(__name__).info("database is at the latest migration")
+    logging.getLogger(__name__).info(
+        "database is at the latest migration; default templates provisioned"
+    )
 
 
 @seed_app.command("demo")
@@ -341,7 +343,13 @@ def answer(
         async with _backend(settings, temporal=True) as (db, client):
             # The text as typed: it is what the answer history records.
             return await starter.answer_notification(
-                client, db, public, answered_by=by, answer=answer_json, source=AnswerSource.cli
+                client,
+                db,
+                public,
+                answered_by=by,
+                answer=answer_json,
+                source=AnswerSource.cli,
+                settings=settings,
             )
 
     accepted = _run(work, settings, as_json=as_json)
@@ -528,7 +536,7 @@ def close(
     async def work() -> Any:
         async with _backend(settings, temporal=True) as (db, client):
             return await starter.close_notification(
-                client, db, public, reason=reason, closed_by="cli"
+                client, db, public, reason=reason, closed_by="cli", settings=settings
             )
 
     view = _run(work, settings, as_json=as_json)

@@ -239,7 +239,7 @@ async def _serve(
 
 @pytest_asyncio.fixture
 async def inbound(
-    dev_env: Any, db: SessionFactory, task_queue: str, channel: RecordingChannel, templates: None
+    dev_env: Any, db: SessionFactory, task_queue: str, channel: RecordingChannel
 ) -> AsyncIterator[Inbound]:
     """The app and a worker with the recording channel."""
     async for env in _serve(dev_env, db, task_queue, channel):
@@ -248,7 +248,7 @@ async def inbound(
 
 @pytest_asyncio.fixture
 async def twilio_inbound(
-    dev_env: Any, db: SessionFactory, task_queue: str, twilio: FakeTwilio, templates: None
+    dev_env: Any, db: SessionFactory, task_queue: str, twilio: FakeTwilio
 ) -> AsyncIterator[Inbound]:
     """The app and a worker whose WhatsApp channel is the real Twilio SDK on the fake Twilio
     (status callbacks aimed at the app's public URL)."""

@@ -49,7 +49,7 @@ class LiveStack:
 
 
 @pytest_asyncio.fixture
-async def live(dev_env, db, task_queue, templates) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
+async def live(dev_env, db, task_queue) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
     channel = RecordingChannel()
     settings = settings_for(task_queue)
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)

@@ -1,9 +1,9 @@
 """Bearer-token authentication (DESIGN §4).
 
-When ``NOTIFYFLOW_API_TOKEN`` is set, every route but ``/healthz`` and the Twilio webhooks (which
-carry Twilio's own signature) requires ``Authorization: Bearer <token>``. It is middleware, not a
-route dependency, so unknown routes, ``/docs``, ``/openapi.json`` and ``/metrics`` are covered
-too and an unauthenticated caller cannot map the API by probing for 404s.
+When ``NOTIFYFLOW_API_TOKEN`` is set, every route but ``/healthz``, ``/readyz`` and the Twilio
+webhooks (which carry Twilio's own signature) requires ``Authorization: Bearer <token>``. It is
+middleware, not a route dependency, so unknown routes, ``/docs``, ``/openapi.json`` and
+``/metrics`` are covered too and an unauthenticated caller cannot map the API by probing for 404s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from notifyflow.api.errors import send_envelope
 
-OPEN_PATHS = frozenset({"/healthz"})
+# Probes: an orchestrator checks liveness and readiness without the token.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 OPEN_PREFIXES = ("/v1/webhooks/twilio/",)
 
 

@@ -149,8 +149,9 @@ async def request_notification(
     settings: AppSettings,
 ) -> NotificationAccepted:
     """Open a notification: the merchant's admins (or the classified team) are asked on
-    WhatsApp. Answers 202 once the workflow is started; the same ``idempotency_key`` returns
-    the same notification."""
+    WhatsApp. Answers 202 once the notification is recorded (its workflow is started at once,
+    or by the workers' sweeper within a minute of Temporal answering again); 503 means nothing
+    was recorded. The same ``idempotency_key`` returns the same notification."""
     _check_type(body.type)
     _check_storable(body.context, "/context")
     # A user's mistake is a 4xx even while Temporal is down: check before connecting.
@@ -194,7 +195,7 @@ async def get_notification(notification_id: str, db: DB) -> NotificationView:
 
 @router.post("/{notification_id}/answer", responses=_e(400, 403, 404, 409, 422, 503))
 async def answer_notification(
-    notification_id: str, body: AnswerBody, db: DB, temporal: Temporal
+    notification_id: str, body: AnswerBody, db: DB, temporal: Temporal, settings: AppSettings
 ) -> AnswerAccepted:
     """Answer as a merchant user. Returns once the answer is accepted; validation,
     localization and delivery go on durably in the workflow."""
@@ -229,6 +230,7 @@ async def answer_notification(
         answered_by=body.answered_by,
         answer=answer,
         source=AnswerSource.api,
+        settings=settings,
     )
 
 
@@ -237,6 +239,7 @@ async def close_notification(
     notification_id: str,
     db: DB,
     temporal: Temporal,
+    settings: AppSettings,
     body: Annotated[CloseBody | None, Body()] = None,
 ) -> NotificationView:
     """Close an open notification as an operator; the customer and the recipients are told."""
@@ -247,4 +250,5 @@ async def close_notification(
         public_id,
         reason=body.reason if body else None,
         closed_by="api",
+        settings=settings,
     )

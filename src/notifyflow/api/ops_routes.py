@@ -1,4 +1,5 @@
-"""Operations: ``/healthz`` (liveness with dependency details) and ``/metrics`` (Prometheus)."""
+"""Operations: ``/healthz`` (liveness with dependency details), ``/readyz`` (readiness: 503
+while the database or Temporal does not answer) and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from sqlalchemy import text
 
 from notifyflow import metrics
 from notifyflow.api.deps import DB, AppSettings, Temporal
+from notifyflow.api.errors import ErrorEnvelope
+from notifyflow.models.errors import NotificationError, RefusalCode
 
 log = logging.getLogger("notifyflow.api")
 
@@ -60,6 +63,33 @@ async def healthz(db: DB, temporal: Temporal) -> Health:
         database="ok" if database else "unreachable",
         temporal="ok" if workflow else "unreachable",
     )
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    database: Literal["ok"] = "ok"
+    temporal: Literal["ok"] = "ok"
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"model": ErrorEnvelope, "description": "The database or Temporal is away"}},
+)
+async def readyz(db: DB, temporal: Temporal) -> Ready:
+    """200 when the database and Temporal both answer (within 2 s each); else 503 naming the
+    one that does not, so a load balancer sends requests elsewhere meanwhile."""
+    database, workflow = await asyncio.gather(_database_ok(db), _temporal_ok(temporal))
+    down = [name for name, ok in (("database", database), ("temporal", workflow)) if not ok]
+    if down:
+        raise NotificationError(
+            RefusalCode.not_ready,
+            f"not ready: {' and '.join(down)} not answering",
+            details={
+                "database": "ok" if database else "unreachable",
+                "temporal": "ok" if workflow else "unreachable",
+            },
+        )
+    return Ready()
 
 
 @router.get(

@@ -158,6 +158,9 @@ class Notification(Timestamped, Base):
     answered_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set once the workflow is known to run (its first activity, or the sweeper). NULL on a
+    # requested row older than a few seconds means its start failed: the sweeper starts it.
+    workflow_started_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class NotificationRecipient(Base):
