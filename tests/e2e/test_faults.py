@@ -167,6 +167,7 @@ async def test_closing_an_orphan_before_any_sweeper_gets_it(
     done = await stack.acli("close", public, "--reason", "e2e: duplicate", "--json")
     figures.add("`notifyflow close` on an orphan, no worker", time.monotonic() - started, "s")
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    figures.add("status `notifyflow close --json` printed", json.loads(done.stdout)["status"])
 
     stack.start_worker()
     async with stack.http() as http:
@@ -179,6 +180,7 @@ async def test_closing_an_orphan_before_any_sweeper_gets_it(
         await until(workflow_done, f"{public}'s workflow, if any, to complete", 60, every=0.2)
         body = await describe(http, public)
     assert body["status"] == "closed", body
+    assert body["close_reason"] == "e2e: duplicate", body
     asked = sum(len(requests_for(stack.twilio, a.phone, public)) for a in shop.admins)
     figures.add("requests sent for the closed orphan", asked)
 
