@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.stack import E2EStack, Person, Shop, requests_for, wait_status
+from tests.e2e.stack import E2EStack, Person, Shop, wait_status
 from tests.faults.harness import until
 
 TERMINAL = {"delivered", "delivery_failed", "expired", "closed"}
@@ -61,7 +61,7 @@ async def wait_asked(
     (``time.monotonic()``). On timeout, says what the product and the fake saw."""
     try:
         await until(
-            lambda: all(requests_for(stack.twilio, p.phone, public) for p in people),
+            lambda: all(stack.requests_to(p.phone, public) for p in people),
             f"{public}'s request to reach {[p.id for p in people]}",
             timeout,
             every=0.1,

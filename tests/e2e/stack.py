@@ -311,7 +311,9 @@ class E2EStack:
         """``RUNNING``, ``COMPLETED``, … of the workflow, or None when there is none."""
         out = self.temporal("workflow", "describe", "--workflow-id", workflow_id, "-o", "json")
         if out.returncode != 0:
-            return None
+            if "not found" in out.stderr.lower():
+                return None
+            raise AssertionError(f"`temporal workflow describe {workflow_id}`: {out.stderr}")
         info = json.loads(out.stdout).get("workflowExecutionInfo") or {}
         status = str(info.get("status", ""))
         return status.removeprefix("WORKFLOW_EXECUTION_STATUS_") or None
@@ -359,6 +361,12 @@ class E2EStack:
             self.twilio.register_template(row.content_sid, row.body)
             if row.merchant_scope == 0:
                 self.templates[(row.campaign, row.language)] = row.content_sid
+
+    def requests_to(self, phone: str, public: str) -> list[dict[str, Any]]:
+        """The request campaigns of ``public`` the fake Twilio accepted for ``phone`` (not
+        reminders: their slot 1 is the id too)."""
+        sids = {sid for (c, _), sid in self.templates.items() if c in REQUEST_CAMPAIGNS}
+        return requests_for(self.twilio, phone, public, sids or None)
 
     async def instructions(self, public: str) -> list[str]:
         """The instruction messages the product wrote for the recipients of ``public``."""
@@ -483,12 +491,20 @@ def accepted(twilio: FakeTwilio, phone: str) -> list[dict[str, Any]]:
     return twilio.accepted(to=phone)
 
 
-def requests_for(twilio: FakeTwilio, phone: str, public: str) -> list[dict[str, Any]]:
-    """The request campaigns for ``public`` accepted for ``phone`` (slot 1 is the id)."""
+REQUEST_CAMPAIGNS = ("merchant_user_question_request", "merchant_user_override_request")
+
+
+def requests_for(
+    twilio: FakeTwilio, phone: str, public: str, sids: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """The requests for ``public`` accepted for ``phone``: templates whose slot 1 is the id,
+    of one of ``sids`` (the request campaigns' Content SIDs) when given."""
     return [
         m
         for m in accepted(twilio, phone)
-        if m["kind"] == "template" and (m["variables"] or {}).get("1") == public
+        if m["kind"] == "template"
+        and (m["variables"] or {}).get("1") == public
+        and (sids is None or m["content_sid"] in sids)
     ]
 
 

@@ -17,7 +17,6 @@ from tests.e2e.stack import (
     accepted,
     closure_notices,
     open_shop,
-    requests_for,
     words_of,
 )
 
@@ -55,7 +54,7 @@ async def test_a_question_answered_inside_the_window_goes_direct(stack: E2EStack
 
         request_sid = stack.templates[("merchant_user_question_request", "en")]
         for admin in shop.admins:
-            (sent,) = requests_for(stack.twilio, admin.phone, public)
+            (sent,) = stack.requests_to(admin.phone, public)
             assert sent["content_sid"] == request_sid
             assert sent["variables"] == {"1": public, "2": QUESTION}
             assert public in sent["body"] and QUESTION in sent["body"]  # rendered by the fake
@@ -85,7 +84,7 @@ async def test_a_question_answered_inside_the_window_goes_direct(stack: E2EStack
     assert reply["kind"] == "text" and "5 to 7 working days" in reply["body"], reply
     # Each admin was asked once; the other one was told it is closed, the answerer was not.
     for admin in shop.admins:
-        assert len(requests_for(stack.twilio, admin.phone, public)) == 1
+        assert len(stack.requests_to(admin.phone, public)) == 1
     assert len(closure_notices(stack.twilio, other.phone, public)) == 1
     assert closure_notices(stack.twilio, answerer.phone, public) == []
     # The question and its answer joined the merchant's knowledge base.
@@ -117,7 +116,7 @@ async def test_a_question_answered_outside_the_window_goes_as_the_answer_campaig
     assert any((m.get("whatsapp_payload") or {}).get("type") == "template" for m in history)
     assert len(closure_notices(stack.twilio, other.phone, public)) == 1
     for admin in shop.admins:
-        assert len(requests_for(stack.twilio, admin.phone, public)) == 1
+        assert len(stack.requests_to(admin.phone, public)) == 1
 
 
 async def test_a_support_request_goes_to_the_classified_team(stack: E2EStack) -> None:
@@ -135,7 +134,7 @@ async def test_a_support_request_goes_to_the_classified_team(stack: E2EStack) ->
         )
         returns = shop.user("returns")
         await wait_asked(stack, http, public, [returns])
-        (sent,) = requests_for(stack.twilio, returns.phone, public)
+        (sent,) = stack.requests_to(returns.phone, public)
         assert sent["content_sid"] == stack.templates[("merchant_user_override_request", "en")]
         view = (await http.get(f"/v1/notifications/{public}")).json()
         assert [r["merchant_user_id"] for r in view["recipients"]] == [returns.id], view
@@ -153,7 +152,7 @@ async def test_a_support_request_goes_to_the_classified_team(stack: E2EStack) ->
     assert "refund you today" in words_of(reply)
     # Nobody else was asked, and resolution notes never left the database.
     for person in [*shop.admins, shop.user("sales")]:
-        assert requests_for(stack.twilio, person.phone, public) == []
+        assert stack.requests_to(person.phone, public) == []
     assert all("R-5521" not in words_of(m) for m in stack.twilio.accepted())
     assert all("R-5521" not in r.prompt_text for r in stack.openai.requests())
 
@@ -182,7 +181,7 @@ async def test_a_support_request_with_no_such_team_falls_back_to_the_admins(
 
     assert body["status"] == "delivered", body
     assert body["delivery"]["method"] == "campaign", body["delivery"]
-    assert requests_for(stack.twilio, shop.user("sales").phone, public) == []
+    assert stack.requests_to(shop.user("sales").phone, public) == []
     (reply,) = accepted(stack.twilio, shop.customer_phone)
     assert reply["content_sid"] == stack.templates[("customer_support_response", "en")]
     assert "update the app" in words_of(reply)

@@ -27,7 +27,6 @@ from tests.e2e.stack import (
     closure_notices,
     failed_sends,
     open_shop,
-    requests_for,
     wait_status,
     words_of,
 )
@@ -61,7 +60,7 @@ async def _asked_once_then_settled(
     body = await settle(stack, http, public)
     assert body["status"] == "delivered", body
     for admin in shop.admins:
-        got = len(requests_for(stack.twilio, admin.phone, public))
+        got = len(stack.requests_to(admin.phone, public))
         assert got == 1, f"admin {admin.id} was asked {got} times for {public}"
     assert len(closure_notices(stack.twilio, shop.admins[1].phone, public)) == 1
     (reply,) = accepted(stack.twilio, shop.customer_phone)
@@ -181,7 +180,7 @@ async def test_closing_an_orphan_before_any_sweeper_gets_it(
         body = await describe(http, public)
     assert body["status"] == "closed", body
     assert body["close_reason"] == "e2e: duplicate", body
-    asked = sum(len(requests_for(stack.twilio, a.phone, public)) for a in shop.admins)
+    asked = sum(len(stack.requests_to(a.phone, public)) for a in shop.admins)
     figures.add("requests sent for the closed orphan", asked)
 
 
@@ -220,7 +219,7 @@ async def test_an_answer_while_the_fan_out_keeps_failing_is_accepted_at_once(
     (reply,) = accepted(stack.twilio, shop.customer_phone)
     assert "Dock 4" in words_of(reply)
     for admin in shop.admins:
-        assert len(requests_for(stack.twilio, admin.phone, public)) <= 1
+        assert len(stack.requests_to(admin.phone, public)) <= 1
 
 
 async def test_refused_credentials_end_the_notification_promptly(
@@ -237,6 +236,7 @@ async def test_refused_credentials_end_the_notification_promptly(
         figures.add("Twilio 401 → terminal state", time.monotonic() - started, "s")
         assert body["status"] == "closed", body
         assert "configuration error" in (body.get("close_reason") or "").lower(), body
+        figures.add("close_reason", repr(body["close_reason"]))
 
         shown = await stack.acli("show", public, "--json")
         assert shown.returncode == 0, shown.stderr
