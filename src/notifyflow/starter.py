@@ -310,14 +310,29 @@ async def answer_new_notification(
         notification_id=public, answered_by=answered_by, answer_json=text, source=source
     )
     try:
-        accepted: AnswerAccepted = await client.execute_update_with_start_workflow(
-            "submit_answer",
-            submission,
-            start_workflow_operation=start,
-            result_type=AnswerAccepted,
+        accepted: AnswerAccepted = await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                "submit_answer",
+                submission,
+                start_workflow_operation=start,
+                result_type=AnswerAccepted,
+                rpc_timeout=ANSWER_WAIT,
+            ),
+            ANSWER_WAIT.total_seconds(),
         )
     except WorkflowUpdateFailedError as exc:
         raise _refusal_from(exc.cause) from None
+    except (TimeoutError, RPCError) as exc:
+        # The row is recorded: the sweeper starts its workflow (asking the admins) once
+        # Temporal answers. Say so, rather than "nothing was changed".
+        log.warning("%s: recorded, answer not submitted (%s)", public, exc.__class__.__name__)
+        raise NotificationError(
+            RefusalCode.not_ready,
+            f"{public} was recorded but the answer could not be submitted now (the workflow "
+            f"service did not answer); its admins will be asked once it does — answer {public} "
+            "then",
+            details={"notification_id": public},
+        ) from None
     return accepted
 
 

@@ -83,6 +83,7 @@ class NotificationWorkflow:
         self._to_record: list[RecordRejectionInput] = []
         self._reminders = 0
         self._escalated = False
+        self._reason: str | None = None
         if input.answered_directly:
             self._allowed = set(input.allowed_answerers)
 
@@ -182,6 +183,7 @@ class NotificationWorkflow:
 
     async def _end(self, outcome: NotificationOutcome) -> NotificationOutcome:
         self._status = outcome.status
+        self._reason = outcome.reason
         self._stage = Stage.done
         self._set_details()
         workflow.upsert_search_attributes([NOTIFICATION_STATUS.value_set(outcome.status.value)])
@@ -303,6 +305,8 @@ class NotificationWorkflow:
             f"stage: {self._stage.value} · status: {self._status.value} · "
             f"recipients: {len(self._recipients)} · reminders: {self._reminders}"
             + (" · escalated" if self._escalated else "")
+            # Why it ended (a configuration error, an operator's reason), for the UI's reader.
+            + (f"\n\nreason: {self._reason}" if self._reason else "")
         )
 
     # ---- answers ------------------------------------------------------------------------
