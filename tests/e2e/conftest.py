@@ -1,6 +1,6 @@
 """The black-box layer's fixtures: one product stack per session on a FRESH database that only
 ``notifyflow db upgrade`` has touched, and the figures the tests measured (printed at the end
-of the run, never asserted).
+of the run by the root conftest, never asserted).
 
 Database: the run's choice (tests/fixtures/database.py). On PostgreSQL a new database is
 created on the same server and dropped afterwards; on SQLite a new file.
@@ -20,6 +20,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.twilio_server import FakeTwilio
 from tests.faults.harness import faithful_responder
 from tests.faults.processes import DevServer
+from tests.figures import FIGURES, figure
 from tests.fixtures.database import (
     create_postgres_database,
     database_choice,
@@ -27,31 +28,25 @@ from tests.fixtures.database import (
     postgres_server_url,
 )
 
-FIGURES: list[str] = []
-
 
 class Figures:
-    """``figures.add("answer route wait", 0.42, "s")``: one line in the run's summary."""
+    """``figures.add("answer route wait", 0.42, "s")``: a line of the run's "figures"
+    summary (tests/figures.py), named after the test; counts and words are shown as they are."""
 
     def __init__(self, test: str) -> None:
         self._test = test
 
     def add(self, what: str, value: float | int | str, unit: str = "") -> None:
-        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        FIGURES.append(f"{self._test}: {what} = {shown}{' ' + unit if unit else ''}")
+        name = f"e2e {self._test}: {what}"
+        if isinstance(value, float):
+            figure(name, value, unit)
+        else:
+            FIGURES.append(f"{name}: {value}{' ' + unit if unit else ''}")
 
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Figures:
     return Figures(request.node.name)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FIGURES:
-        return
-    terminalreporter.section("e2e figures")
-    for line in FIGURES:
-        terminalreporter.write_line(f"  {line}")
 
 
 @pytest.fixture(scope="session")
