@@ -611,6 +611,8 @@ async def close_notification(
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         await _close_without_workflow(client, db, n, request, settings or get_settings())
+        # The row is closed already; the workflow started with the close asks nobody.
+        return await get_notification(db, public)
     try:
         # The workflow finishes in a moment; wait so the caller sees the closed state.
         await asyncio.wait_for(handle.result(), CLOSE_WAIT.total_seconds())
@@ -635,9 +637,11 @@ async def _close_without_workflow(
             raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
         admins = await _admin_ids(session, row.merchant_id)
     if await ensure_started(client, row, admins, settings, close=request):
+        # Started with the close signal first: it ends closed without asking anyone, whenever
+        # a worker runs it. The row is closed now, so the caller reads the truth at once.
         log.warning("%s: its workflow had never started; started it closed", public)
-        return
-    # Its workflow ran to its end, yet the row says requested: close the row itself.
+    else:
+        log.warning("%s: its workflow had ended; closing the row directly", public)
     async with db() as session:
         now = utcnow()
         await session.execute(
@@ -654,7 +658,6 @@ async def _close_without_workflow(
             )
         )
         await session.commit()
-    log.warning("%s: its workflow had ended; closed the row directly", public)
 
 
 async def get_notification(db: SessionFactory, notification_id: str) -> NotificationView:
