@@ -315,6 +315,9 @@ async def test_without_an_operator_token_keys_still_scope(
             "Bearer nfk_nope",
             f"Bearer nfk_{'0' * 12}_{'A' * 43}",
             "Bearer nfk_" + "x" * 4000,
+            # A key in a header that is not the Bearer shape is refused, not ignored.
+            f"Basic {created['key']}",
+            f"Bearer {created['key']} trailing",
         ):
             response = await api.get(
                 f"/v1/merchants/{mine.merchant_id}/documents", headers={"Authorization": bad}

@@ -135,7 +135,7 @@ class AuthMiddleware:
             return Refusal.malformed_header if self.token else self._open_or_key(headers)
         value = bearer_value(headers[0])
         if value is None:
-            return Refusal.malformed_header if self.token else OPEN
+            return Refusal.malformed_header if self.token else self._open_or_key(headers)
         if self.token and hmac.compare_digest(value, self.token):
             return OPERATOR
         if value.startswith(api_keys.KEY_PREFIX.encode()):
