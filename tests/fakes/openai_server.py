@@ -12,6 +12,17 @@ pluggable *responder* (:class:`FakeAIRequest` → content string). The default r
 Without a schema it answers the echo text. Faults (queued, first match consumed): ``http``
 (any status, with ``Retry-After``), ``timeout``, ``garbage_body`` (non-JSON HTTP body),
 ``non_json`` / ``schema_invalid`` / ``empty`` content, ``refusal``, ``length``.
+
+Requests are checked as the real API checks them, with its 400 ``invalid_request_error``:
+``model`` and a non-empty ``messages`` (``input``) list with known roles; ``max_tokens`` a
+positive integer; a ``json_schema`` format with a ``name`` of at most 64 ``[A-Za-z0-9_-]`` and a
+``schema``; and with ``strict: true`` the structured-outputs rules (:func:`strict_schema_problem`):
+the root an object, every object ``additionalProperties: false`` with every property
+``required``, only supported keywords (no ``minLength``, ``maxLength``, ``default``, ``allOf``,
+``oneOf``, ``not``, ``if``/``then``/``else``, ``patternProperties``, …), at most 10 levels of
+nesting, 5,000 properties and 1,000 enum values; ``$ref`` only to ``#/$defs/…`` (or ``#``).
+An answer never runs past ``max_tokens`` (4 characters a token): a longer one is cut with
+``finish_reason: "length"`` (``incomplete`` on responses), as the model's would be.
 """
 
 from __future__ import annotations
@@ -42,6 +53,118 @@ OpenAIFaultKind = Literal[
 
 _TAG = re.compile(r"</?[A-Za-z_][A-Za-z0-9_\-]*>")
 _SPACE = re.compile(r"\s+")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+# Structured outputs with strict: true (OpenAI's "Supported schemas"): what a schema may use.
+STRICT_KEYWORDS = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "anyOf",
+        "$ref",
+        "$defs",
+        "definitions",
+        "description",
+        "title",
+        # strings
+        "pattern",
+        "format",
+        # numbers
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        # arrays
+        "minItems",
+        "maxItems",
+    }
+)
+STRICT_MAX_DEPTH = 10
+STRICT_MAX_PROPERTIES = 5000
+STRICT_MAX_ENUM = 1000
+
+
+def strict_schema_problem(schema: Any) -> str | None:
+    """Why the real API refuses ``schema`` for ``strict: true`` structured outputs (its error
+    message, without the ``Invalid schema for response_format '…':`` prefix), else None."""
+    if not isinstance(schema, dict):
+        return "schema must be a JSON Schema object"
+    if schema.get("type") != "object" or "anyOf" in schema:
+        got = schema.get("type")
+        return f"In context=(), schema must be a JSON Schema of 'type: \"object\"', got '{got}'."
+    counts = {"properties": 0}
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    problem = _strict_node(schema, (), 1, counts, schema, defs)
+    if problem is None and counts["properties"] > STRICT_MAX_PROPERTIES:
+        problem = f"the schema has more than {STRICT_MAX_PROPERTIES} object properties"
+    return problem
+
+
+def _strict_node(
+    node: Any,
+    context: tuple[str, ...],
+    depth: int,
+    counts: dict[str, int],
+    root: dict[str, Any],
+    defs: dict[str, Any],
+) -> str | None:
+    where = f"In context={context!r}, "
+    if not isinstance(node, dict):
+        return where + "schema must be an object"
+    if depth > STRICT_MAX_DEPTH:
+        return where + f"the schema is nested more than {STRICT_MAX_DEPTH} levels deep"
+    for key in node:
+        if key not in STRICT_KEYWORDS:
+            return where + f"'{key}' is not permitted."
+    if "$ref" in node:
+        ref = node["$ref"]
+        if ref != "#" and not (
+            isinstance(ref, str)
+            and ref.startswith(("#/$defs/", "#/definitions/"))
+            and ref.split("/", 2)[2] in defs
+        ):
+            return where + f"reference {ref!r} can't be resolved."
+        return None
+    if "enum" in node and len(node["enum"]) > STRICT_MAX_ENUM:
+        return where + f"enum has more than {STRICT_MAX_ENUM} values"
+    kinds = node.get("type")
+    kind_set = set(kinds) if isinstance(kinds, list) else {kinds}
+    if "object" in kind_set or "properties" in node:
+        if node.get("additionalProperties") is not False:
+            return where + "'additionalProperties' is required to be supplied and to be false."
+        props = node.get("properties", {})
+        counts["properties"] += len(props)
+        missing = [name for name in props if name not in node.get("required", [])]
+        if missing or set(node.get("required", [])) - set(props):
+            return (
+                where + "'required' is required to be supplied and to be an array including "
+                f"every key in properties. Missing '{(missing or ['?'])[0]}'."
+            )
+        for name, sub in props.items():
+            found = _strict_node(sub, (*context, "properties", name), depth + 1, counts, root, defs)
+            if found:
+                return found
+    if "items" in node:
+        found = _strict_node(node["items"], (*context, "items"), depth + 1, counts, root, defs)
+        if found:
+            return found
+    for i, branch in enumerate(node.get("anyOf", [])):
+        found = _strict_node(branch, (*context, "anyOf", str(i)), depth + 1, counts, root, defs)
+        if found:
+            return found
+    for section in ("$defs", "definitions"):
+        for name, sub in node.get(section, {}).items():
+            found = _strict_node(sub, (*context, section, name), depth, counts, root, defs)
+            if found:
+                return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -395,6 +518,21 @@ class FakeOpenAI:
             return self._error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
             )
+        problem = self._request_problem(endpoint, body)
+        if problem is not None:
+            message, param = problem
+            self._record(req, "invalid_request", 400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": message,
+                        "type": "invalid_request_error",
+                        "param": param,
+                        "code": None,
+                    }
+                },
+                status_code=400,
+            )
         fault = self._take_fault(req)
         if fault is not None and fault.kind in ("http", "timeout", "garbage_body"):
             return await self._transport_fault(fault, req)
@@ -416,10 +554,68 @@ class FakeOpenAI:
             content = responder(req)
             if kind == "length":
                 content, finish = content[: max(1, len(content) // 2)], "length"
+        if content and req.max_tokens is not None and _tokens(content) > req.max_tokens:
+            # The model stops at max_tokens, mid-answer.
+            content, finish = content[: req.max_tokens * 4], "length"
         self._record(req, kind or "ok", 200)
         if endpoint == "chat":
             return JSONResponse(self._chat_body(req, content, refusal, finish))
         return JSONResponse(self._responses_body(req, content, refusal, finish))
+
+    @staticmethod
+    def _request_problem(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, str] | None:
+        """The real API's 400 for a malformed request: (message, param), else None."""
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return "you must provide a model parameter", "model"
+        if endpoint == "chat":
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return "[] is too short - 'messages'", "messages"
+            for i, m in enumerate(messages):
+                if not isinstance(m, dict) or m.get("role") not in ROLES:
+                    return f"Invalid value for 'messages[{i}].role'", f"messages[{i}].role"
+                if m.get("content") is None and m.get("role") != "assistant":
+                    return f"Missing required parameter: 'messages[{i}].content'.", (
+                        f"messages[{i}].content"
+                    )
+            limit_key = "max_tokens" if "max_tokens" in body else "max_completion_tokens"
+            fmt = body.get("response_format") or {}
+            block = fmt.get("json_schema") if fmt.get("type") == "json_schema" else None
+            if fmt.get("type") == "json_schema" and not isinstance(block, dict):
+                return "Missing required parameter: 'response_format.json_schema'.", (
+                    "response_format.json_schema"
+                )
+            param = "response_format"
+        else:
+            raw = body.get("input")
+            if raw is None or raw == [] or raw == "":
+                return "Missing required parameter: 'input'.", "input"
+            limit_key = "max_output_tokens"
+            fmt = (body.get("text") or {}).get("format") or {}
+            block = fmt if fmt.get("type") == "json_schema" else None
+            param = "text.format"
+        limit = body.get(limit_key)
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            return f"Invalid '{limit_key}': integer below minimum value.", limit_key
+        if block is None:
+            return None
+        name = block.get("name")
+        if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+            return (
+                f"Invalid '{param}.name': string does not match pattern. Expected a string "
+                "that matches the pattern '^[a-zA-Z0-9_-]+$' of at most 64 characters.",
+                f"{param}.name",
+            )
+        schema = block.get("schema")
+        if not isinstance(schema, dict):
+            return f"Missing required parameter: '{param}.schema'.", f"{param}.schema"
+        if block.get("strict") is True:
+            problem = strict_schema_problem(schema)
+            if problem is not None:
+                return f"Invalid schema for response_format '{name}': {problem}", param
+        return None
 
     async def _transport_fault(self, fault: OpenAIFault, req: FakeAIRequest) -> Response:
         if fault.kind == "garbage_body":

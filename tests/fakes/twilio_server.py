@@ -12,9 +12,23 @@ Routes (the SDK's paths, with the host rewritten to this server):
 
 Validation follows Twilio's documented codes, answered synchronously (real Twilio reports some of
 them, like 63016 and 63013, later through a failed status callback; a synchronous 400 exercises
-the same mapping). Simplifications, on purpose: ``date_sent`` is set at acceptance; a template
-send's ``body`` is the rendered template when its ContentSid is registered, else empty; status
-callbacks are recorded, never sent.
+the same mapping), and is as strict as Twilio on everything the product sends:
+
+- ``To`` (and ``From``) are WhatsApp addresses: ``whatsapp:`` + an E.164 number. A bare number
+  is another channel (21910, From and To of different channels); a malformed number is 21211
+  (To) / 21212 (From). ``MessagingServiceSid`` must be one of the account's (21701).
+- ``Body`` at most 1,600 characters, on every channel WhatsApp included (21617).
+- ``ContentSid`` must be a template this account has (registered with
+  :meth:`FakeTwilio.register_template`, i.e. approved): malformed or unknown, 21655. Its
+  ``ContentVariables`` must name exactly the template's placeholders (63028), each value at most
+  1,600 characters (21658), keys at most 16 characters and at most 100 pairs (21656), no
+  newline/tab/run of five spaces/empty value (63013), and the rendered body within 1,024 (63021).
+- A message is ``queued`` (``accepted`` with a Messaging Service) when created, with
+  ``date_sent`` null; it becomes ``sent``, with a ``date_sent``, only when :meth:`dispatch` says
+  so (Twilio may queue a WhatsApp message for up to 4 h). The list's ``DateSent`` filters, like
+  Twilio's, only see messages that have a ``date_sent``.
+
+Status callbacks are recorded, never sent.
 
 Faults are queued with :meth:`FakeTwilio.add_fault` (or the helpers) and consumed by the first
 matching send; everything is thread-safe, since the server runs in its own thread.
@@ -50,9 +64,12 @@ MessageKind = Literal["template", "text"]
 FaultKind = Literal["http", "timeout", "garbage", "accept_then_fail"]
 
 _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _API = "/2010-04-01/Accounts"
 MAX_TEMPLATE_BODY = 1024
+MAX_BODY = 1600  # Twilio's limit for Body on every channel, WhatsApp included (21617)
+MAX_VARIABLE = 1600  # a Content API variable value (21658)
 WINDOW_CLOSED_MESSAGE = (
     "Failed to send freeform message because you are outside the allowed window. If you want "
     "to send messages outside this window, please use a Message Template."
@@ -121,6 +138,9 @@ class FakeTwilio:
         self._ledger: list[dict[str, Any]] = []
         self._messages: dict[str, dict[str, Any]] = {}
         self._templates: dict[str, str] = {}
+        self._campaigns: dict[str, str] = {}
+        self._services: set[str] = {FAKE_MESSAGING_SERVICE_SID}
+        self._in_flight = 0
         self._faults: list[TwilioFault] = []
         self._closed_windows: set[str] = set()
         self._server = ThreadedServer(self._app(), "twilio")
@@ -145,16 +165,60 @@ class FakeTwilio:
             self._ledger.clear()
             self._messages.clear()
             self._templates.clear()
+            self._campaigns.clear()
             self._faults.clear()
             self._closed_windows.clear()
         self._server.release_sleepers()
 
     # ---- configuration ---------------------------------------------------------------------
 
-    def register_template(self, content_sid: str, body: str) -> None:
-        """Known templates are rendered, counted (63028) and length-checked (63021)."""
+    def register_template(self, content_sid: str, body: str, campaign: str | None = None) -> None:
+        """An approved template of this account: only these can be sent (21655 otherwise);
+        they are rendered, counted (63028) and length-checked (63021). ``campaign`` is a
+        label for the tests' own bookkeeping (:meth:`campaign_of`)."""
         with self._lock:
             self._templates[content_sid] = body
+            if campaign is not None:
+                self._campaigns[content_sid] = campaign
+
+    def add_messaging_service(self, sid: str) -> None:
+        """Another Messaging Service of this account (21701 for any other)."""
+        with self._lock:
+            self._services.add(sid)
+
+    def campaign_of(self, content_sid: str | None) -> str | None:
+        """The label a template was registered with."""
+        with self._lock:
+            return self._campaigns.get(content_sid or "")
+
+    def template_body(self, content_sid: str) -> str | None:
+        with self._lock:
+            return self._templates.get(content_sid)
+
+    def dispatch(self, sid: str | None = None) -> int:
+        """Twilio hands queued messages (``sid``, or all) to WhatsApp: status ``sent`` and a
+        ``date_sent``. Returns how many changed."""
+        now = datetime.now(UTC)
+        changed = 0
+        with self._lock:
+            for item in self._messages.values():
+                resource = item["resource"]
+                if sid is not None and resource["sid"] != sid:
+                    continue
+                if resource["date_sent"] is None:
+                    resource["status"] = "sent"
+                    resource["date_sent"] = format_datetime(now)
+                    resource["date_updated"] = format_datetime(now)
+                    item["sent"] = now
+                    changed += 1
+        return changed
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now (held, or parked in a simulated timeout): a
+        message may still be accepted while this is above zero."""
+        with self._lock:
+            return self._in_flight
 
     def close_window(self, *numbers: str) -> None:
         """Free-form sends to these numbers fail with 63016 until reopened."""
@@ -288,7 +352,7 @@ class FakeTwilio:
             routes=[
                 Route(
                     f"{_API}/{{account_sid}}/Messages.json",
-                    self._messages_endpoint,
+                    self._counted_messages_endpoint,
                     methods=["GET", "POST"],
                 ),
                 Route(
@@ -371,6 +435,15 @@ class FakeTwilio:
                     return fault
         return None
 
+    async def _counted_messages_endpoint(self, request: Request) -> Response:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return await self._messages_endpoint(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
     async def _messages_endpoint(self, request: Request) -> Response:
         if request.method == "GET":
             return self._list(request)
@@ -418,10 +491,27 @@ class FakeTwilio:
 
     def _validate(self, fields: dict[str, str]) -> tuple[int, int, str] | None:
         """Twilio's checks, in its order; None when the send is acceptable."""
-        if not fields.get("To"):
+        to, sender = fields.get("To", ""), fields.get("From", "")
+        service = fields.get("MessagingServiceSid", "")
+        if not to:
             return 400, 21604, "A 'To' phone number is required."
-        if not fields.get("From") and not fields.get("MessagingServiceSid"):
+        if not sender and not service:
             return 400, 21603, "A 'From' phone number is required."
+        if not to.startswith("whatsapp:") or (sender and not sender.startswith("whatsapp:")):
+            return (
+                400,
+                21910,
+                "Invalid From and To pair. From and To should be of the same channel",
+            )
+        if not _E164.match(to.removeprefix("whatsapp:")):
+            return 400, 21211, f"Invalid 'To' Phone Number: {to}"
+        if sender and not _E164.match(sender.removeprefix("whatsapp:")):
+            return 400, 21212, f"Invalid From Number (caller ID): {sender}"
+        if service:
+            with self._lock:
+                known = service in self._services
+            if not known:
+                return 400, 21701, f"The Messaging Service Sid {service} is invalid."
         body, content_sid = fields.get("Body"), fields.get("ContentSid")
         if body and content_sid:
             return 400, 21619, "Send either Body or ContentSid, not both."
@@ -429,14 +519,23 @@ class FakeTwilio:
             return 400, 21619, "A text message body or media urls must be specified."
         if content_sid:
             return self._validate_template(content_sid, fields.get("ContentVariables"))
+        assert body is not None
+        if len(body) > MAX_BODY:
+            return (
+                400,
+                21617,
+                f"The concatenated message body exceeds the {MAX_BODY} character limit.",
+            )
         with self._lock:
-            closed = normalize_number(fields["To"]) in self._closed_windows
+            closed = normalize_number(to) in self._closed_windows
         if closed:
             return 400, 63016, WINDOW_CLOSED_MESSAGE
         return None
 
     def _validate_template(self, content_sid: str, raw: str | None) -> tuple[int, int, str] | None:
-        if not _CONTENT_SID.match(content_sid):
+        with self._lock:
+            template = self._templates.get(content_sid)
+        if not _CONTENT_SID.match(content_sid) or template is None:
             return 400, 21655, "The ContentSid is Invalid"
         variables: dict[str, Any] = {}
         if raw:
@@ -447,8 +546,10 @@ class FakeTwilio:
             if not isinstance(variables, dict) or len(variables) > 100:
                 return 400, 21656, "The ContentVariables Parameter is invalid"
         for key, value in variables.items():
-            if len(key) > 16 or not isinstance(value, str) or len(value) > 1600:
+            if len(key) > 16 or not isinstance(value, str):
                 return 400, 21656, "The ContentVariables Parameter is invalid"
+            if len(value) > MAX_VARIABLE:
+                return 400, 21658, "Parameter exceeded character limit"
             if not value.strip() or "\n" in value or "\t" in value or "     " in value:
                 return (
                     400,
@@ -458,10 +559,6 @@ class FakeTwilio:
                         "contain newlines, tabs or more than 4 consecutive spaces"
                     ),
                 )
-        with self._lock:
-            template = self._templates.get(content_sid)
-        if template is None:
-            return None
         if set(_PLACEHOLDER.findall(template)) != set(variables):
             return 400, 63028, "Number of parameters does not match the expected number"
         if len(self._render(template, variables)) > MAX_TEMPLATE_BODY:
@@ -487,7 +584,8 @@ class FakeTwilio:
         if content_sid:
             with self._lock:
                 template = self._templates.get(content_sid)
-            body = self._render(template, variables) if template is not None else ""
+            assert template is not None  # validated: only approved templates are accepted
+            body = self._render(template, variables)
         else:
             body = fields.get("Body", "")
         stamp = format_datetime(now)
@@ -497,7 +595,8 @@ class FakeTwilio:
             "api_version": "2010-04-01",
             "body": body,
             "date_created": stamp,
-            "date_sent": stamp,
+            # Only once Twilio has handed it on (dispatch): a queued message has none.
+            "date_sent": None,
             "date_updated": stamp,
             "direction": "outbound-api",
             "error_code": None,
@@ -522,6 +621,7 @@ class FakeTwilio:
             self._messages[sid] = {
                 "resource": resource,
                 "created": now,
+                "sent": None,
                 "kind": entry["kind"],
                 "content_sid": content_sid,
                 "variables": variables,
@@ -569,7 +669,9 @@ class FakeTwilio:
                 continue
             if q.get("From") and normalize_number(q["From"]) != normalize_number(res["from"]):
                 continue
-            if not all(self._date_ok(item["created"], op, bound) for op, bound in bounds):
+            if bounds and item["sent"] is None:
+                continue  # not sent yet: no DateSent for any filter to match
+            if not all(self._date_ok(item["sent"], op, bound) for op, bound in bounds):
                 continue
             selected.append(res)
         start = page * page_size
@@ -596,8 +698,8 @@ class FakeTwilio:
         return JSONResponse(body)
 
     @staticmethod
-    def _date_ok(created: datetime, op: str, bound: date) -> bool:
-        day = created.date()
+    def _date_ok(sent: datetime, op: str, bound: date) -> bool:
+        day = sent.date()
         if op == "eq":
             return day == bound
         if op == "le":

@@ -30,6 +30,7 @@ from tests.faults.harness import (
     Stack,
     faithful_responder,
     register_templates,
+    worker_application_name,
 )
 from tests.faults.processes import DevServer, WorkerProcess
 from tests.fixtures.database import MerchantFactory
@@ -94,8 +95,12 @@ def worker_env(
     **extra: str,
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in PRODUCT_ENV}
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        # The worker's own connections carry its name, so a test can cut exactly those.
+        url = url.update_query_dict({"application_name": worker_application_name(task_queue)})
     env.update(
-        DATABASE_URL=database_url,
+        DATABASE_URL=url.render_as_string(hide_password=False),
         TEMPORAL_ADDRESS=server.address,
         TEMPORAL_NAMESPACE="default",
         TEMPORAL_TASK_QUEUE=task_queue,
@@ -204,9 +209,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TALLY.injected:
         return
     terminalreporter.section("fault injection")
-    for name, (injected, survived, lost, duplicates) in sorted(TALLY.by_scenario.items()):
+    for name, (injected, survived, lost, dups, failed, errors) in sorted(TALLY.by_scenario.items()):
+        extra = f", failed {failed}, errors {errors}" if failed or errors else ""
         terminalreporter.write_line(
             f"  {name}: injected {injected}, survived {survived}, lost {lost}, "
-            f"duplicates {duplicates}"
+            f"duplicates {dups}{extra}"
         )
     terminalreporter.write_line(TALLY.line())
+    if TALLY.failed or TALLY.errors:
+        terminalreporter.write_line(TALLY.problems_line())

@@ -1,10 +1,16 @@
 """What the fault tests share: a fake Twilio that can hold a send, a faithful fake model, the
-stack one test drives, the end-of-scenario verdict and the run's tally.
+stack one test drives, the end-of-trial verdict and the run's tally.
 
-The verdict is the promise of issue 8, checked the same way after every fault: the
-notification reaches the right terminal state (database and workflow result agree), the fake
-Twilio accepted at most one message per (notification, recipient, kind), and the database has
-no orphans or leftovers.
+The verdict is the promise of issue 8, counted from what people received (issue 19): once every
+workflow is closed and the fake Twilio has nothing in flight, the fake's ledger alone says
+whether the customer of each delivered notification got exactly one message, whether anyone got
+the same kind of message twice for one notification, and whether every other admin got the
+closure notice (tests/fixtures/ledger.py). The workflow result, the database row and the
+product's ledger rows are checked as well, but they never make a message count as received.
+
+A trial is counted when its ``async with scenario(...)`` block ends, after every check in it:
+survived only if all passed; a trial that broke before it was judged is a harness error (the
+test fails), never a loss.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import os
 import re
 import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,10 +35,8 @@ from temporalio.service import RPCError
 
 from notifyflow import starter
 from notifyflow.config import Settings
-from notifyflow.db.seed import ensure_default_templates
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
-    CampaignTemplate,
     Delivery,
     Notification,
     NotificationAnswer,
@@ -46,6 +49,8 @@ from tests.fakes.openai_server import FakeAIRequest, default_responder
 from tests.fakes.twilio_server import FakeTwilio, normalize_number
 from tests.faults.processes import DevServer, WorkerProcess
 from tests.fixtures.database import MadeMerchant, MerchantFactory
+from tests.fixtures.fakes import approve_templates
+from tests.fixtures.ledger import Expectation, HarnessError, ledger_verdict, settle
 
 _WS = re.compile(r"\s+")
 
@@ -143,12 +148,14 @@ class FaultTwilio(FakeTwilio):
 
 
 async def register_templates(db: SessionFactory, twilio: FakeTwilio) -> None:
-    """The fake renders (and lists) a template's body only for Content SIDs it knows, as
-    real Twilio does for approved templates: register every template in the database."""
+    """Twilio sends only the templates an account has (21655 otherwise), and renders them:
+    every template in the database is approved at the fake, as an operator has them approved
+    (the defaults come with ``db upgrade``)."""
+    from notifyflow.db.seed import ensure_default_templates
+
+    # Until main's issue 11 lands (upgrade provisions the defaults), make sure they exist.
     await ensure_default_templates(db)
-    async with db() as session:
-        for row in (await session.scalars(select(CampaignTemplate))).all():
-            twilio.register_template(row.content_sid, row.body)
+    await approve_templates(db, twilio)
 
 
 # ---- a model that does what it is told -----------------------------------------------------
@@ -220,6 +227,9 @@ class Stack:
     worker: WorkerProcess
     merchants: MerchantFactory
     made: list[MadeMerchant] = field(default_factory=list)
+    # Who each notification belongs to and who answered it: the ledger verdict needs both.
+    owners: dict[str, MadeMerchant] = field(default_factory=dict)
+    answerers: dict[str, int] = field(default_factory=dict)
 
     async def merchant(self, **kwargs: Any) -> MadeMerchant:
         made = await self.merchants(**kwargs)
@@ -237,6 +247,7 @@ class Stack:
             context={"question": text},
             settings=self.settings,
         )
+        self.owners[view.notification_id] = merchant
         return view.notification_id
 
     async def request_support(self, merchant: MadeMerchant, reason: str) -> str:
@@ -248,9 +259,11 @@ class Stack:
             context={"support_request_reason": reason},
             settings=self.settings,
         )
+        self.owners[view.notification_id] = merchant
         return view.notification_id
 
     async def answer(self, public: str, admin_id: int, words: str, field: str = "answer") -> None:
+        self.answerers[public] = admin_id
         accepted = await starter.answer_notification(
             self.client, self.db, public, answered_by=admin_id, answer={field: words}
         )
@@ -318,6 +331,9 @@ def customer_words(words: str) -> str:
 
 @dataclass
 class Verdict:
+    """``lost`` and ``duplicates`` come from the fake Twilio's ledger alone (what people
+    received); ``problems`` also hold what the product's own records got wrong."""
+
     lost: int = 0
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
@@ -330,45 +346,78 @@ class Verdict:
         assert self.ok, "\n".join(self.problems)
 
 
-def _delivery_for(message: dict[str, Any], rows: list[Delivery]) -> Delivery | None:
-    """The ledger row an accepted message belongs to: by provider sid, else by recipient and
-    body (a message accepted whose answer was lost, recovered by ``find_accepted``)."""
-    for row in rows:
-        if row.provider_message_id and row.provider_message_id == message["sid"]:
-            return row
-    number = normalize_number(message["to"])
-    for row in rows:
-        if normalize_number(row.to_address) == number and same_text(row.body, message["body"]):
-            return row
-    return None
-
-
 async def verify(
-    stack: Stack, expected: Mapping[str, str | set[str]], merchants: list[MadeMerchant]
+    stack: Stack,
+    expected: Mapping[str, str | set[str]],
+    merchants: list[MadeMerchant],
+    *,
+    asked: Mapping[str, set[str]] | None = None,
+    unreachable: set[str] | frozenset[str] = frozenset(),
+    customer_messages: Mapping[str, int] | None = None,
 ) -> Verdict:
-    """Terminal states, duplicates and orphans for ``expected`` (public id → status) and
-    everything sent to the people of ``merchants``."""
+    """The verdict on ``expected`` (public id → status) once everything has settled.
+
+    What people received is judged from the fake's ledger (tests/fixtures/ledger.py): by
+    default every admin of the notification's merchant must have been asked; ``asked``
+    (public id → phones) says otherwise, ``unreachable`` names phones the test made refuse
+    everything and ``customer_messages`` overrides what the customer is owed. The workflow's
+    result, the database row and the product's ledger rows are checked too (problems, not
+    losses)."""
     verdict = Verdict()
-    ids = [parse_notification_id(p) for p in expected]
+    unsettled = await settle(stack.client, list(expected), stack.twilio)
+    verdict.problems.extend(unsettled)
+
+    finals: dict[str, str] = {}
     for public, want in expected.items():
         wanted = {want} if isinstance(want, str) else set(want)
         handle = stack.client.get_workflow_handle(public, result_type=NotificationOutcome)
         description = await handle.describe()
-        if description.status != WorkflowExecutionStatus.COMPLETED:
-            verdict.lost += 1
-            verdict.problems.append(f"{public}: workflow {description.status}, not completed")
-            continue
-        outcome: NotificationOutcome = await handle.result()
         async with stack.db() as session:
             row = await session.get(Notification, parse_notification_id(public))
         db_status = row.status if row else None
+        if description.status != WorkflowExecutionStatus.COMPLETED:
+            verdict.problems.append(f"{public}: workflow {description.status}, not completed")
+            finals[public] = db_status or sorted(wanted)[0]
+            continue
+        outcome: NotificationOutcome = await handle.result()
+        finals[public] = outcome.status.value
         if outcome.status.value not in wanted or db_status not in wanted:
-            verdict.lost += 1
             verdict.problems.append(
                 f"{public}: workflow says {outcome.status.value}, database {db_status}, "
                 f"wanted {sorted(wanted)}"
             )
 
+    # What people received, from the fake's ledger alone.
+    expectations = []
+    for public, final in finals.items():
+        merchant = stack.owners.get(public)
+        if merchant is None:
+            raise HarnessError(f"{public} was not requested through this Stack")
+        if merchant not in merchants:
+            raise HarnessError(f"{public}'s merchant is not among the merchants judged")
+        answerer = stack.answerers.get(public)
+        expectations.append(
+            Expectation(
+                public=public,
+                status=final,
+                customer=merchant.customer_phone,
+                staff=set(merchant.phones.values()),
+                asked=set(
+                    asked[public]
+                    if asked and public in asked
+                    else (merchant.phones[a] for a in merchant.admin_ids)
+                ),
+                answerer=merchant.phones[answerer] if answerer is not None else None,
+                unreachable=set(unreachable),
+                customer_messages=(customer_messages or {}).get(public),
+            )
+        )
+    judged = ledger_verdict(stack.twilio.accepted(), expectations, stack.twilio.campaign_of)
+    verdict.lost += judged.lost
+    verdict.duplicates += judged.duplicates
+    verdict.problems.extend(judged.problems)
+
+    # The product's own records: nothing orphaned, nothing left half-way.
     async with stack.db() as session:
         merchant_ids = [m.merchant_id for m in merchants]
         notifications = list(
@@ -395,50 +444,23 @@ async def verify(
                 .outerjoin(Notification, Notification.id == table.notification_id)
                 .where(Notification.id.is_(None))
             )
+    ids = [parse_notification_id(p) for p in expected]
     missing = set(ids) - {n.id for n in notifications}
     if missing:
         verdict.problems.append(f"notifications not in the database: {sorted(missing)}")
     for table, count in orphans.items():
         if count:
             verdict.problems.append(f"{count} {table} rows point at no notification")
-
-    # At most one accepted message per (notification, recipient, kind).
-    phones = {m.customer_phone for m in merchants if m.customer_phone}
-    for m in merchants:
-        phones.update(m.phones.values())
-    for phone in sorted(phones):
-        counts: Counter[tuple[int, str]] = Counter()
-        for message in stack.twilio.accepted(to=phone):
-            row = _delivery_for(message, rows)
-            if row is None:
-                verdict.duplicates += 1
-                verdict.problems.append(
-                    f"{phone}: accepted message {message['sid']} matches no ledger row: "
-                    f"{message['body'][:80]!r}"
-                )
-                continue
-            counts[(row.notification_id, row.kind)] += 1
-        for (n, kind), count in counts.items():
-            if count > 1:
-                verdict.duplicates += count - 1
-                verdict.problems.append(
-                    f"{phone}: {count} accepted {kind} messages for {format_notification_id(n)}"
-                )
-
-    # Nothing left half-way: open notifications have a running workflow; finished ones have
-    # no send still pending unless the provider refused it.
     by_id = {n.id: n for n in notifications}
     for n in notifications:
-        status = NotificationStatus(n.status)
         public = format_notification_id(n.id)
-        if not status.is_terminal:
+        if not NotificationStatus(n.status).is_terminal:
             try:
                 description = await stack.client.get_workflow_handle(public).describe()
                 running = description.status == WorkflowExecutionStatus.RUNNING
             except RPCError:
                 running = False
             if not running:
-                verdict.lost += 1
                 verdict.problems.append(f"{public} is {n.status} but its workflow is not running")
     for row in rows:
         notification = by_id[row.notification_id]
@@ -457,10 +479,17 @@ async def verify(
 
 @dataclass
 class Tally:
+    """One trial = one injected fault. ``survived``: every check of the trial passed.
+    ``lost`` / ``duplicates``: messages, from the fake's ledger. ``failed``: a trial judged
+    clean on the ledger whose other checks failed. ``errors``: the trial broke before it could
+    be judged (the test fails; nothing is counted as lost)."""
+
     injected: int = 0
     survived: int = 0
     lost: int = 0
     duplicates: int = 0
+    failed: int = 0
+    errors: int = 0
     by_scenario: dict[str, list[int]] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -469,16 +498,20 @@ class Tally:
             f"duplicates {self.duplicates}"
         )
 
+    def problems_line(self) -> str:
+        return f"trials failed {self.failed}, harness errors {self.errors}"
+
     def _row(self, name: str) -> list[int]:
-        return self.by_scenario.setdefault(name, [0, 0, 0, 0])
+        # injected, survived, lost, duplicates, failed, errors
+        return self.by_scenario.setdefault(name, [0, 0, 0, 0, 0, 0])
 
 
 TALLY = Tally()
 
 
 class Scenario:
-    """One injected fault: counted as injected at once, then survived (verdict clean) or
-    lost/duplicated (verdict, or an error before the verdict could be taken)."""
+    """One injected fault. Counted as injected at once; everything else is counted when the
+    ``async with scenario(...)`` block ends, after every check in it has run."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -489,36 +522,54 @@ class Scenario:
         stack: Stack,
         expected: Mapping[str, str | set[str]],
         merchants: list[MadeMerchant],
+        **options: Any,
     ) -> Verdict:
         """The verdict on ``expected`` (public id → status) and on everything sent to the
-        people of ``merchants``; counted in the tally, then asserted."""
-        verdict = await verify(stack, expected, merchants)
+        people of ``merchants`` (options: see :func:`verify`); asserted at once, counted when
+        the trial ends."""
+        verdict = await verify(stack, expected, merchants, **options)
         self.verdict = verdict
-        row = TALLY._row(self.name)
-        TALLY.lost += verdict.lost
-        TALLY.duplicates += verdict.duplicates
-        row[2] += verdict.lost
-        row[3] += verdict.duplicates
-        if verdict.ok:
-            TALLY.survived += 1
-            row[1] += 1
         verdict.check()
         return verdict
 
 
+def count_trial(tally: Tally, current: Scenario, error: BaseException | None) -> None:
+    """The trial's figures, once every check of it ran (or one of them raised ``error``)."""
+    row = tally._row(current.name)
+    verdict = current.verdict
+    if verdict is None:
+        # Never judged: a broken trial (harness, set-up, or a wait that timed out) is an
+        # error of the run, reported as a failed test, never passed off as a loss.
+        tally.errors += 1
+        row[5] += 1
+        return
+    tally.lost += verdict.lost
+    tally.duplicates += verdict.duplicates
+    row[2] += verdict.lost
+    row[3] += verdict.duplicates
+    if error is None and verdict.ok:
+        tally.survived += 1
+        row[1] += 1
+    elif verdict.lost == 0 and verdict.duplicates == 0:
+        tally.failed += 1
+        row[4] += 1
+
+
 @asynccontextmanager
-async def scenario(name: str) -> AsyncIterator[Scenario]:
-    TALLY.injected += 1
-    TALLY._row(name)[0] += 1
+async def scenario(name: str, tally: Tally | None = None) -> AsyncIterator[Scenario]:
+    tally = TALLY if tally is None else tally
+    tally.injected += 1
+    tally._row(name)[0] += 1
     current = Scenario(name)
     try:
         yield current
-    except BaseException:
-        if current.verdict is None:
-            # The notification never got to be judged: it did not reach its end in time.
-            TALLY.lost += 1
-            TALLY._row(name)[2] += 1
+    except BaseException as exc:
+        count_trial(tally, current, exc)
         raise
+    if current.verdict is None:
+        count_trial(tally, current, None)
+        raise HarnessError(f"trial {name!r} ended without a verdict (judge was not called)")
+    count_trial(tally, current, None)
 
 
 async def run_concurrently(cases: Mapping[str, Callable[[], Awaitable[None]]]) -> None:
@@ -533,18 +584,39 @@ async def run_concurrently(cases: Mapping[str, Callable[[], Awaitable[None]]]) -
     assert not failures, "\n".join(failures)
 
 
-async def drop_connections(admin_url: str, database: str) -> int:
-    """``pg_terminate_backend`` every connection to ``database`` (not our own)."""
+def worker_application_name(task_queue: str) -> str:
+    """The PostgreSQL ``application_name`` of the fault worker serving ``task_queue``."""
+    return f"nf-worker-{task_queue}"[:63]
+
+
+async def backends(admin_url: str, database: str, application_name: str) -> set[int]:
+    """The backend pids of ``database`` whose connection says ``application_name``."""
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         cursor = await conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (database, application_name),
         )
-        row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        return {int(row[0]) for row in await cursor.fetchall()}
+
+
+async def drop_connections(
+    admin_url: str, database: str, application_name: str | None = None
+) -> set[int]:
+    """``pg_terminate_backend`` the connections to ``database`` (not our own) — only those of
+    ``application_name`` when given; returns the pids terminated."""
+    import psycopg
+
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()" + (
+        " AND application_name = %s" if application_name else ""
+    )
+    params: tuple[str, ...] = (database, application_name) if application_name else (database,)
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            f"SELECT pid, pg_terminate_backend(pid) FROM ({query}) AS targets", params
+        )
+        return {int(row[0]) for row in await cursor.fetchall() if row[1]}
 
 
 async def set_connections_allowed(admin_url: str, database: str, allowed: bool) -> None:

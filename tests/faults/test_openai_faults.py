@@ -64,15 +64,15 @@ async def _answer_with_fault(stack: Stack, name: str, lasting: bool) -> None:
         outcome = await stack.outcome(public)
         assert outcome.status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    assert fault.used >= (3 if lasting else 1)
-    (message,) = stack.twilio.accepted(to=customer)
-    if lasting:
-        # The documented fallback: the admin's own words, whitespace tidied.
-        assert message["body"] == customer_words(answer)
-    else:
-        assert message["body"] == f"{AI_MARK} {customer_words(answer)}"
-    row = await ledger_row(stack, public, "answer", customer)
-    assert (row.status, row.provider_message_id) == ("sent", message["sid"])
+        assert fault.used >= (3 if lasting else 1)
+        (message,) = stack.twilio.accepted(to=customer)
+        if lasting:
+            # The documented fallback: the admin's own words, whitespace tidied.
+            assert message["body"] == customer_words(answer)
+        else:
+            assert message["body"] == f"{AI_MARK} {customer_words(answer)}"
+        row = await ledger_row(stack, public, "answer", customer)
+        assert (row.status, row.provider_message_id) == ("sent", message["sid"])
 
 
 async def test_lasting_model_faults_deliver_the_admins_own_words(make_stack) -> None:
@@ -107,12 +107,12 @@ async def test_support_request_reaches_the_admins_when_classification_keeps_fail
         )
         assert (await stack.outcome(public)).status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    (message,) = stack.twilio.accepted(to=merchant.customer_phone)
-    assert message["body"] == customer_words(answer)
-    returns = merchant.phones[merchant.user("returns")]
-    assert stack.twilio.accepted(to=returns) == []
-    calls = [r for r in stack.openai.requests() if _mentions(r, token)]
-    assert any(r.schema_name == "SupportClassification" for r in calls)
+        (message,) = stack.twilio.accepted(to=merchant.customer_phone)
+        assert message["body"] == customer_words(answer)
+        returns = merchant.phones[merchant.user("returns")]
+        assert stack.twilio.accepted(to=returns) == []
+        calls = [r for r in stack.openai.requests() if _mentions(r, token)]
+        assert any(r.schema_name == "SupportClassification" for r in calls)
 
 
 def _mentions(request: FakeAIRequest, token: str) -> bool:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from notifyflow import starter
+from notifyflow.db.seed import default_content_sid
 from notifyflow.db.tables import Message
+from notifyflow.models.notification import Campaign
 from tests.faults.harness import (
     FaultTwilio,
     Stack,
@@ -71,17 +73,17 @@ async def _retried(stack: Stack, name: str) -> None:
         outcome = await stack.outcome(public)
         assert outcome.status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    (message,) = stack.twilio.accepted(to=customer)
-    assert (message["kind"], message["body"]) == ("text", LOCALIZED)
-    row = await ledger_row(stack, public, "answer", customer)
-    assert (row.status, row.provider_message_id, row.attempts) == (
-        "sent",
-        message["sid"],
-        attempts,
-    )
-    if attempts == 1:
-        # Accepted, answer lost: the retry asked Twilio instead of sending again.
-        assert stack.twilio.listed(customer) >= 1
+        (message,) = stack.twilio.accepted(to=customer)
+        assert (message["kind"], message["body"]) == ("text", LOCALIZED)
+        row = await ledger_row(stack, public, "answer", customer)
+        assert (row.status, row.provider_message_id, row.attempts) == (
+            "sent",
+            message["sid"],
+            attempts,
+        )
+        if attempts == 1:
+            # Accepted, answer lost: the retry asked Twilio instead of sending again.
+            assert stack.twilio.listed(customer) >= 1
 
 
 async def test_retried_answer_reaches_the_customer_once(make_stack) -> None:
@@ -101,9 +103,9 @@ async def test_rate_limited_request_still_reaches_every_admin(make_stack) -> Non
         await stack.answer(public, merchant.admin_ids[0], ANSWER)
         assert (await stack.outcome(public)).status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    for admin_id in merchant.admin_ids:
-        row = await ledger_row(stack, public, "request", merchant.phones[admin_id])
-        assert row.status == "sent"
+        for admin_id in merchant.admin_ids:
+            row = await ledger_row(stack, public, "request", merchant.phones[admin_id])
+            assert row.status == "sent"
 
 
 async def test_window_closed_falls_back_to_the_template(make_stack) -> None:
@@ -116,14 +118,22 @@ async def test_window_closed_falls_back_to_the_template(make_stack) -> None:
         outcome = await stack.outcome(public)
         assert (outcome.status.value, outcome.delivery_method) == ("delivered", "campaign")
         await case.judge(stack, {public: "delivered"}, [merchant])
-    assert stack.twilio.accepted(to=customer, kind="text") == []
-    (template,) = stack.twilio.accepted(to=customer, kind="template")
-    assert template["variables"] == {"1": LOCALIZED}
-    rows = await ledger_rows(stack, public, "answer", customer)
-    assert sorted((r.method, r.status, r.error_code) for r in rows) == [
-        ("campaign", "sent", None),
-        ("direct", "failed", "63016"),
-    ]
+        assert stack.twilio.accepted(to=customer, kind="text") == []
+        (template,) = stack.twilio.accepted(to=customer, kind="template")
+        assert template["variables"] == {"1": LOCALIZED}
+        # The answer campaign in the customer's language, rendered by the fake.
+        assert template["content_sid"] == default_content_sid(
+            Campaign.merchant_user_question_answer, "en"
+        )
+        assert template["body"] == (
+            f"Hello! Following up on your question: {LOCALIZED}\n\n"
+            "Reply to this message if there is anything else we can help with."
+        )
+        rows = await ledger_rows(stack, public, "answer", customer)
+        assert sorted((r.method, r.status, r.error_code) for r in rows) == [
+            ("campaign", "sent", None),
+            ("direct", "failed", "63016"),
+        ]
 
 
 async def _refused(stack: Stack, code: int, window_open: bool) -> None:
@@ -139,14 +149,18 @@ async def _refused(stack: Stack, code: int, window_open: bool) -> None:
         outcome = await stack.outcome(public)
         assert outcome.status.value == "delivery_failed"
         assert outcome.reason is not None and outcome.reason.startswith(f"{code}:")
+        # The ledger verdict asks for the closure notice to the other admin and, to the
+        # admin who answered, one notice that the customer could not be reached.
         await case.judge(stack, {public: "delivery_failed"}, [merchant])
-    assert stack.twilio.accepted(to=customer) == []
-    view = await starter.get_notification(stack.db, public)
-    assert view.delivery.failure_reason == outcome.reason
-    # The admin who answered hears that the customer could not be reached, once.
-    notice = await ledger_row(stack, public, "delivery_failed", merchant.phones[answerer])
-    assert notice.status == "sent"
-    assert outcome.reason in notice.body
+        assert stack.twilio.accepted(to=customer) == []
+        view = await starter.get_notification(stack.db, public)
+        assert view.delivery.failure_reason == outcome.reason
+        (notice,) = [
+            m
+            for m in stack.twilio.accepted(to=merchant.phones[answerer])
+            if "could not be delivered" in m["body"]
+        ]
+        assert outcome.reason in notice["body"]
 
 
 async def test_permanent_refusal_ends_delivery_failed_with_the_reason(make_stack) -> None:
@@ -170,11 +184,17 @@ async def test_permanently_refused_admin_does_not_stop_the_others(make_stack) ->
         await stack.wait_waiting(public)
         await stack.answer(public, merchant.admin_ids[1], ANSWER)
         assert (await stack.outcome(public)).status.value == "delivered"
-        await case.judge(stack, {public: "delivered"}, [merchant])
-    refused = await ledger_row(stack, public, "request", blocked)
-    assert (refused.status, refused.error_code) == ("failed", "63005")
-    other = await ledger_row(stack, public, "request", merchant.phones[merchant.admin_ids[1]])
-    assert other.status == "sent"
+        other = merchant.phones[merchant.admin_ids[1]]
+        # Only the other admin can have been asked; the blocked one still hears it is closed.
+        await case.judge(stack, {public: "delivered"}, [merchant], asked={public: {other}})
+        refused = await ledger_row(stack, public, "request", blocked)
+        assert (refused.status, refused.error_code) == ("failed", "63005")
+        assert (await ledger_row(stack, public, "request", other)).status == "sent"
+        assert [m["body"] for m in stack.twilio.accepted(to=blocked)] == [
+            "Update on a customer request:\n\n"
+            f"Notification {public} has been answered and is now closed.\n\n"
+            "No further action is needed from you."
+        ]
 
 
 async def test_answer_taken_then_lost_is_not_sent_again_when_the_model_rewords_it(
@@ -192,7 +212,7 @@ async def test_answer_taken_then_lost_is_not_sent_again_when_the_model_rewords_i
         await stack.answer(public, merchant.admin_ids[0], ANSWER)
         assert (await stack.outcome(public)).status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    assert len(stack.twilio.accepted(to=customer)) == 1
+        assert len(stack.twilio.accepted(to=customer)) == 1
 
 
 async def test_answer_taken_then_lost_is_written_to_the_customers_conversation(
@@ -209,20 +229,20 @@ async def test_answer_taken_then_lost_is_written_to_the_customers_conversation(
         await stack.answer(public, merchant.admin_ids[0], ANSWER)
         assert (await stack.outcome(public)).status.value == "delivered"
         await case.judge(stack, {public: "delivered"}, [merchant])
-    (message,) = stack.twilio.accepted(to=customer)
-    row = await ledger_row(stack, public, "answer", customer)
-    assert (row.attempts, row.provider_message_id) == (1, message["sid"])
-    async with stack.db() as session:
-        history = [
-            m
-            for m in (
-                await session.scalars(
-                    select(Message).where(
-                        Message.conversation_id == merchant.conversation_id,
-                        Message.role == "assistant",
+        (message,) = stack.twilio.accepted(to=customer)
+        row = await ledger_row(stack, public, "answer", customer)
+        assert (row.attempts, row.provider_message_id) == (1, message["sid"])
+        async with stack.db() as session:
+            history = [
+                m
+                for m in (
+                    await session.scalars(
+                        select(Message).where(
+                            Message.conversation_id == merchant.conversation_id,
+                            Message.role == "assistant",
+                        )
                     )
-                )
-            ).all()
-            if m.other_data.get("delivery_key") == row.idempotency_key
-        ]
-    assert [m.content for m in history] == [message["body"]]
+                ).all()
+                if m.other_data.get("delivery_key") == row.idempotency_key
+            ]
+        assert [m.content for m in history] == [message["body"]]

@@ -8,9 +8,16 @@ the worker as soon as that send arrives. Three ways the held send can end, rotat
 - ``accepted_after_death``: the provider takes it a moment after the worker died.
 
 In the last two the ledger row is still ``pending`` when the activity is retried, so the retry
-must ask the provider (``find_accepted``) and not send again. The worker runs with a 5 s
-``start_to_close`` (see worker_proc.py): without a heartbeat timeout that is how long the server
-takes to notice a dead worker (2 minutes with the production policies).
+must ask the provider (``find_accepted``) and not send again.
+
+The loop (``test_worker_killed_mid_activity``) runs the worker with a 5 s ``start_to_close``
+and a 1 s sticky timeout (``FAULT_ACTIVITY_TIMEOUT``, see worker_proc.py) so that a trial takes
+seconds. That is not how production notices a dead worker: its activities heartbeat every 5 s
+with a 30 s heartbeat timeout, under a 5 min ``start_to_close`` (workflows/policies.py), and the
+SDK's sticky timeout is 10 s. ``test_worker_killed_with_production_timeouts`` runs the same
+kill with the production policies untouched (no override at all), so it is the heartbeat
+timeout that brings the activity back; it takes about a minute a trial and is marked ``slow``
+(``make test-full``).
 """
 
 from __future__ import annotations
@@ -82,10 +89,24 @@ async def _kill_during(
     return result
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("activity", "trial", "variant"), _cases())
 async def test_worker_killed_mid_activity(
     make_stack, activity: str, trial: int, variant: str
+) -> None:
+    await _killed_mid_activity(make_stack, activity, variant, ACTIVITY_TIMEOUT)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_worker_killed_with_production_timeouts(make_stack, variant: str) -> None:
+    """The customer's answer is mid-send when the worker dies; production's own detection
+    (heartbeat timeout) brings the activity back on a new worker."""
+    await _killed_mid_activity(make_stack, "deliver_answer", variant, None)
+
+
+async def _killed_mid_activity(
+    make_stack, activity: str, variant: str, activity_timeout: float | None
 ) -> None:
     timers = {}
     if activity == "follow_up":
@@ -96,11 +117,16 @@ async def test_worker_killed_mid_activity(
             "escalate_after": timedelta(seconds=2),
             "auto_close_after": timedelta(seconds=4),
         }
-    stack: Stack = await make_stack(activity_timeout=ACTIVITY_TIMEOUT, **timers)
+    if activity_timeout is None:
+        stack: Stack = await make_stack(own_worker=True, **timers)
+        name = f"worker SIGKILL in {activity}, production timeouts"
+    else:
+        stack = await make_stack(activity_timeout=activity_timeout, **timers)
+        name = f"worker SIGKILL in {activity}"
     merchant = await stack.merchant()
     admin = merchant.phones[merchant.admin_ids[0]]
     customer = merchant.customer_phone or ""
-    async with scenario(f"worker SIGKILL in {activity}") as case:
+    async with scenario(name) as case:
         expected = "delivered"
         if activity == "open_notification":
             public = await _kill_during(stack, admin, variant, lambda: stack.request(merchant))
@@ -126,24 +152,25 @@ async def test_worker_killed_mid_activity(
             # The customer hears nothing before the expiry notice: arm at once.
             public = await _kill_during(stack, customer, variant, lambda: stack.request(merchant))
             expected = "expired"
-        outcome = await stack.outcome(public)
+        outcome = await stack.outcome(public, timeout=240 if activity_timeout is None else 90)
         assert outcome.status.value == expected
         await case.judge(stack, {public: expected}, [merchant])
-    customer_messages = stack.twilio.accepted(to=merchant.customer_phone)
-    assert len(customer_messages) == 1
-    if expected == "delivered":
-        assert customer_messages[0]["body"] == f"(localized) {customer_words(ANSWER)}"
-    # The kill landed mid-send, and the retry went through the ledger.
-    phone = customer if activity in KILLED_AT_CUSTOMER else admin
-    row = await ledger_row(stack, public, KIND[activity], phone)
-    assert row.status == "sent"
-    assert row.provider_message_id in {m["sid"] for m in stack.twilio.accepted(to=phone)}
-    if variant == "before_acceptance":
-        assert row.attempts == 2
-    else:
-        # Taken by the provider before or as the worker died: found, not sent again.
-        assert row.attempts == 1
-        assert stack.twilio.listed(phone) >= 1
+        customer_messages = stack.twilio.accepted(to=merchant.customer_phone)
+        assert len(customer_messages) == 1
+        if expected == "delivered":
+            assert customer_messages[0]["body"] == f"(localized) {customer_words(ANSWER)}"
+        # The kill landed mid-send, and the retry went through the ledger.
+        phone = customer if activity in KILLED_AT_CUSTOMER else admin
+        row = await ledger_row(stack, public, KIND[activity], phone)
+        assert row.status == "sent"
+        assert row.provider_message_id in {m["sid"] for m in stack.twilio.accepted(to=phone)}
+        if variant == "before_acceptance":
+            assert row.attempts == 2
+        else:
+            # Taken by the provider before or as the worker died: found, not sent again.
+            assert row.attempts == 1
+            assert stack.twilio.listed(phone) >= 1
+        assert stack.worker.kills == 1
 
 
 async def _until_reminded(stack: Stack, public: str) -> None:

@@ -82,6 +82,7 @@ async def test_template_sends_content_sid_and_no_body(
 
 
 async def test_messaging_service_replaces_sender(twilio: FakeTwilio) -> None:
+    twilio.register_template(CONTENT_SID, TEMPLATE)
     ch = TwilioChannel(
         fake_settings(twilio, TWILIO_MESSAGING_SERVICE_SID=FAKE_MESSAGING_SERVICE_SID)
     )
@@ -285,7 +286,26 @@ async def test_find_accepted_lists_with_filters(channel: TwilioChannel, twilio: 
     assert await channel.find_accepted(CUSTOMER, SENDER, since, "message 0") is not None
     listed = [e for e in twilio.ledger if e["method"] == "GET"]
     assert listed[0]["query"]["To"] == f"whatsapp:{CUSTOMER}"
-    assert "DateSent>" in listed[0]["query"]
+    # Not by DateSent: Twilio's queued messages have none (the filter would hide them).
+    assert not any(k.startswith("DateSent") for k in listed[0]["query"])
+
+
+@pytest.mark.parametrize("dispatched", [False, True], ids=["still-queued", "sent"])
+async def test_find_accepted_sees_a_message_twilio_still_queues(
+    channel: TwilioChannel, twilio: FakeTwilio, dispatched: bool
+) -> None:
+    """Product bug found by the strict fake: find_accepted filtered on DateSent, which a
+    queued message does not have, so the retry of an ambiguous send messaged the person
+    again."""
+    since = datetime.now(UTC)
+    twilio.accept_then_fail_next("500")
+    with pytest.raises(SendError):
+        await channel.send_text(text("We open at 9."))
+    if dispatched:
+        twilio.dispatch()
+    [accepted] = twilio.accepted(CUSTOMER)
+    assert accepted["date_sent"] is None or dispatched
+    assert await channel.find_accepted(CUSTOMER, SENDER, since, "We open at 9.") == accepted["sid"]
 
 
 async def test_find_accepted_errors_map(twilio: FakeTwilio) -> None:

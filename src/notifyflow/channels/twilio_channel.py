@@ -297,10 +297,11 @@ class TwilioChannel:
         client = self._twilio()
         since_utc = (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC)
         floor = since_utc.replace(microsecond=0) - timedelta(seconds=1)
+        # No DateSent filter: a message Twilio still has queued has no date_sent yet, so the
+        # filter would hide exactly the message an ambiguous send may have left behind. The
+        # newest 100 to this person are read and the creation time is checked below.
         filters: dict[str, Any] = {
             "to": whatsapp_address(to),
-            # Twilio filters DateSent by day; the exact instant is checked below.
-            "date_sent_after": since_utc.date(),
             "limit": 100,
             "page_size": 100,
         }
