@@ -7,3 +7,12 @@ pytest_plugins = [
     "tests.fixtures.lifecycle",
     "tests.fixtures.seeds",
 ]
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    from tests.figures import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("figures")  # type: ignore[attr-defined]
+        for line in FIGURES:
+            terminalreporter.write_line(line)  # type: ignore[attr-defined]

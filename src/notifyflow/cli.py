@@ -20,8 +20,13 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 seed_app = typer.Typer(no_args_is_help=True, help="Demo data.")
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="Merchant API keys (DESIGN §9): a key opens one merchant's data over the HTTP API.",
+)
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings_or_exit(*, check: bool = True) -> Settings:
@@ -71,13 +76,15 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every migration to DATABASE_URL."""
+    """Apply every migration to DATABASE_URL and provision the default campaign templates."""
     from notifyflow.db.migrate import upgrade
 
     # Only DATABASE_URL matters here: a migration runs before providers are configured.
     settings = _settings_or_exit(check=False)
     upgrade(settings.database_url)
-    logging.getLogger(__name__).info("database is at the latest migration")
+    logging.getLogger(__name__).info(
+        "database is at the latest migration; default templates provisioned"
+    )
 
 
 @seed_app.command("demo")
@@ -341,7 +348,13 @@ def answer(
         async with _backend(settings, temporal=True) as (db, client):
             # The text as typed: it is what the answer history records.
             return await starter.answer_notification(
-                client, db, public, answered_by=by, answer=answer_json, source=AnswerSource.cli
+                client,
+                db,
+                public,
+                answered_by=by,
+                answer=answer_json,
+                source=AnswerSource.cli,
+                settings=settings,
             )
 
     accepted = _run(work, settings, as_json=as_json)
@@ -528,7 +541,7 @@ def close(
     async def work() -> Any:
         async with _backend(settings, temporal=True) as (db, client):
             return await starter.close_notification(
-                client, db, public, reason=reason, closed_by="cli"
+                client, db, public, reason=reason, closed_by="cli", settings=settings
             )
 
     view = _run(work, settings, as_json=as_json)
@@ -536,6 +549,97 @@ def close(
         _emit(view.model_dump(mode="json"))
     else:
         _console().print(f"[bold]{view.notification_id}[/] {view.status}")
+
+
+# ---- merchant API keys: create, list, revoke ------------------------------------------------
+# An operator tool, like the rest of the CLI: it talks to the database directly.
+
+
+@keys_app.command("create")
+def keys_create(
+    merchant: Annotated[int, typer.Option("--merchant", help="Merchant id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key for a merchant. The key is printed once and stored only as a hash."""
+    from notifyflow import api_keys
+
+    _check_id(merchant, "--merchant", as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            return await api_keys.create_key(db, merchant)
+
+    created = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(created.model_dump(mode="json"))
+        return
+    print(created.key)
+    print(
+        f"key {created.id} ({created.prefix}) for merchant {created.merchant_id}: shown once, "
+        "store it now",
+        file=sys.stderr,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    merchant: Annotated[int, typer.Option("--merchant", help="Merchant id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A merchant's keys (never the keys themselves): prefix, created, last used, revoked."""
+    from notifyflow import api_keys
+
+    _check_id(merchant, "--merchant", as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            return await api_keys.list_keys(db, merchant)
+
+    views = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit([view.model_dump(mode="json") for view in views])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("id", "prefix", "created", "last used", "revoked"):
+        table.add_column(column, no_wrap=True)
+    for view in views:
+        table.add_row(
+            str(view.id),
+            view.prefix,
+            _when(view.created_at),
+            _when(view.last_used_at),
+            _when(view.revoked_at),
+        )
+    console = _console()
+    console.print(table)
+    if not views:
+        console.print(f"merchant {merchant} has no API keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="KEY_ID", help="The key's id (keys list).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a key at once: every API process refuses it from its next request."""
+    from notifyflow import api_keys
+
+    _check_id(key_id, "KEY_ID", as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            return await api_keys.revoke_key(db, key_id)
+
+    view = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(view.model_dump(mode="json"))
+    else:
+        _console().print(f"key {view.id} ({view.prefix}) revoked at {_when(view.revoked_at)}")
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -73,6 +73,21 @@ _ANSWER_OBSERVED = Histogram(
     buckets=ANSWER_BUCKETS,
     registry=REGISTRY,
 )
+
+
+# Refused authentications, by reason (missing, malformed_header, invalid_token, malformed_key,
+# unknown_key, revoked_key). Process-local, like the histogram above: each API replica counts
+# its own, and Prometheus sums them.
+AUTH_FAILURES = Counter(
+    "notifyflow_auth_failures",
+    "Requests refused 401 by authentication, by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+
+
+def count_auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason=reason).inc()
 
 
 def observe_answer(seconds: float) -> None:

@@ -12,8 +12,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -37,6 +38,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
+from notifyflow.faults import fault_point
 from notifyflow.models.answers import parse_answer, validate_answer
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import (
@@ -73,6 +75,12 @@ log = logging.getLogger(__name__)
 MAX_CONTEXT_BYTES = 32_000
 MAX_FIELD_CHARS = 4_000
 CLOSE_WAIT = timedelta(seconds=20)
+# A request is recorded first; its workflow start then gets this long. Past it (Temporal away or
+# frozen) the request still succeeds: the row is durable and the workers' sweeper starts the
+# workflow once Temporal answers (notifyflow.sweeper).
+START_WAIT = timedelta(seconds=5)
+# The answer route returns within 10 s (DESIGN §7): the update gets this long to be accepted.
+ANSWER_WAIT = timedelta(seconds=8)
 
 
 def parse_id(notification_id: str) -> int:
@@ -155,8 +163,11 @@ async def request_notification(
     """
     settings = settings or get_settings()
     kind, context = check_request(type, context)
-    notification, created = await _record(db, kind, context, conversation_id, idempotency_key)
-    await _ensure_started(client, notification, settings)
+    notification, admin_ids, created = await _record(
+        db, kind, context, conversation_id, idempotency_key
+    )
+    fault_point("exit_after_record")
+    await _start_soon(client, notification, admin_ids, settings)
     if created:
         # Just written, so nothing else is attached yet: no need to read it back.
         return _view(notification, [], [], None)
@@ -169,9 +180,10 @@ async def _record(
     context: dict[str, Any],
     conversation_id: int,
     idempotency_key: str | None,
-) -> tuple[Notification, bool]:
+) -> tuple[Notification, list[int], bool]:
     """Write the notification (and a question's Document) in one transaction; with an
-    ``idempotency_key`` seen before, return that notification instead. True when new."""
+    ``idempotency_key`` seen before, return that notification instead. Returns the row, the
+    merchant's admin ids and True when new."""
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
         raise NotificationError(
             RefusalCode.invalid_input, "idempotency_key must be 1 to 200 characters"
@@ -183,18 +195,13 @@ async def _record(
                 select(Notification).where(Notification.idempotency_key == idempotency_key)
             )
             if existing is not None:
-                return existing, False
+                return existing, await _admin_ids(session, existing.merchant_id), False
         conversation = await session.get(Conversation, conversation_id)
         if conversation is None or conversation.merchant_user_id is not None:
             raise NotificationError(
                 RefusalCode.not_found, f"conversation {conversation_id} not found"
             )
-        admins = await session.scalar(
-            select(func.count(MerchantUser.id)).where(
-                MerchantUser.merchant_id == conversation.merchant_id,
-                MerchantUser.user_type == "admin",
-            )
-        )
+        admins = await _admin_ids(session, conversation.merchant_id)
         if not admins:
             raise NotificationError(
                 RefusalCode.invalid_input,
@@ -235,8 +242,20 @@ async def _record(
             )
             if existing is None:
                 raise
-            return existing, False
-        return notification, True
+            return existing, admins, False
+        return notification, admins, True
+
+
+async def _admin_ids(session: AsyncSession, merchant_id: int) -> list[int]:
+    return list(
+        (
+            await session.scalars(
+                select(MerchantUser.id)
+                .where(MerchantUser.merchant_id == merchant_id, MerchantUser.user_type == "admin")
+                .order_by(MerchantUser.id)
+            )
+        ).all()
+    )
 
 
 async def answer_new_notification(
@@ -273,8 +292,8 @@ async def answer_new_notification(
         NOTIFICATION_CONFIG[kind].answer_json_schema(),
         NOTIFICATION_CONFIG[kind].answered_fields,
     )
-    notification, _ = await _record(db, kind, context, conversation_id, idempotency_key)
-    input = workflow_input(notification, settings).model_copy(
+    notification, admin_ids, _ = await _record(db, kind, context, conversation_id, idempotency_key)
+    input = workflow_input(notification, admin_ids, settings).model_copy(
         update={"answered_directly": True, "allowed_answerers": [answered_by]}
     )
     public = format_notification_id(notification.id)
@@ -291,18 +310,35 @@ async def answer_new_notification(
         notification_id=public, answered_by=answered_by, answer_json=text, source=source
     )
     try:
-        accepted: AnswerAccepted = await client.execute_update_with_start_workflow(
-            "submit_answer",
-            submission,
-            start_workflow_operation=start,
-            result_type=AnswerAccepted,
+        accepted: AnswerAccepted = await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                "submit_answer",
+                submission,
+                start_workflow_operation=start,
+                result_type=AnswerAccepted,
+                rpc_timeout=ANSWER_WAIT,
+            ),
+            ANSWER_WAIT.total_seconds(),
         )
     except WorkflowUpdateFailedError as exc:
         raise _refusal_from(exc.cause) from None
+    except (TimeoutError, RPCError) as exc:
+        # The row is recorded: the sweeper starts its workflow (asking the admins) once
+        # Temporal answers. Say so, rather than "nothing was changed".
+        log.warning("%s: recorded, answer not submitted (%s)", public, exc.__class__.__name__)
+        raise NotificationError(
+            RefusalCode.not_ready,
+            f"{public} was recorded but the answer could not be submitted now (the workflow "
+            f"service did not answer); its admins will be asked once it does — answer {public} "
+            "then",
+            details={"notification_id": public},
+        ) from None
     return accepted
 
 
-def workflow_input(notification: Notification, settings: Settings) -> NotificationWorkflowInput:
+def workflow_input(
+    notification: Notification, admin_ids: list[int], settings: Settings
+) -> NotificationWorkflowInput:
     kind = NotificationType(notification.type)
     cfg = NOTIFICATION_CONFIG[kind]
     return NotificationWorkflowInput(
@@ -315,29 +351,72 @@ def workflow_input(notification: Notification, settings: Settings) -> Notificati
         answered_fields=list(cfg.answered_fields),
         allow_multiple_answers=notification.allow_multiple_answers,
         timing=timing_for(kind, settings),
+        admin_ids=admin_ids,
     )
 
 
-async def _ensure_started(client: Client, notification: Notification, settings: Settings) -> None:
-    """Start the workflow, or join the one already running: safe to call again."""
-    input = workflow_input(notification, settings)
+def _summary(notification: Notification, input: NotificationWorkflowInput) -> str:
     public = format_notification_id(notification.id)
     headline = input.headline if len(input.headline) <= 80 else input.headline[:79] + "…"
+    return f'{public} · {notification.type} · "{headline}"'
+
+
+async def ensure_started(
+    client: Client,
+    notification: Notification,
+    admin_ids: list[int],
+    settings: Settings,
+    *,
+    close: CloseRequest | None = None,
+) -> bool:
+    """Start the workflow, or join the one already running: safe to call again. With
+    ``close``, the close signal goes with the start (signal-with-start), so a notification
+    whose workflow never ran is closed without anyone being asked. False when the workflow
+    already ran to its end."""
+    input = workflow_input(notification, admin_ids, settings)
+    options: dict[str, Any] = {}
+    if close is not None:
+        options = {"start_signal": "close", "start_signal_args": [close]}
+    else:
+        options = {
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "request_eager_start": True,
+        }
     try:
         await client.start_workflow(
             NotificationWorkflow.run,
             input,
             id=workflow_id_for(notification.id),
             task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(input),
-            static_summary=f'{public} · {notification.type} · "{headline}"',
-            request_eager_start=True,
+            static_summary=_summary(notification, input),
+            rpc_timeout=START_WAIT,
+            **options,
         )
     except WorkflowAlreadyStartedError:
-        # It ran and finished already: nothing to start.
-        pass
+        return False
+    return True
+
+
+async def _start_soon(
+    client: Client, notification: Notification, admin_ids: list[int], settings: Settings
+) -> None:
+    """Start the just-recorded notification's workflow within START_WAIT. A failure here is
+    not the caller's: the row is durable, and the sweeper starts its workflow later."""
+    public = format_notification_id(notification.id)
+    try:
+        await asyncio.wait_for(
+            ensure_started(client, notification, admin_ids, settings),
+            START_WAIT.total_seconds(),
+        )
+    except (TimeoutError, RPCError) as exc:
+        log.warning(
+            "%s: recorded, but its workflow could not be started now (%s); the sweeper will "
+            "start it once Temporal answers",
+            public,
+            exc.__class__.__name__,
+        )
 
 
 def _answer_text(answer: dict[str, Any] | str) -> str:
@@ -354,9 +433,11 @@ async def answer_notification(
     answered_by: int,
     answer: dict[str, Any] | str,
     source: AnswerSource = AnswerSource.api,
+    settings: Settings | None = None,
 ) -> AnswerAccepted:
     """Submit an answer through the workflow's update; returns once it is accepted (delivery
-    goes on durably). Refusals raise NotificationError and are kept in the answer history."""
+    goes on durably), within ANSWER_WAIT. Refusals raise NotificationError and are kept in the
+    answer history; ``not_ready`` (try again) is not a refusal of the answer."""
     n = parse_id(notification_id)
     public = format_notification_id(n)
     text = _answer_text(answer)
@@ -365,18 +446,82 @@ async def answer_notification(
         notification_id=public, answered_by=answered_by, answer_json=text, source=source
     )
     try:
-        accepted: AnswerAccepted = await handle.execute_update(
-            "submit_answer", submission, result_type=AnswerAccepted
-        )
-        return accepted
+        try:
+            return await _submit(handle, submission)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # No workflow under that id: a recorded notification whose start failed is
+            # started now (the answer then goes to it); anything else is refused truthfully.
+            await _start_recorded_or_refuse(client, db, n, settings or get_settings())
+            return await _submit(handle, submission)
     except WorkflowUpdateFailedError as exc:
         error = _refusal_from(exc.cause)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        error = await _refusal_for_missing_workflow(db, n)
-    await _record_refusal(db, n, answered_by, source, text, error)
+    except NotificationError as exc:
+        error = exc
+    if error.code is not RefusalCode.not_ready:
+        await _record_refusal(db, n, answered_by, source, text, error)
     raise error
+
+
+async def _submit(handle: WorkflowHandle[Any, Any], submission: AnswerSubmission) -> AnswerAccepted:
+    try:
+        accepted: AnswerAccepted = await asyncio.wait_for(
+            handle.execute_update(
+                "submit_answer", submission, result_type=AnswerAccepted, rpc_timeout=ANSWER_WAIT
+            ),
+            ANSWER_WAIT.total_seconds(),
+        )
+    except TimeoutError:
+        raise NotificationError(
+            RefusalCode.not_ready,
+            f"{submission.notification_id} did not take the answer within "
+            f"{ANSWER_WAIT.total_seconds():.0f} s (its worker is busy or away); it may still "
+            "take it: sending the same answer again is safe",
+        ) from None
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+            raise NotificationError(
+                RefusalCode.not_ready,
+                f"the workflow service did not answer for {submission.notification_id}; "
+                "sending the same answer again is safe",
+            ) from None
+        raise
+    return accepted
+
+
+async def _start_recorded_or_refuse(
+    client: Client, db: SessionFactory, n: int, settings: Settings
+) -> None:
+    """The notification has no workflow under its id. A ``requested`` row whose start failed
+    gets its workflow now; otherwise raise the refusal that names the true state."""
+    public = format_notification_id(n)
+    async with db() as session:
+        row = await session.get(Notification, n)
+        admins = await _admin_ids(session, row.merchant_id) if row is not None else []
+    if row is None:
+        raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
+    status = NotificationStatus(row.status)
+    if status is not NotificationStatus.requested:
+        raise _state_refusal(public, status, "answered")
+    if not await ensure_started(client, row, admins, settings):
+        raise NotificationError(
+            RefusalCode.closed,
+            f"{public}'s workflow has already ended though its record says requested; "
+            "an operator can close it",
+        )
+    log.warning("%s: its workflow had not started; started it for an answer", public)
+
+
+def _state_refusal(public: str, status: NotificationStatus, verb: str) -> NotificationError:
+    """The refusal for acting on a notification that is no longer requested, naming its
+    state."""
+    code = (
+        RefusalCode.closed
+        if status in (NotificationStatus.closed, NotificationStatus.expired)
+        else RefusalCode.already_answered
+    )
+    return NotificationError(code, f"{public} is {status.value} and cannot be {verb}")
 
 
 def _refusal_from(cause: BaseException | None) -> NotificationError:
@@ -390,17 +535,20 @@ def _refusal_from(cause: BaseException | None) -> NotificationError:
     raise RuntimeError(f"answer update failed: {cause}") from cause
 
 
-async def _refusal_for_missing_workflow(db: SessionFactory, n: int) -> NotificationError:
-    """No running workflow: the notification is unknown, or it has finished."""
-    public = format_notification_id(n)
-    async with db() as session:
-        row = await session.get(Notification, n)
-    if row is None:
-        return NotificationError(RefusalCode.not_found, f"notification {public} not found")
-    status = NotificationStatus(row.status)
-    if status in (NotificationStatus.closed, NotificationStatus.expired):
-        return NotificationError(RefusalCode.closed, f"{public} is {status.value}")
-    return NotificationError(RefusalCode.already_answered, f"{public} has already been answered")
+async def record_refused_answer(
+    db: SessionFactory,
+    notification_id: str,
+    *,
+    answered_by: int,
+    answer: dict[str, Any] | str,
+    source: AnswerSource,
+    error: NotificationError,
+) -> None:
+    """Keep an answer refused before it reached the workflow (the API's access checks: a
+    merchant key answering as another merchant's user) in the answer history too."""
+    await _record_refusal(
+        db, parse_id(notification_id), answered_by, source, _answer_text(answer), error
+    )
 
 
 async def _record_refusal(
@@ -443,27 +591,28 @@ async def close_notification(
     *,
     reason: str | None = None,
     closed_by: str | None = None,
+    settings: Settings | None = None,
 ) -> NotificationView:
-    """Close an unanswered notification (status ``closed``); the recipients are told."""
+    """Close an unanswered notification (status ``closed``); the recipients are told.
+
+    Works whatever became of its workflow: a running one is signalled; one that never started
+    is started with the close signal (nobody is asked); one that ended while its row still says
+    ``requested`` has the row closed directly."""
     n = parse_id(notification_id)
     public = format_notification_id(n)
     view = await get_notification(db, public)
     if view.status != NotificationStatus.requested.value:
-        code = (
-            RefusalCode.closed
-            if view.status in (NotificationStatus.closed.value, NotificationStatus.expired.value)
-            else RefusalCode.already_answered
-        )
-        raise NotificationError(code, f"{public} is {view.status} and cannot be closed")
+        raise _state_refusal(public, NotificationStatus(view.status), "closed")
+    request = CloseRequest(reason=reason, closed_by=closed_by)
     handle = client.get_workflow_handle(workflow_id_for(n))
     try:
-        await handle.signal(
-            NotificationWorkflow.close, CloseRequest(reason=reason, closed_by=closed_by)
-        )
+        await handle.signal(NotificationWorkflow.close, request, rpc_timeout=START_WAIT)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        raise NotificationError(RefusalCode.closed, f"{public} is no longer open") from None
+        await _close_without_workflow(client, db, n, request, settings or get_settings())
+        # The row is closed already; the workflow started with the close asks nobody.
+        return await get_notification(db, public)
     try:
         # The workflow finishes in a moment; wait so the caller sees the closed state.
         await asyncio.wait_for(handle.result(), CLOSE_WAIT.total_seconds())
@@ -474,8 +623,41 @@ async def close_notification(
     view = await get_notification(db, public)
     if view.status not in (NotificationStatus.closed.value, NotificationStatus.requested.value):
         # An answer won the race: the close was ignored.
-        raise NotificationError(RefusalCode.already_answered, f"{public} was answered first")
+        raise _state_refusal(public, NotificationStatus(view.status), "closed")
     return view
+
+
+async def _close_without_workflow(
+    client: Client, db: SessionFactory, n: int, request: CloseRequest, settings: Settings
+) -> None:
+    public = format_notification_id(n)
+    async with db() as session:
+        row = await session.get(Notification, n)
+        if row is None:
+            raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
+        admins = await _admin_ids(session, row.merchant_id)
+    if await ensure_started(client, row, admins, settings, close=request):
+        # Started with the close signal first: it ends closed without asking anyone, whenever
+        # a worker runs it. The row is closed now, so the caller reads the truth at once.
+        log.warning("%s: its workflow had never started; started it closed", public)
+    else:
+        log.warning("%s: its workflow had ended; closing the row directly", public)
+    async with db() as session:
+        now = utcnow()
+        await session.execute(
+            update(Notification)
+            .where(
+                Notification.id == n,
+                Notification.status == NotificationStatus.requested.value,
+            )
+            .values(
+                status=NotificationStatus.closed.value,
+                close_reason=request.reason,
+                closed_at=now,
+                updated_at=now,
+            )
+        )
+        await session.commit()
 
 
 async def get_notification(db: SessionFactory, notification_id: str) -> NotificationView:

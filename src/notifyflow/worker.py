@@ -21,6 +21,7 @@ from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.sweeper import run_sweeper
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
@@ -98,6 +99,35 @@ def build_worker(
     )
 
 
+async def log_template_gaps(db: SessionFactory) -> list[str]:
+    """One line per campaign the product sends that has no default template (a database that
+    `notifyflow db upgrade` has not provisioned): those sends would fail as configuration
+    errors. Returns the campaigns missing."""
+    from sqlalchemy import select
+
+    from notifyflow.db.tables import CampaignTemplate
+    from notifyflow.models.notification import Campaign
+
+    async with db() as session:
+        present = set(
+            (
+                await session.scalars(
+                    select(CampaignTemplate.campaign)
+                    .where(CampaignTemplate.merchant_scope == 0)
+                    .distinct()
+                )
+            ).all()
+        )
+    missing = [c.value for c in Campaign if c.value not in present]
+    for campaign in missing:
+        log.error(
+            "campaign %s has no default template: its sends will fail until "
+            "`notifyflow db upgrade` runs or an operator PUTs one",
+            campaign,
+        )
+    return missing
+
+
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight work and stop."""
     from notifyflow.providers import build_ai, build_channel, build_instagram
@@ -121,9 +151,12 @@ async def run_worker(settings: Settings) -> None:
         ai.name,
         whatsapp.name,
     )
+    await log_template_gaps(db)
     async with worker:
+        sweeper = asyncio.create_task(run_sweeper(client, db, settings, stop))
         await stop.wait()
         log.info("worker stopping")
+        await sweeper
     for resource in (whatsapp, instagram, ai):
         closer = getattr(resource, "aclose", None)
         if closer is not None:

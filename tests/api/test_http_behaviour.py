@@ -67,9 +67,31 @@ async def test_bearer_token_guards_every_route_but_healthz(
         lower = {"Authorization": f"bearer {TOKEN}"}
         assert (await api.get("/openapi.json", headers=lower)).status_code == 200
 
-        # Liveness probes carry no credentials.
+        # Liveness and readiness probes carry no credentials.
         health = await api.get("/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert (await api.get("/readyz")).status_code != 401
+
+
+async def test_readyz_is_503_naming_temporal_while_it_is_away_and_healthz_stays_200(
+    api: httpx.AsyncClient,
+) -> None:
+    # The session app's Temporal is an address nothing listens on.
+    ready = await api.get("/readyz")
+    details = assert_envelope(ready, 503, "not_ready")
+    assert ready.json()["error"]["message"] == "not ready: temporal not answering"
+    assert details == {"database": "ok", "temporal": "unreachable"}
+    assert ready.headers["retry-after"] == "5"
+    health = await api.get("/healthz")
+    assert health.status_code == 200 and health.json()["temporal"] == "unreachable"
+
+
+async def test_readyz_is_200_when_the_database_and_temporal_answer(db: Any, dev_env: Any) -> None:
+    app = create_app(make_settings(), session_factory=db, temporal_client=dev_env.client)
+    async with client_for(app) as api:
+        ready = await api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "database": "ok", "temporal": "ok"}
 
 
 async def test_without_a_token_no_auth_is_asked(api: httpx.AsyncClient) -> None:
@@ -84,6 +106,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     operations = spec["paths"]
     assert "security" not in operations["/healthz"]["get"]
+    assert "security" not in operations["/readyz"]["get"]
     assert operations["/v1/merchants"]["post"]["security"] == [{"bearer": []}]
     assert "ErrorEnvelope" in spec["components"]["schemas"]
     expected = {
@@ -91,6 +114,10 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("post", "/v1/merchants/{merchant_id}/users"),
         ("post", "/v1/merchants/{merchant_id}/documents"),
         ("get", "/v1/merchants/{merchant_id}/documents"),
+        # Merchant API keys (DESIGN §9; tests/api/test_api_keys.py).
+        ("post", "/v1/merchants/{merchant_id}/api-keys"),
+        ("get", "/v1/merchants/{merchant_id}/api-keys"),
+        ("delete", "/v1/merchants/{merchant_id}/api-keys/{key_id}"),
         ("put", "/v1/campaigns/{campaign}/templates/{language}"),
         ("post", "/v1/conversations"),
         ("post", "/v1/conversations/{conversation_id}/messages"),
@@ -101,6 +128,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("post", "/v1/notifications/{notification_id}/answer"),
         ("post", "/v1/notifications/{notification_id}/close"),
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/metrics"),
         # Twilio's webhooks (tests/inbound): signed, so no bearer security on them.
         ("post", "/v1/webhooks/twilio/messages"),

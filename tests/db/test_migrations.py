@@ -198,3 +198,52 @@ def test_one_head_and_dated_file_names() -> None:
     assert len(script.get_heads()) == 1
     files = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
     assert files and all(re.fullmatch(r"\d{8}_\d{4}_[a-z0-9_]+\.py", f) for f in files), files
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_upgrade_alone_provisions_every_default_template_and_never_overwrites(
+    scratch_database: ScratchDatabase, dialect: str
+) -> None:
+    """A fresh database, `notifyflow db upgrade`, nothing else: every campaign the product
+    sends has its default templates (the first release shipped a database that could send
+    nothing). An operator's replacement survives the next upgrade."""
+    from sqlalchemy import select, update
+
+    from notifyflow.db.seed import DEFAULT_SCOPE, DEFAULT_TEMPLATES
+    from notifyflow.db.session import session_factory
+    from notifyflow.db.tables import CampaignTemplate
+    from notifyflow.models.notification import Campaign
+
+    url = scratch_database(dialect)
+    upgrade(url)
+    engine = create_engine(url)
+    db = session_factory(engine)
+    try:
+        async with db() as session:
+            rows = (await session.scalars(select(CampaignTemplate))).all()
+            assert {(r.campaign, r.language) for r in rows} == {
+                (str(c), lang) for c, lang in DEFAULT_TEMPLATES
+            }
+            assert {r.campaign for r in rows} == {c.value for c in Campaign}
+            assert {r.merchant_scope for r in rows} == {DEFAULT_SCOPE}
+            await session.execute(
+                update(CampaignTemplate)
+                .where(
+                    CampaignTemplate.campaign == Campaign.notification_closed.value,
+                    CampaignTemplate.language == "en",
+                )
+                .values(content_sid="HX" + "ab" * 16, body="Closed: {{1}}")
+            )
+            await session.commit()
+        upgrade(url)
+        async with db() as session:
+            mine = await session.scalar(
+                select(CampaignTemplate).where(
+                    CampaignTemplate.campaign == Campaign.notification_closed.value,
+                    CampaignTemplate.language == "en",
+                )
+            )
+            assert mine is not None and mine.body == "Closed: {{1}}"
+            assert len((await session.scalars(select(CampaignTemplate))).all()) == len(rows)
+    finally:
+        await engine.dispose()

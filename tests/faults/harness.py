@@ -151,10 +151,6 @@ async def register_templates(db: SessionFactory, twilio: FakeTwilio) -> None:
     """Twilio sends only the templates an account has (21655 otherwise), and renders them:
     every template in the database is approved at the fake, as an operator has them approved
     (the defaults come with ``db upgrade``)."""
-    from notifyflow.db.seed import ensure_default_templates
-
-    # Until main's issue 11 lands (upgrade provisions the defaults), make sure they exist.
-    await ensure_default_templates(db)
     await approve_templates(db, twilio)
 
 

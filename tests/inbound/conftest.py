@@ -240,7 +240,7 @@ async def _serve(
 
 @pytest_asyncio.fixture
 async def inbound(
-    dev_env: Any, db: SessionFactory, task_queue: str, channel: FakeTwilioChannel, templates: None
+    dev_env: Any, db: SessionFactory, task_queue: str, channel: FakeTwilioChannel
 ) -> AsyncIterator[Inbound]:
     """The app and a worker whose WhatsApp channel is the real SDK on the strict fake Twilio
     (``channel.to(phone)``: what the fake accepted)."""
@@ -250,7 +250,7 @@ async def inbound(
 
 @pytest_asyncio.fixture
 async def twilio_inbound(
-    dev_env: Any, db: SessionFactory, task_queue: str, twilio: FakeTwilio, templates: None
+    dev_env: Any, db: SessionFactory, task_queue: str, twilio: FakeTwilio
 ) -> AsyncIterator[Inbound]:
     """The app and a worker whose WhatsApp channel is the real Twilio SDK on the fake Twilio
     (status callbacks aimed at the app's public URL)."""

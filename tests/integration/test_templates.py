@@ -27,7 +27,7 @@ from notifyflow.activities.templates import clear_template_cache
 from notifyflow.ai.offline import OfflineProvider, as_fragment
 from notifyflow.api.app import create_app
 from notifyflow.channels.twilio_channel import TwilioChannel
-from notifyflow.db.seed import DEFAULT_TEMPLATES, default_content_sid, ensure_default_templates
+from notifyflow.db.seed import DEFAULT_TEMPLATES, default_content_sid
 from notifyflow.db.session import SessionFactory
 from notifyflow.models.notification import Campaign, closure_notice
 from tests.api.conftest import client_for
@@ -141,7 +141,6 @@ async def desk(
     dev_env: Any, db: SessionFactory, task_queue: str, twilio: FakeTwilio
 ) -> AsyncIterator[Desk]:
     clear_template_cache()
-    await ensure_default_templates(db)  # until main's issue 11: `db upgrade` provisions them
     settings = fake_settings(twilio).model_copy(update={"temporal_task_queue": task_queue})
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
     whatsapp = TwilioChannel(settings)

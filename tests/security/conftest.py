@@ -52,7 +52,7 @@ class LiveStack:
 
 
 @pytest_asyncio.fixture
-async def live(dev_env, db, task_queue, templates, channel) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
+async def live(dev_env, db, task_queue, channel) -> AsyncIterator[LiveStack]:  # type: ignore[no-untyped-def]
     settings = settings_for(task_queue)
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
     async with running_worker(dev_env.client, db, task_queue, channel):

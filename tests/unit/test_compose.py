@@ -451,7 +451,8 @@ def test_api_publishes_and_probes_the_port_it_listens_on() -> None:
     probe = " ".join(SERVICES["api"]["healthcheck"]["test"])
     urls = re.findall(r"https?://[^'\"\s]+", probe)
     assert urls, probe
-    assert all(urlsplit(url).port == port and urlsplit(url).path == "/healthz" for url in urls)
+    # Readiness, not liveness: an API that cannot reach the database or Temporal is unhealthy.
+    assert all(urlsplit(url).port == port and urlsplit(url).path == "/readyz" for url in urls)
 
 
 def test_temporal_ui_publishes_8233() -> None:

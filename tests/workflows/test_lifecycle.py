@@ -521,7 +521,7 @@ async def test_twenty_concurrent_answers_accept_exactly_one(
 
 
 async def test_a_notification_nobody_can_be_told_about_still_ends_in_a_terminal_state(
-    skip_env, db, task_queue, channel: FakeTwilioChannel, templates
+    skip_env, db, task_queue, channel: FakeTwilioChannel
 ) -> None:
     """The open step fails for good (here: its row does not exist): the workflow ends
     `closed` with the reason instead of failing."""

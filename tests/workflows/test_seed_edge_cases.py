@@ -77,7 +77,7 @@ async def test_request_invalid_notification_type(skip_env, db, task_queue, shop_
     assert err.code is RefusalCode.unknown_type and "user_question_request" in err.message
 
 
-async def test_request_conversation_not_found(skip_env, db, task_queue, templates):
+async def test_request_conversation_not_found(skip_env, db, task_queue):
     err = await _refusal(
         starter.request_notification(
             skip_env.client,
@@ -94,7 +94,7 @@ async def test_request_conversation_not_found(skip_env, db, task_queue, template
 # ---- Error Handling: at answer time ------------------------------------------------------
 
 
-async def test_answer_notification_not_found(skip_env, db, templates):
+async def test_answer_notification_not_found(skip_env, db):
     err = await _refusal(
         starter.answer_notification(
             skip_env.client, db, "NOTIF_2000000001", answered_by=1, answer={"answer": "x"}
@@ -286,9 +286,7 @@ async def test_edge_empty_message_list_composes_safely(
 @pytest.mark.parametrize(
     "text", ["NOTIF_2147483648", "NOTIF_99999999999999999999", "NOTIF_0", "NOTIF_-1", "NOTIF_01"]
 )
-async def test_edge_notification_id_overflow_validated_before_querying(
-    skip_env, db, templates, text
-):
+async def test_edge_notification_id_overflow_validated_before_querying(skip_env, db, text):
     err = await _refusal(
         starter.answer_notification(skip_env.client, db, text, answered_by=1, answer={"a": 1})
     )

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from notifyflow import starter
 from notifyflow.activities.notification import NotificationActivities, fall_back, headline
@@ -204,6 +205,10 @@ class AdminReplyActivities:
                 source=AnswerSource.whatsapp,
             )
         except NotificationError as err:
+            if err.code is RefusalCode.not_ready:
+                # Not a refusal (the workflow was busy or still routing): let Temporal retry
+                # this activity rather than tell the admin to try again.
+                raise ApplicationError(err.message, type="NotReady") from None
             if (
                 err.code is RefusalCode.already_answered
                 and activity.info().attempt > 1

@@ -153,6 +153,35 @@ def _non_retryable(message: str) -> ApplicationError:
     return ApplicationError(message, type="NonRetryable", non_retryable=True)
 
 
+CONFIGURATION_ERROR = "ConfigurationError"
+
+
+class ConfigurationError(ApplicationError):
+    """The deployment cannot send this at all (no template for a campaign, credentials or a
+    Content SID refused): retrying for a day would change nothing, so the activity fails at once
+    and the workflow ends the notification with this reason for an operator to read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            f"configuration error: {message}", type=CONFIGURATION_ERROR, non_retryable=True
+        )
+
+
+async def template_for(
+    db: SessionFactory,
+    campaign: str,
+    language: str | None,
+    merchant_id: int,
+    merchant_language: str | None,
+) -> Any:
+    """:func:`find_template`, with a missing template turned into a ConfigurationError."""
+    try:
+        async with db() as session:
+            return await find_template(session, campaign, language, merchant_id, merchant_language)
+    except TemplateMissing as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
 def headline(notification: Notification) -> str:
     """The question or support reason, as stored in the context."""
     cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
@@ -214,6 +243,12 @@ class NotificationActivities:
             if loaded is None:
                 raise _non_retryable(f"notification {input.notification_id} does not exist")
             notification, merchant = loaded
+            if notification.status != NotificationStatus.requested.value:
+                # Closed while its workflow was starting (an operator's close of an orphan):
+                # nobody is to be asked any more.
+                raise _non_retryable(
+                    f"{format_notification_id(notification.id)} is {notification.status}"
+                )
             users = list(
                 (
                     await session.scalars(
@@ -382,6 +417,10 @@ class NotificationActivities:
             context = dict(notification.context)
             if support_type and notification.type == NotificationType.user_support_request:
                 context["support_request_type"] = support_type
+            values: dict[str, Any] = {"updated_at": utcnow()}
+            if reason == "initial":
+                # The workflow's first step: it is running, the sweeper need not look at it.
+                values["workflow_started_at"] = values["updated_at"]
             context["merchant_user_conversation_user_ids"] = sorted(
                 {
                     *context.get("merchant_user_conversation_user_ids", []),
@@ -391,7 +430,7 @@ class NotificationActivities:
             await session.execute(
                 update(Notification)
                 .where(Notification.id == notification_id)
-                .values(context=context, updated_at=utcnow())
+                .values(context=context, **values)
             )
             try:
                 await session.commit()
@@ -411,14 +450,13 @@ class NotificationActivities:
     ) -> None:
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
-        async with self._db() as session:
-            template = await find_template(
-                session,
-                cfg.requested_campaign.value,
-                merchant.default_language,
-                merchant.id,
-                merchant.default_language,
-            )
+        template = await template_for(
+            self._db,
+            cfg.requested_campaign.value,
+            merchant.default_language,
+            merchant.id,
+            merchant.default_language,
+        )
         rendered = render(template, [public, headline(notification)])
         await self._fan_out(
             notification.id,
@@ -463,6 +501,8 @@ class NotificationActivities:
         retry: SendError | None = None
         for (key, _), result in zip(targets, results, strict=True):
             if isinstance(result, SendError):
+                if result.config_error:
+                    raise ConfigurationError(f"the channel refused a send: {result}")
                 if result.retryable or result.ambiguous:
                     retry = result
                 else:
@@ -484,6 +524,16 @@ class NotificationActivities:
             recipient_kind="merchant_user",
             merchant_user_id=member.user.id,
         )
+
+    async def _notify_members_best_effort(self, *args: Any) -> int:
+        """Notices about a notification that has already reached its outcome (closure, the
+        answerer told of a failed delivery): a configuration error is logged, not raised, so
+        the outcome stands; anything retryable is still retried through the ledger."""
+        try:
+            return await self._notify_members(*args)
+        except ConfigurationError as err:
+            log.error("notices not sent: %s", err.message)
+            return 0
 
     async def _notify_members(
         self,
@@ -508,14 +558,13 @@ class NotificationActivities:
         if direct:
             sent += await self._fan_out(notification_id, direct, kind, text=text)
         if templated:
-            async with self._db() as session:
-                template = await find_template(
-                    session,
-                    campaign.value,
-                    merchant.default_language,
-                    merchant.id,
-                    merchant.default_language,
-                )
+            template = await template_for(
+                self._db,
+                campaign.value,
+                merchant.default_language,
+                merchant.id,
+                merchant.default_language,
+            )
             sent += await self._fan_out(
                 notification_id, templated, kind, rendered=render(template, values)
             )
@@ -641,7 +690,7 @@ class NotificationActivities:
         if not notification.allow_multiple_answers:
             others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
             notice = closure_notice(public)
-            notices = await self._notify_members(
+            notices = await self._notify_members_best_effort(
                 notification.id,
                 merchant,
                 others,
@@ -655,7 +704,7 @@ class NotificationActivities:
             message = (
                 f"Your answer to {public} could not be delivered to the customer: {outcome.reason}"
             )
-            await self._notify_members(
+            await self._notify_members_best_effort(
                 notification.id,
                 merchant,
                 answerer,
@@ -831,7 +880,7 @@ class NotificationActivities:
                     session, campaign.value, language, merchant.id, merchant.default_language
                 )
         except TemplateMissing as exc:
-            return _Outcome(False, "campaign", None, str(exc))
+            return _Outcome(False, "campaign", None, f"configuration error: {exc}")
         fragment = localized.continuation_fragment
         key = f"{public}:{kind}:customer:template"
         try:
@@ -909,7 +958,8 @@ class NotificationActivities:
     def _failed_or_raise(err: SendError, method: str | None = "direct") -> _Outcome:
         if err.retryable or err.ambiguous:
             raise retry_later(err)
-        return _Outcome(False, method, None, f"{err.code}: {err.message}")
+        prefix = "configuration error: " if err.config_error else ""
+        return _Outcome(False, method, None, f"{prefix}{err.code}: {err.message}")
 
     async def _users(self, merchant_id: int) -> list[MerchantUser]:
         async with self._db() as session:
@@ -955,7 +1005,7 @@ class NotificationActivities:
             text = f"Notification {public} was closed by an operator{why}"
         else:
             text = f"Notification {public} could not be completed: {input.reason}"
-        await self._notify_members(
+        await self._notify_members_best_effort(
             input.notification_id,
             merchant,
             users,

@@ -62,7 +62,9 @@ class Sender:
     def _channel(self, target: Target) -> Channel:
         if target.channel == "instagram":
             if self._instagram is None:
-                raise SendError("instagram_not_configured", "no Instagram channel configured")
+                raise SendError(
+                    "instagram_not_configured", "no Instagram channel configured", config_error=True
+                )
             return self._instagram
         return self._whatsapp
 

@@ -12,8 +12,14 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
-from notifyflow.api import directory_routes, notification_routes, ops_routes, webhook_routes
-from notifyflow.api.auth import BearerAuthMiddleware, is_open
+from notifyflow.api import (
+    directory_routes,
+    key_routes,
+    notification_routes,
+    ops_routes,
+    webhook_routes,
+)
+from notifyflow.api.auth import AuthMiddleware, is_open
 from notifyflow.api.deps import TemporalHandle
 from notifyflow.api.errors import (
     MAX_BODY_BYTES,
@@ -33,7 +39,9 @@ Durable human-in-the-loop notifications: an AI agent asks a merchant's admins on
 one admin answers, the answer reaches the customer.
 
 Errors are `{"error": {"code", "message", "details"}}`. When `NOTIFYFLOW_API_TOKEN` is set,
-send `Authorization: Bearer <token>` on every route but `/healthz`.
+send `Authorization: Bearer <token>` on every route but `/healthz`, `/readyz` and the Twilio
+webhooks. A merchant API key (`Authorization: Bearer nfk_…`) opens one merchant's data only:
+anything of another merchant is 404, operator-only routes 403.
 """
 
 
@@ -90,16 +98,17 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(directory_routes.router)
+    app.include_router(key_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(ops_routes.router)
     app.include_router(webhook_routes.router)  # Twilio webhooks: signed, no bearer token
 
     # Added innermost first: the catch-all wraps everything, then auth, then the body limit,
-    # so an unauthenticated caller is refused before any body is read.
+    # so an unauthenticated caller is refused before any body is read. Auth is installed even
+    # without an operator token: merchant keys, when presented, still scope the request.
     token = settings.api_token.get_secret_value() if settings.api_token else ""
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES)
-    if token:
-        app.add_middleware(BearerAuthMiddleware, token=token)
+    app.add_middleware(AuthMiddleware, token=token, db=db)
     app.add_middleware(CatchAllMiddleware)
 
     _document(app, bearer=bool(token))
@@ -128,7 +137,14 @@ def _document(app: FastAPI, *, bearer: bool) -> None:
         ).items():
             components["schemas"].setdefault(defs_name, defs)
         if bearer:
-            components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            components["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "NOTIFYFLOW_API_TOKEN (the operator: every merchant) or a "
+                    "merchant API key nfk_… (that merchant's data only)",
+                }
+            }
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 if bearer and not is_open(path):

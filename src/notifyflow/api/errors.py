@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
-from notifyflow.models.errors import NotificationError
+from notifyflow.models.errors import RETRY_AFTER_SECONDS, NotificationError
 
 log = logging.getLogger("notifyflow.api")
 
@@ -127,7 +127,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _notification_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NotificationError)
-    return envelope(exc.http_status, exc.code.value, exc.message, exc.details)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.http_status == 503 else None
+    return envelope(exc.http_status, exc.code.value, exc.message, exc.details, headers)
 
 
 _HTTP_CODES = {

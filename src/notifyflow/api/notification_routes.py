@@ -11,6 +11,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from notifyflow import starter
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
+from notifyflow.api.scope import (
+    CallerDep,
+    check_answerer,
+    check_notification,
+    check_request_conversation,
+    notification_not_found,
+)
 from notifyflow.models.directory import Id
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import (
@@ -147,14 +154,17 @@ async def request_notification(
     db: DB,
     temporal: Temporal,
     settings: AppSettings,
+    caller: CallerDep,
 ) -> NotificationAccepted:
     """Open a notification: the merchant's admins (or the classified team) are asked on
-    WhatsApp. Answers 202 once the workflow is started; the same ``idempotency_key`` returns
-    the same notification."""
+    WhatsApp. Answers 202 once the notification is recorded (its workflow is started at once,
+    or by the workers' sweeper within a minute of Temporal answering again); 503 means nothing
+    was recorded. The same ``idempotency_key`` returns the same notification."""
     _check_type(body.type)
     _check_storable(body.context, "/context")
     # A user's mistake is a 4xx even while Temporal is down: check before connecting.
     starter.check_request(body.type, body.context)
+    await check_request_conversation(db, caller, body.conversation_id)
     view = await starter.request_notification(
         await temporal.get(),
         db,
@@ -164,6 +174,14 @@ async def request_notification(
         idempotency_key=body.idempotency_key,
         settings=settings,
     )
+    if caller.scoped and view.merchant_id != caller.merchant_id:
+        # Idempotency keys are global: another merchant's request used this one. Say no
+        # more than that (not its id, not its status).
+        raise NotificationError(
+            RefusalCode.conflict,
+            "idempotency_key is already used by another request; choose another key",
+            details=[{"in": "body", "path": "/idempotency_key", "message": "already used"}],
+        )
     response.headers["Location"] = f"/v1/notifications/{view.notification_id}"
     return NotificationAccepted(notification_id=view.notification_id, status=view.status)
 
@@ -171,12 +189,18 @@ async def request_notification(
 @router.get("", responses=_e(422))
 async def list_notifications(
     db: DB,
+    caller: CallerDep,
     status: NotificationStatus | None = None,
     type: NotificationType | None = None,
     merchant_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NotificationView]:
-    """Notifications, newest first, filtered by status, type and merchant."""
+    """Notifications, newest first, filtered by status, type and merchant. A merchant key
+    sees its own merchant's only, whatever ``merchant_id`` says."""
+    if caller.scoped:
+        if merchant_id is not None and merchant_id != caller.merchant_id:
+            return []
+        merchant_id = caller.merchant_id
     return await starter.list_notifications(
         db,
         status=status.value if status else None,
@@ -187,14 +211,23 @@ async def list_notifications(
 
 
 @router.get("/{notification_id}", responses=_e(400, 404))
-async def get_notification(notification_id: str, db: DB) -> NotificationView:
+async def get_notification(notification_id: str, db: DB, caller: CallerDep) -> NotificationView:
     """The notification: status, recipients, every answer attempt, delivery."""
-    return await starter.get_notification(db, _public_id(notification_id))
+    public_id = _public_id(notification_id)
+    view = await starter.get_notification(db, public_id)
+    if caller.scoped and view.merchant_id != caller.merchant_id:
+        raise notification_not_found(public_id)
+    return view
 
 
 @router.post("/{notification_id}/answer", responses=_e(400, 403, 404, 409, 422, 503))
 async def answer_notification(
-    notification_id: str, body: AnswerBody, db: DB, temporal: Temporal
+    notification_id: str,
+    body: AnswerBody,
+    db: DB,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: CallerDep,
 ) -> AnswerAccepted:
     """Answer as a merchant user. Returns once the answer is accepted; validation,
     localization and delivery go on durably in the workflow."""
@@ -222,6 +255,19 @@ async def answer_notification(
     answer: dict[str, Any] | str = (
         body.answer if body.answer is not None else body.answer_json or ""
     )
+    await check_notification(db, caller, public_id)
+    try:
+        await check_answerer(db, caller, body.answered_by)
+    except NotificationError as refusal:
+        await starter.record_refused_answer(
+            db,
+            public_id,
+            answered_by=body.answered_by,
+            answer=answer,
+            source=AnswerSource.api,
+            error=refusal,
+        )
+        raise
     return await starter.answer_notification(
         await temporal.get(),
         db,
@@ -229,6 +275,7 @@ async def answer_notification(
         answered_by=body.answered_by,
         answer=answer,
         source=AnswerSource.api,
+        settings=settings,
     )
 
 
@@ -237,14 +284,18 @@ async def close_notification(
     notification_id: str,
     db: DB,
     temporal: Temporal,
+    settings: AppSettings,
+    caller: CallerDep,
     body: Annotated[CloseBody | None, Body()] = None,
 ) -> NotificationView:
     """Close an open notification as an operator; the customer and the recipients are told."""
     public_id = _public_id(notification_id)
+    await check_notification(db, caller, public_id)
     return await starter.close_notification(
         await temporal.get(),
         db,
         public_id,
         reason=body.reason if body else None,
         closed_by="api",
+        settings=settings,
     )

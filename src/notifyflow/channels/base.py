@@ -47,6 +47,10 @@ class SendError(Exception):
     window_closed: bool = False
     # Ambiguous: the provider may have accepted the message (5xx, timeout).
     ambiguous: bool = False
+    # The deployment is misconfigured (credentials refused, an unknown Content SID, a template
+    # whose variables do not match): every send would fail the same way, for every person, until
+    # an operator fixes it. The notification ends at once instead of retrying for a day.
+    config_error: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

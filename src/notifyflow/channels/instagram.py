@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 15.0
 OUTSIDE_WINDOW = (10, 2018278)
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
+# 190: the access token is invalid or expired; 10/200: the app lacks the permission.
+CONFIG_CODES = frozenset({190, 10, 200})
 
 
 def send_error_from_graph(status: int, payload: Any) -> SendError:
@@ -44,6 +46,8 @@ def send_error_from_graph(status: int, payload: Any) -> SendError:
         return SendError(label, message, retryable=True, extra=extra)
     if status >= 500:
         return SendError(label, message, retryable=True, ambiguous=True, extra=extra)
+    if status in (401, 403) or code in CONFIG_CODES:
+        return SendError(label, message, config_error=True, extra=extra)
     return SendError(label, message, extra=extra)
 
 
@@ -71,7 +75,9 @@ class InstagramChannel:
 
     async def send_text(self, message: OutboundText) -> SendResult:
         if not self._token:
-            raise SendError("instagram_not_configured", "no Instagram page access token")
+            raise SendError(
+                "instagram_not_configured", "no Instagram page access token", config_error=True
+            )
         payload: dict[str, Any] = {
             "recipient": {"id": message.to},
             "message": {"text": message.body},

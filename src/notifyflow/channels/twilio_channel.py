@@ -9,7 +9,8 @@ The SDK has no base-URL setting, so its aiohttp client is subclassed to send
 (aiohttp deprecates its ``auth=`` argument) and applies the timeout the SDK leaves unset.
 
 Failures become :class:`SendError` following platform-facts.md: 429/20429/63018 retry;
-63016/131047 window closed; 63013/63021 need a fix (code kept); 63005/63014/63028 permanent;
+63016/131047 window closed; 63013/63021 need a fix (code kept); 63005/63014 permanent;
+401/403, 20003, 21655, 63027, 63028, 21606, 63007 configuration errors (the notification ends);
 5xx, timeouts and unreadable answers are retryable and *ambiguous* — the message may have been
 queued, so check with :meth:`TwilioChannel.find_accepted` before sending again.
 """
@@ -44,8 +45,12 @@ STATUS_CALLBACK_PATH = "/v1/webhooks/twilio/status"
 WINDOW_CLOSED_CODES = frozenset({63016, 131047})
 RATE_LIMIT_CODES = frozenset({20429, 63018})
 FIXABLE_CODES = frozenset({63013, 63021})  # fix or shorten the variables, then send again
-PERMANENT_CODES = frozenset({63005, 63014, 63028})
+PERMANENT_CODES = frozenset({63005, 63014})
 AUTH_CODES = frozenset({20003})
+# The deployment is misconfigured: 20003 credentials refused, 21655 / 63027 the ContentSid is
+# unknown or not approved, 63028 the variables do not match the template, 21606 / 63007 the
+# sender is not one of this account's WhatsApp senders.
+CONFIG_CODES = AUTH_CODES | frozenset({21655, 63027, 63028, 21606, 63007})
 
 _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 _WHITESPACE = re.compile(r"\s+")
@@ -130,6 +135,8 @@ def send_error_from_twilio(status: int, code: int | None, message: str) -> SendE
         return SendError(str(number), text, retryable=True, extra=extra)
     if number in FIXABLE_CODES or number in PERMANENT_CODES:
         return SendError(str(number), text, extra=extra)
+    if status in (401, 403) or number in CONFIG_CODES:
+        return SendError(str(number), text, config_error=True, extra=extra)
     if status >= 500:
         return SendError(str(number), text, retryable=True, ambiguous=True, extra=extra)
     # 401/20003 (credentials), 21xxx (bad request) and the rest: sending again cannot help.

@@ -64,6 +64,7 @@ def ensure_sqlite_directory(database_url: str) -> None:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at ``database_url`` to ``revision`` (the latest by default).
 
+    At head, the default campaign templates that are missing are inserted too.
     Idempotent: an up-to-date database is left as it is. Synchronous, for the CLI; safe to call
     from any thread, even one whose event loop is running (which it then blocks while the
     migration runs on a private loop in a helper thread). Concurrent upgrades take turns.
@@ -72,6 +73,14 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     log.info("upgrading %s to %s", make_url(database_url).render_as_string(), revision)
     with _ALEMBIC_LOCK:
         command.upgrade(alembic_config(database_url), revision)
+    if revision == "head":
+        # The shipped default templates are data the product cannot send without: every
+        # upgrade provisions the missing ones (never overwriting an operator's), so a fresh
+        # database serves its first notification with no other step. Done here rather than in
+        # a data migration so a default added in a later release reaches old databases too.
+        from notifyflow.db.seed import provision_default_templates_sync
+
+        provision_default_templates_sync(database_url)
 
 
 async def upgrade_async(database_url: str, revision: str = "head") -> None:

@@ -31,8 +31,9 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,6 +54,7 @@ from notifyflow.db.types import utcnow
 from notifyflow.models.notification import Campaign
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_SCOPE = 0
 DEFAULT_LANGUAGES: tuple[str, ...] = ("en", "es")
@@ -426,24 +428,33 @@ def demo_summary(ids: DemoIds) -> str:
     )
 
 
-def seed_demo_sync(database_url: str) -> str:
-    """Seed the demo into an already migrated database; returns :func:`demo_summary`.
+def _run_with_engine(database_url: str, work: Callable[[SessionFactory], Awaitable[T]]) -> T:
+    """Run ``work`` against a short-lived engine; synchronous, for the CLI and migrations.
 
-    Synchronous, for the CLI; works from a thread whose event loop is running, too.
-    """
+    Works from a thread whose event loop is running, too (the work then runs on a private loop
+    in a helper thread)."""
 
-    async def main() -> DemoIds:
+    async def main() -> T:
         engine = create_engine(database_url, pool_size=1)
         try:
-            return await seed_demo(session_factory(engine))
+            return await work(session_factory(engine))
         finally:
             await engine.dispose()
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        ids = asyncio.run(main())
-    else:
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="seed") as executor:
-            ids = executor.submit(asyncio.run, main()).result()
-    return demo_summary(ids)
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="seed") as executor:
+        return executor.submit(asyncio.run, main()).result()
+
+
+def provision_default_templates_sync(database_url: str) -> int:
+    """:func:`ensure_default_templates` for ``notifyflow db upgrade``: a migrated database
+    must be able to serve its first notification with no other step (DESIGN §7)."""
+    return _run_with_engine(database_url, ensure_default_templates)
+
+
+def seed_demo_sync(database_url: str) -> str:
+    """Seed the demo into an already migrated database; returns :func:`demo_summary`."""
+    return demo_summary(_run_with_engine(database_url, seed_demo))

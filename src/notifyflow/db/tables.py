@@ -158,6 +158,9 @@ class Notification(Timestamped, Base):
     answered_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set once the workflow is known to run (its first activity, or the sweeper). NULL on a
+    # requested row older than a few seconds means its start failed: the sweeper starts it.
+    workflow_started_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class NotificationRecipient(Base):
@@ -252,6 +255,26 @@ class CampaignTemplate(Timestamped, Base):
     content_sid: Mapped[str] = mapped_column(String(34))
     body: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A merchant API key (DESIGN §9): it opens that merchant's data and nothing else.
+
+    Only a SHA-256 of the key is kept; ``prefix`` is its short public part, unique and indexed,
+    so a request finds its key with one index look-up. Revoking sets ``revoked_at`` (the row
+    stays, for the listing and the audit trail).
+    """
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written at most once a minute per key, never on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class InboundEvent(Base):

@@ -20,6 +20,9 @@ class RefusalCode(StrEnum):
     invalid_input = "invalid_input"
     # A duplicate of something that exists (a merchant user's phone, a conversation).
     conflict = "conflict"
+    # Not a mistake: the workflow could not take it in time (its worker is busy or away, or its
+    # recipients are still being routed). Nothing was changed; the caller may try again.
+    not_ready = "not_ready"
 
 
 HTTP_STATUS: dict[RefusalCode, int] = {
@@ -35,7 +38,11 @@ HTTP_STATUS: dict[RefusalCode, int] = {
     RefusalCode.closed: 409,
     RefusalCode.not_allowed: 403,
     RefusalCode.conflict: 409,
+    RefusalCode.not_ready: 503,
 }
+
+# Seconds a caller should wait before trying a ``not_ready`` call again.
+RETRY_AFTER_SECONDS = 5
 
 
 class NotificationError(Exception):

@@ -34,6 +34,9 @@ class NotificationWorkflowInput(BaseModel):
     # checked by the starter, is the one who may answer.
     answered_directly: bool = False
     allowed_answerers: list[int] = Field(default_factory=list)
+    # The merchant's admins when the notification was recorded: they may always answer, so an
+    # admin's answer is taken at once even while the fan-out is still being retried.
+    admin_ids: list[int] = Field(default_factory=list)
 
 
 class AnswerSource(StrEnum):

@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from notifyflow.activities.notification import NotificationActivities
+    from notifyflow.activities.notification import CONFIGURATION_ERROR, NotificationActivities
     from notifyflow.models.answers import parse_answer, validate_answer
     from notifyflow.models.errors import NotificationError, RefusalCode
     from notifyflow.models.ids import (
@@ -77,11 +77,13 @@ class NotificationWorkflow:
         self._queue: list[_Accepted] = []
         self._answers_accepted = 0
         self._answered_by: int | None = None
+        self._last_accepted: tuple[int, dict[str, object]] | None = None
         self._close: CloseRequest | None = None
         self._rejected: list[RejectedAttempt] = []
         self._to_record: list[RecordRejectionInput] = []
         self._reminders = 0
         self._escalated = False
+        self._reason: str | None = None
         if input.answered_directly:
             self._allowed = set(input.allowed_answerers)
 
@@ -90,6 +92,18 @@ class NotificationWorkflow:
     @workflow.run
     async def run(self, input: NotificationWorkflowInput) -> NotificationOutcome:
         self._set_details()
+        if (
+            self._close is not None
+            and not self._queue
+            and workflow.patched(policies.PATCH_CLOSE_BEFORE_OPEN)
+        ):
+            # Closed before anyone was asked (an operator closing a notification whose workflow
+            # had not started: signal-with-start): nobody is messaged.
+            return await self._end(
+                await self._finish(
+                    NotificationStatus.closed, self._close.reason, tell_customer=False
+                )
+            )
         if not input.answered_directly:
             try:
                 opened = await workflow.execute_activity_method(
@@ -102,18 +116,19 @@ class NotificationWorkflow:
                     summary=f"{self._public_id}: route and notify recipients",
                 )
             except ActivityError as err:
-                # A day of failures (or a non-retryable one): nobody could be asked. End in a
-                # terminal state with the reason instead of failing the workflow.
-                self._allowed = set()
-                return await self._end(
-                    await self._finish(
-                        NotificationStatus.closed,
-                        f"the merchant's team could not be notified: {err.cause or err}",
-                        tell_customer=False,
+                # A day of failures, or a configuration error: nobody could be asked. An answer
+                # an admin gave meanwhile is still delivered; otherwise end in a terminal state
+                # with the reason instead of failing the workflow.
+                self._allowed = set(input.admin_ids)
+                if not self._queue:
+                    return await self._end(
+                        await self._finish(
+                            NotificationStatus.closed, _open_failure(err), tell_customer=False
+                        )
                     )
-                )
-            self._recipients = list(opened.recipients)
-            self._allowed = set(opened.allowed_answerers)
+            else:
+                self._recipients = list(opened.recipients)
+                self._allowed = set(opened.allowed_answerers)
         self._stage = Stage.waiting
         self._set_details()
 
@@ -168,6 +183,7 @@ class NotificationWorkflow:
 
     async def _end(self, outcome: NotificationOutcome) -> NotificationOutcome:
         self._status = outcome.status
+        self._reason = outcome.reason
         self._stage = Stage.done
         self._set_details()
         workflow.upsert_search_attributes([NOTIFICATION_STATUS.value_set(outcome.status.value)])
@@ -289,6 +305,8 @@ class NotificationWorkflow:
             f"stage: {self._stage.value} · status: {self._status.value} · "
             f"recipients: {len(self._recipients)} · reminders: {self._reminders}"
             + (" · escalated" if self._escalated else "")
+            # Why it ended (a configuration error, an operator's reason), for the UI's reader.
+            + (f"\n\nreason: {self._reason}" if self._reason else "")
         )
 
     # ---- answers ------------------------------------------------------------------------
@@ -305,7 +323,11 @@ class NotificationWorkflow:
                 f"this is {self._public_id}, not {format_notification_id(n)}",
             )
         # Who first: a stranger learns nothing about the notification's state or schema.
-        if self._allowed is not None and sub.answered_by not in self._allowed:
+        if (
+            self._allowed is not None
+            and sub.answered_by not in self._allowed
+            and sub.answered_by not in self._input.admin_ids
+        ):
             raise NotificationError(
                 RefusalCode.not_allowed,
                 f"merchant user {sub.answered_by} may not answer {self._public_id}",
@@ -316,15 +338,32 @@ class NotificationWorkflow:
         ):
             raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
         if not self._input.allow_multiple_answers and (self._queue or self._answers_accepted):
+            if self._is_last_accepted(sub):
+                # The same person sending the same answer again (a client retrying after a
+                # timeout): it is the answer already taken, not a second one.
+                raise _SameAnswer()
             raise NotificationError(
                 RefusalCode.already_answered, f"{self._public_id} has already been answered"
             )
-        answer = parse_answer(sub.answer_json)
+        return self._validated(sub)
+
+    def _validated(self, sub: AnswerSubmission) -> dict[str, object]:
         return validate_answer(
-            answer, self._input.answer_schema, tuple(self._input.answered_fields)
+            parse_answer(sub.answer_json),
+            self._input.answer_schema,
+            tuple(self._input.answered_fields),
         )
 
+    def _is_last_accepted(self, sub: AnswerSubmission) -> bool:
+        if self._last_accepted is None or self._last_accepted[0] != sub.answered_by:
+            return False
+        try:
+            return self._validated(sub) == self._last_accepted[1]
+        except NotificationError:
+            return False
+
     def _accept(self, sub: AnswerSubmission, answer: dict[str, object]) -> None:
+        self._last_accepted = (sub.answered_by, answer)
         self._queue.append(_Accepted(sub, answer))
         self._answers_accepted += 1
         self._answered_by = sub.answered_by
@@ -350,13 +389,32 @@ class NotificationWorkflow:
 
     @workflow.update(name="submit_answer")
     async def submit_answer(self, sub: AnswerSubmission) -> AnswerAccepted:
-        if self._allowed is None:
-            # Answered before the recipients are known (rare): wait, then check who.
-            await workflow.wait_condition(lambda: self._allowed is not None)
+        if self._allowed is None and sub.answered_by not in self._input.admin_ids:
+            # Answered by a non-admin before the recipients are known: wait for the routing,
+            # but not without bound (the fan-out may be retrying); the caller may try again.
+            if workflow.patched(policies.PATCH_BOUNDED_ANSWER_WAIT):
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._allowed is not None,
+                        timeout=policies.ANSWER_WAIT_FOR_ROUTING,
+                        timeout_summary="recipients not known yet",
+                    )
+                except TimeoutError:
+                    raise _to_application_error(
+                        NotificationError(
+                            RefusalCode.not_ready,
+                            f"{self._public_id} is still being routed to its recipients; "
+                            "try again in a few seconds",
+                        )
+                    ) from None
+            else:
+                await workflow.wait_condition(lambda: self._allowed is not None)
         # Checked again: several updates can pass their validators in one workflow task
         # before any handler runs, and only the first of them may be accepted.
         try:
             answer = self._check(sub)
+        except _SameAnswer:
+            return AnswerAccepted(notification_id=self._public_id, status=self._status)
         except NotificationError as err:
             raise _to_application_error(err) from None
         self._accept(sub, answer)
@@ -366,6 +424,8 @@ class NotificationWorkflow:
     def _validate_submit_answer(self, sub: AnswerSubmission) -> None:
         try:
             self._check(sub)
+        except _SameAnswer:
+            return
         except NotificationError as err:
             raise _to_application_error(err) from None
 
@@ -374,6 +434,8 @@ class NotificationWorkflow:
         """The same payload as the update, for operators in the Temporal UI."""
         try:
             answer = self._check(sub)
+        except _SameAnswer:
+            return
         except NotificationError as err:
             workflow.logger.info("refused answer to %s: %s", self._public_id, err.message)
             self._refuse(sub, err)
@@ -399,6 +461,17 @@ class NotificationWorkflow:
             escalated=self._escalated,
             rejected=self._rejected,
         )
+
+
+class _SameAnswer(Exception):
+    """The answer already accepted, submitted again by the same person."""
+
+
+def _open_failure(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == CONFIGURATION_ERROR:
+        return cause.message
+    return f"the merchant's team could not be notified: {cause or err}"
 
 
 def _to_application_error(err: NotificationError) -> ApplicationError:

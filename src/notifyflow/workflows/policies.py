@@ -14,6 +14,10 @@ DELIVER_TIMEOUT = timedelta(minutes=5)
 FOLLOW_UP_TIMEOUT = timedelta(minutes=5)
 FINISH_TIMEOUT = timedelta(minutes=5)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+# A non-admin's answer that arrives before routing is done waits this long inside the update,
+# then is refused as "not ready" (the API answers 503 with Retry-After): the answer route must
+# return within 10 s (DESIGN §7) even while the fan-out is being retried.
+ANSWER_WAIT_FOR_ROUTING = timedelta(seconds=4)
 RECORD_TIMEOUT = timedelta(seconds=30)
 
 # Keep trying for a day: an outage of the database, the AI or the channel must delay a
@@ -39,3 +43,8 @@ LOCAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=20,
 )
+
+
+# workflow.patched markers: histories recorded before each change replay the old branch.
+PATCH_CLOSE_BEFORE_OPEN = "close-before-open"
+PATCH_BOUNDED_ANSWER_WAIT = "bounded-answer-wait"

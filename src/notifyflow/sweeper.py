@@ -1,0 +1,126 @@
+"""Carry every recorded notification through to its workflow.
+
+A request is recorded first and its workflow started second (``starter.request_notification``).
+Between the two steps the API process can die or Temporal can be away; the row then says
+``requested`` with ``workflow_started_at`` NULL. Every worker runs :func:`run_sweeper`, which
+every SWEEP_EVERY starts the workflow of each such row older than GRACE. Starting is idempotent
+(a running workflow is joined; one that already ended is only marked), so several workers
+sweeping at once, or a sweep racing the API's own start, never asks anyone twice.
+
+Why a loop in the worker rather than a Temporal Schedule: the sweep is needed exactly when
+Temporal has just come back, the loop costs one indexed query per tick and no Temporal actions
+(a Schedule would bill a workflow every tick, forever), and it runs where the database, the
+client and the settings already are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from notifyflow.config import Settings
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import MerchantUser, Notification
+from notifyflow.db.types import utcnow
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.notification import NotificationStatus
+from notifyflow.starter import ensure_started
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY = timedelta(seconds=10)
+# Younger rows are still being started by the request that wrote them.
+GRACE = timedelta(seconds=10)
+BATCH = 200
+
+
+async def sweep_once(
+    client: Client,
+    db: SessionFactory,
+    settings: Settings,
+    *,
+    grace: timedelta = GRACE,
+    limit: int = BATCH,
+) -> int:
+    """Start the workflows of recorded notifications that have none; returns how many rows
+    were carried through (started now, or found running or ended and marked)."""
+    cutoff = utcnow() - grace
+    async with db() as session:
+        rows = list(
+            (
+                await session.scalars(
+                    select(Notification)
+                    .where(
+                        Notification.status == NotificationStatus.requested.value,
+                        Notification.workflow_started_at.is_(None),
+                        Notification.created_at < cutoff,
+                    )
+                    .order_by(Notification.id)
+                    .limit(limit)
+                )
+            ).all()
+        )
+        if not rows:
+            return 0
+        admins: dict[int, list[int]] = {}
+        for user_id, merchant_id in (
+            await session.execute(
+                select(MerchantUser.id, MerchantUser.merchant_id)
+                .where(
+                    MerchantUser.merchant_id.in_({r.merchant_id for r in rows}),
+                    MerchantUser.user_type == "admin",
+                )
+                .order_by(MerchantUser.id)
+            )
+        ).all():
+            admins.setdefault(merchant_id, []).append(user_id)
+    done: list[int] = []
+    for row in rows:
+        public = format_notification_id(row.id)
+        try:
+            started = await ensure_started(client, row, admins.get(row.merchant_id, []), settings)
+        except RPCError as exc:
+            # Temporal is still away: the next tick tries again.
+            log.info("sweep: %s not started yet: %s", public, exc.message)
+            break
+        if started:
+            log.warning(
+                "sweep: %s was recorded at %s without a running workflow; started it",
+                public,
+                row.created_at.isoformat(),
+            )
+        done.append(row.id)
+    if done:
+        async with db() as session:
+            await session.execute(
+                update(Notification)
+                .where(Notification.id.in_(done), Notification.workflow_started_at.is_(None))
+                .values(workflow_started_at=utcnow())
+            )
+            await session.commit()
+    return len(done)
+
+
+async def run_sweeper(
+    client: Client,
+    db: SessionFactory,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    every: timedelta = SWEEP_EVERY,
+) -> None:
+    """Sweep until ``stop`` is set; a failed sweep (database away) is logged and retried."""
+    while not stop.is_set():
+        try:
+            await sweep_once(client, db, settings)
+        except Exception:
+            log.exception("sweep failed; trying again in %s", every)
+        try:
+            await asyncio.wait_for(stop.wait(), every.total_seconds())
+        except TimeoutError:
+            pass

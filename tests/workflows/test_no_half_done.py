@@ -1,0 +1,299 @@
+"""DESIGN §7 on a real dev server: a request recorded without its workflow is carried through
+by the sweeper, closed or answered; an admin's answer is taken while the fan-out is being
+retried; a configuration error ends a notification at once with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from notifyflow import starter, sweeper
+from notifyflow.channels.base import SendError
+from notifyflow.db.seed import ensure_default_templates
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import CampaignTemplate, Notification
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.ids import parse_notification_id
+from notifyflow.models.notification import Campaign
+from notifyflow.worker import log_template_gaps
+from tests.figures import figure
+from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
+from tests.workflows.helpers import result, until, wait_status
+
+QUESTION = {"question": "Do you ship to Canada?"}
+
+
+async def _request_without_workflow(
+    env: Any, db: SessionFactory, shop: Shop, task_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A request whose workflow start fails after the row is committed (Temporal away)."""
+
+    async def unavailable(*_args: Any, **_kwargs: Any) -> bool:
+        raise TimeoutError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(starter, "ensure_started", unavailable)
+        view = await starter.request_notification(
+            env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+    return view.notification_id
+
+
+async def _workflow_exists(env: Any, public: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(public).describe()
+    except Exception:
+        return False
+    return True
+
+
+async def _started_at(db: SessionFactory, public: str) -> Any:
+    async with db() as session:
+        row = await session.get(Notification, parse_notification_id(public))
+        assert row is not None
+        return row.workflow_started_at
+
+
+async def test_a_request_whose_start_failed_is_recorded_and_the_sweeper_starts_it_once(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, monkeypatch
+) -> None:
+    shop = await shop_factory()
+    public = await _request_without_workflow(dev_env, db, shop, task_queue, monkeypatch)
+    assert not await _workflow_exists(dev_env, public)
+    assert await _started_at(db, public) is None
+    settings = settings_for(task_queue)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        # Too young: the request that wrote it may still be starting it. (The session's
+        # database is shared, so other tests' older rows may be swept meanwhile.)
+        await sweeper.sweep_once(dev_env.client, db, settings)
+        assert not await _workflow_exists(dev_env, public)
+        # Past the grace period the sweeper starts it.
+        assert await sweeper.sweep_once(dev_env.client, db, settings, grace=_zero()) >= 1
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        assert await _started_at(db, public) is not None
+        # Swept again: nothing left to do for it, and nobody is asked twice.
+        await sweeper.sweep_once(dev_env.client, db, settings, grace=_zero())
+        await starter.answer_notification(
+            dev_env.client,
+            db,
+            public,
+            answered_by=shop.admins[0].id,
+            answer={"answer": "Yes, in 5 days"},
+        )
+        outcome = await result(dev_env.client, public)
+    assert outcome.status == "delivered"
+    for admin in shop.admins:
+        assert [s.key for s in channel.to(admin.phone)].count(f"{public}:request:{admin.id}") == 1
+
+
+async def test_closing_a_notification_whose_workflow_never_started_closes_it_and_asks_nobody(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, monkeypatch
+) -> None:
+    shop = await shop_factory()
+    public = await _request_without_workflow(dev_env, db, shop, task_queue, monkeypatch)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.close_notification(
+            dev_env.client, db, public, reason="duplicate", settings=settings_for(task_queue)
+        )
+        assert view.status == "closed" and view.close_reason == "duplicate"
+        outcome = await result(dev_env.client, public)
+    assert outcome.status == "closed"
+    assert channel.sent == []
+    # The sweeper leaves a closed row alone.
+    assert (await starter.get_notification(db, public)).status == "closed"
+    with pytest.raises(NotificationError) as refused:
+        await starter.close_notification(dev_env.client, db, public)
+    assert refused.value.code is RefusalCode.closed
+    assert f"{public} is closed" in refused.value.message
+    with pytest.raises(NotificationError) as answered:
+        await starter.answer_notification(
+            dev_env.client, db, public, answered_by=shop.admins[0].id, answer={"answer": "x"}
+        )
+    assert answered.value.code is RefusalCode.closed
+
+
+async def test_an_answer_to_a_notification_whose_workflow_never_started_starts_it(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, monkeypatch
+) -> None:
+    shop = await shop_factory()
+    public = await _request_without_workflow(dev_env, db, shop, task_queue, monkeypatch)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        accepted = await starter.answer_notification(
+            dev_env.client,
+            db,
+            public,
+            answered_by=shop.admins[1].id,
+            answer={"answer": "Yes"},
+            settings=settings_for(task_queue),
+        )
+        assert accepted.accepted
+        outcome = await result(dev_env.client, public)
+    assert outcome.status == "delivered"
+    assert len(channel.to(shop.customer_phone)) == 1
+
+
+async def test_an_admin_answer_while_the_fan_out_is_retried_is_accepted_at_once(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    """Finding 3 of the deployment issue: the answer used to wait for the recipients."""
+    shop = await shop_factory()
+    # One admin's sends fail (rate limited) three times: the open activity is retried for
+    # about 7 s (1 + 2 + 4 s of backoff).
+    channel.fail_times[shop.admins[1].phone] = 3
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        await until(lambda: bool(channel.to(shop.admins[0].phone)))
+        t0 = time.perf_counter()
+        accepted = await starter.answer_notification(
+            dev_env.client,
+            db,
+            view.notification_id,
+            answered_by=shop.admins[0].id,
+            answer={"answer": "Yes, in 5 days"},
+        )
+        waited = time.perf_counter() - t0
+        assert accepted.accepted and accepted.status == "answered"
+        # Still retrying the fan-out when the answer was taken.
+        assert channel.fail_times[shop.admins[1].phone] > 0
+        # The same answer again (a client retrying after a timeout) is the same answer.
+        again = await starter.answer_notification(
+            dev_env.client,
+            db,
+            view.notification_id,
+            answered_by=shop.admins[0].id,
+            answer={"answer": "Yes, in 5 days"},
+        )
+        assert again.accepted
+        outcome = await result(dev_env.client, view.notification_id)
+    figure("answer accepted while the fan-out was being retried", waited, "s")
+    assert outcome.status == "delivered"
+    assert len(channel.to(shop.customer_phone)) == 1
+    view = await starter.get_notification(db, view.notification_id)
+    assert [a.accepted for a in view.answers] == [True]
+
+
+async def test_a_non_admin_answering_before_routing_is_told_to_try_again(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    shop = await shop_factory()
+    sales = shop.user("sales")
+    # Every admin's send keeps failing: routing (the open activity) never completes here.
+    for admin in shop.admins:
+        channel.fail_times[admin.phone] = 1_000
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        with pytest.raises(NotificationError) as refused:
+            await starter.answer_notification(
+                dev_env.client,
+                db,
+                view.notification_id,
+                answered_by=sales.id,
+                answer={"answer": "Yes"},
+            )
+        assert refused.value.code is RefusalCode.not_ready
+        assert refused.value.http_status == 503
+        await starter.close_notification(dev_env.client, db, view.notification_id)
+    # "Not ready" is not a refusal of the answer: the history holds no refused attempt.
+    assert (await starter.get_notification(db, view.notification_id)).answers == []
+
+
+async def test_credentials_refused_by_the_channel_end_the_notification_at_once(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    shop = await shop_factory()
+    for admin in shop.admins:
+        channel.refuse[admin.phone] = SendError(
+            "20003", "Authenticate", extra={"http_status": "401"}, config_error=True
+        )
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        t0 = time.perf_counter()
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        outcome = await result(dev_env.client, view.notification_id)
+        took = time.perf_counter() - t0
+    figure("configuration error (credentials refused) to a terminal state", took, "s")
+    assert outcome.status == "closed"
+    assert (outcome.reason or "").startswith("configuration error:")
+    assert "20003" in (outcome.reason or "")
+    view = await starter.get_notification(db, view.notification_id)
+    assert view.status == "closed" and (view.close_reason or "").startswith("configuration error")
+
+
+async def test_a_campaign_without_any_template_is_a_configuration_error(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, caplog
+) -> None:
+    from notifyflow.activities.templates import clear_template_cache
+
+    shop = await shop_factory()
+    campaign = Campaign.merchant_user_question_request
+    async with db() as session:
+        await session.execute(
+            delete(CampaignTemplate).where(CampaignTemplate.campaign == campaign.value)
+        )
+        await session.commit()
+    clear_template_cache()
+    try:
+        with caplog.at_level(logging.ERROR, logger="notifyflow.worker"):
+            assert await log_template_gaps(db) == [campaign.value]
+        assert f"campaign {campaign.value} has no default template" in caplog.text
+        async with running_worker(dev_env.client, db, task_queue, channel):
+            view = await starter.request_notification(
+                dev_env.client,
+                db,
+                type="user_question_request",
+                conversation_id=shop.conversation_id,
+                context=dict(QUESTION),
+                settings=settings_for(task_queue),
+            )
+            outcome = await asyncio.wait_for(result(dev_env.client, view.notification_id), 60)
+        assert outcome.status == "closed"
+        assert outcome.reason == (
+            f"configuration error: no template for campaign {campaign.value} in en"
+        )
+        assert channel.sent == []
+        row = await wait_status(db, view.notification_id, {"closed"})
+        assert row.close_reason == outcome.reason
+    finally:
+        await ensure_default_templates(db)
+        clear_template_cache()
+    assert await log_template_gaps(db) == []
+    async with db() as session:
+        assert await session.scalar(
+            select(CampaignTemplate.id).where(CampaignTemplate.campaign == campaign.value)
+        )
+
+
+def _zero() -> Any:
+    from datetime import timedelta
+
+    return timedelta(0)
