@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
     nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")
 
+    # Webhook receivers on private or loopback addresses (tests, internal networks); the
+    # link-local range is refused whatever this says.
+    webhook_allow_private: bool = Field(
+        default=False, validation_alias="NOTIFYFLOW_WEBHOOK_ALLOW_PRIVATE"
+    )
+
     remind_after: Duration = Field(
         default=timedelta(minutes=30), validation_alias="NOTIFYFLOW_REMIND_AFTER"
     )

@@ -68,6 +68,7 @@ from notifyflow.models.workflow_io import (
     NotificationWorkflowInput,
     Timing,
 )
+from notifyflow.webhooks import events as webhook_events
 from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,13 @@ async def record_request(
             notification.context = {**context, "document_id": document.id}
         session.add(notification)
         try:
+            await session.flush()
+            await webhook_events.enqueue(
+                session,
+                notification_id=notification.id,
+                merchant_id=notification.merchant_id,
+                event=webhook_events.EventType.requested,
+            )
             await session.commit()
         except IntegrityError:
             # The same idempotency key raced in from another request: return that one.
@@ -646,7 +654,7 @@ async def _close_without_workflow(
         log.warning("%s: its workflow had ended; closing the row directly", public)
     async with db() as session:
         now = utcnow()
-        await session.execute(
+        closed = await session.execute(
             update(Notification)
             .where(
                 Notification.id == n,
@@ -659,6 +667,13 @@ async def _close_without_workflow(
                 updated_at=now,
             )
         )
+        if closed.rowcount:  # type: ignore[attr-defined]
+            await webhook_events.enqueue(
+                session,
+                notification_id=n,
+                merchant_id=row.merchant_id,
+                event=webhook_events.EventType.closed,
+            )
         await session.commit()
 
 

@@ -17,19 +17,27 @@ from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.notification import NotificationActivities
 from notifyflow.activities.sending import Sender
+from notifyflow.activities.webhooks import WebhookActivities
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
 from notifyflow.nexus_handler import NotificationServiceHandler
 from notifyflow.sweeper import run_sweeper
+from notifyflow.webhooks.dispatch import run_dispatcher
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
+from notifyflow.workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: Sequence[type] = (NotificationWorkflow, AdminReplyWorkflow, FallbackDeliveryWorkflow)
+WORKFLOWS: Sequence[type] = (
+    NotificationWorkflow,
+    AdminReplyWorkflow,
+    FallbackDeliveryWorkflow,
+    WebhookDeliveryWorkflow,
+)
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
@@ -79,6 +87,7 @@ def build_worker(
     max_concurrent_activities: int = 200,
     max_cached_workflows: int = 750,
     nexus_handlers: Sequence[object] = (),
+    webhooks: WebhookActivities | None = None,
 ) -> Worker:
     return Worker(
         client,
@@ -89,6 +98,7 @@ def build_worker(
             # Inbound (WhatsApp replies, status-callback fallbacks): the same dependencies.
             *AdminReplyActivities.sharing(activities).all(),
             *FallbackActivities.sharing(activities).all(),
+            *(webhooks.all() if webhooks is not None else []),
         ],
         # The Nexus NotificationService (Voyager workflows call it through the endpoint
         # NOTIFYFLOW_NEXUS_ENDPOINT, which targets this task queue).
@@ -144,11 +154,13 @@ async def run_worker(settings: Settings) -> None:
     whatsapp = build_channel(settings)
     instagram = build_instagram(settings)
     activities = build_activities(db, ai, whatsapp, instagram)
+    webhooks = WebhookActivities(db, allow_private=settings.webhook_allow_private)
     worker = build_worker(
         client,
         settings.temporal_task_queue,
         activities,
         nexus_handlers=[NotificationServiceHandler(db, settings)],
+        webhooks=webhooks,
     )
 
     stop = asyncio.Event()
@@ -163,11 +175,14 @@ async def run_worker(settings: Settings) -> None:
     )
     await log_template_gaps(db)
     async with worker:
-        sweeper = asyncio.create_task(run_sweeper(client, db, settings, stop))
+        loops = [
+            asyncio.create_task(run_sweeper(client, db, settings, stop)),
+            asyncio.create_task(run_dispatcher(client, db, settings.temporal_task_queue, stop)),
+        ]
         await stop.wait()
         log.info("worker stopping")
-        await sweeper
-    for resource in (whatsapp, instagram, ai):
+        await asyncio.gather(*loops)
+    for resource in (whatsapp, instagram, ai, webhooks):
         closer = getattr(resource, "aclose", None)
         if closer is not None:
             await closer()

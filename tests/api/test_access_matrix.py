@@ -40,6 +40,9 @@ from starlette.routing import Route
 from notifyflow import api_keys
 from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
+from notifyflow.webhooks import subscriptions
+from notifyflow.webhooks.events import EventType
+from notifyflow.webhooks.subscriptions import WebhookCreate
 from tests.api.conftest import client_for
 from tests.figures import figure
 from tests.fixtures.database import MadeMerchant, MerchantFactory, unique_phone
@@ -50,6 +53,8 @@ CALLERS = ("operator", "own", "other", "revoked", "none")
 # Ids that exist nowhere: the "truly missing" twin of each 404.
 MISSING_ID = 2147483000
 MISSING_NOTIFICATION = f"NOTIF_{MISSING_ID}"
+# Nothing listens there: the matrix only subscribes and never delivers.
+WEBHOOK_URL = "http://127.0.0.1:9/hooks"
 Access = Literal["open", "operator", "merchant", "any"]
 
 
@@ -123,6 +128,19 @@ class Cell:
             return MISSING_NOTIFICATION
         return await self.world.fresh_notification() if fresh else self.world.notification
 
+    async def webhook_id(self) -> int:
+        if self.missing:
+            return MISSING_ID
+        created = await subscriptions.create(
+            self.world.db,
+            self.world.a.merchant_id,
+            WebhookCreate(url=WEBHOOK_URL, events=[EventType.delivered]),
+            allow_private=True,
+        )
+        self.world.ids.add(created.id)
+        self.world.secrets.add(created.secret)
+        return created.id
+
     async def key_id(self) -> int:
         if self.missing:
             return MISSING_ID
@@ -182,6 +200,19 @@ async def _list_keys(c: Cell) -> Req:
 
 async def _revoke_key(c: Cell) -> Req:
     return Req("DELETE", f"/v1/merchants/{c.merchant_id}/api-keys/{await c.key_id()}")
+
+
+async def _create_webhook(c: Cell) -> Req:
+    body = {"url": WEBHOOK_URL, "events": ["notification.delivered"]}
+    return Req("POST", f"/v1/merchants/{c.merchant_id}/webhooks", body)
+
+
+async def _list_webhooks(c: Cell) -> Req:
+    return Req("GET", f"/v1/merchants/{c.merchant_id}/webhooks")
+
+
+async def _delete_webhook(c: Cell) -> Req:
+    return Req("DELETE", f"/v1/merchants/{c.merchant_id}/webhooks/{await c.webhook_id()}")
 
 
 async def _put_template(c: Cell) -> Req:
@@ -264,6 +295,11 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/v1/merchants/{merchant_id}/api-keys"): _row("operator", 200)(_list_keys),
     ("DELETE", "/v1/merchants/{merchant_id}/api-keys/{key_id}"): _row("operator", 204)(_revoke_key),
     ("PUT", "/v1/campaigns/{campaign}/templates/{language}"): _row("operator", 200)(_put_template),
+    ("POST", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 201)(_create_webhook),
+    ("GET", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 200)(_list_webhooks),
+    ("DELETE", "/v1/merchants/{merchant_id}/webhooks/{webhook_id}"): _row("merchant", 204)(
+        _delete_webhook
+    ),
     ("POST", "/v1/conversations"): _row("merchant", 201)(_create_conversation),
     ("POST", "/v1/conversations/{conversation_id}/messages"): _row("merchant", 201)(_add_message),
     ("GET", "/v1/conversations/{conversation_id}/messages"): _row("merchant", 200)(_list_messages),
@@ -314,7 +350,12 @@ async def world(
     make_merchant: MerchantFactory,
 ) -> AsyncIterator[World]:
     settings = settings_for(task_queue).model_copy(
-        update={"api_token": SecretStr(TOKEN), "twilio_auth_token": None}
+        update={
+            "api_token": SecretStr(TOKEN),
+            "twilio_auth_token": None,
+            # Webhook receivers on loopback: the subscription routes' cells can succeed.
+            "webhook_allow_private": True,
+        }
     )
     app = create_app(settings, temporal_client=dev_env.client, session_factory=db)
     token = secrets.token_hex(4)

@@ -42,6 +42,7 @@ from notifyflow.models.notification import (
     NotificationStatus,
     NotificationType,
 )
+from notifyflow.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,12 @@ class FallbackActivities:
             assert row is not None
             row.status = NotificationStatus.delivery_failed.value
             row.failure_reason = reason
+            await webhook_events.enqueue(
+                session,
+                notification_id=row.id,
+                merchant_id=row.merchant_id,
+                event=webhook_events.EventType.delivery_failed,
+            )
             await session.commit()
         log.warning(
             "%s: the answer could not be delivered: %s",

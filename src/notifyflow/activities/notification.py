@@ -63,6 +63,7 @@ from notifyflow.models.workflow_io import (
     OpenResult,
     RecordRejectionInput,
 )
+from notifyflow.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -683,6 +684,12 @@ class NotificationActivities:
                     updated_at=now,
                 )
             )
+            await webhook_events.enqueue(
+                session,
+                notification_id=notification.id,
+                merchant_id=notification.merchant_id,
+                event=webhook_events.event_for_status(status.value),
+            )
             await session.commit()
 
         users = await self._users(merchant.id)
@@ -798,6 +805,12 @@ class NotificationActivities:
                     values["document_id"] = await self._apply_to_document(
                         session, notification, text
                     )
+                await webhook_events.enqueue(
+                    session,
+                    notification_id=notification.id,
+                    merchant_id=notification.merchant_id,
+                    event=webhook_events.EventType.answered,
+                )
             await session.execute(
                 update(Notification).where(Notification.id == notification.id).values(**values)
             )
@@ -991,6 +1004,12 @@ class NotificationActivities:
                 notification.close_reason = input.reason
                 if input.status is NotificationStatus.delivery_failed:
                     notification.failure_reason = input.reason
+                await webhook_events.enqueue(
+                    session,
+                    notification_id=notification.id,
+                    merchant_id=notification.merchant_id,
+                    event=webhook_events.event_for_status(input.status.value),
+                )
                 await session.commit()
             merchant = await session.get(Merchant, notification.merchant_id)
             assert merchant is not None

@@ -17,6 +17,7 @@ from notifyflow.api import (
     key_routes,
     notification_routes,
     ops_routes,
+    outbound_webhook_routes,
     webhook_routes,
 )
 from notifyflow.api.auth import AuthMiddleware, is_open
@@ -101,6 +102,7 @@ def create_app(
     app.include_router(key_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(ops_routes.router)
+    app.include_router(outbound_webhook_routes.router)
     app.include_router(webhook_routes.router)  # Twilio webhooks: signed, no bearer token
 
     # Added innermost first: the catch-all wraps everything, then auth, then the body limit,

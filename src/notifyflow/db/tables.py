@@ -277,6 +277,48 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WebhookSubscription(Base):
+    """A merchant's outbound webhook (DESIGN §8): events are POSTed to ``url``, signed with
+    ``secret`` per the Standard Webhooks specification. Deleting keeps the row (its events'
+    history) and stops deliveries."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The signing secret (whsec_…): symmetric, so it is kept to sign with; shown once.
+    secret: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_success_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    last_error_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Events given up on after 24 h of failed attempts.
+    failed_events: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookEvent(Base):
+    """One event for one subscription: the outbox row a WebhookDeliveryWorkflow delivers.
+    ``webhook-id`` is ``evt_<id>`` on every attempt; the body is fixed at its first attempt."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (Index("ix_webhook_event_undispatched", "dispatched_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscription.id"))
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    body: Mapped[str | None] = mapped_column(Text, default=None)
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
 class InboundEvent(Base):
     """Webhooks already handled, keyed by provider event (Twilio retries once by default)."""
 

@@ -48,3 +48,14 @@ LOCAL_RETRY = RetryPolicy(
 # workflow.patched markers: histories recorded before each change replay the old branch.
 PATCH_CLOSE_BEFORE_OPEN = "close-before-open"
 PATCH_BOUNDED_ANSWER_WAIT = "bounded-answer-wait"
+
+# Outbound webhooks (DESIGN §8): the first retry within 10 s, then doubling, capped at 10 min,
+# for 24 h; one attempt is a single HTTP POST with a 10 s timeout.
+WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+WEBHOOK_GIVE_UP_AFTER = timedelta(hours=24)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["WebhookRefused"],
+)
