@@ -26,6 +26,14 @@ POST_TIMEOUT = 10.0
 MAX_ERROR = 500
 
 
+def _count(outcome: str) -> None:
+    """``notifyflow_webhook_attempts{outcome}`` on the worker's SDK metrics endpoint
+    (NOTIFYFLOW_WORKER_METRICS_ADDRESS): delivered, refused (a retry follows), gave_up."""
+    activity.metric_meter().create_counter(
+        "notifyflow_webhook_attempts", "Outbound webhook attempts by outcome"
+    ).add(1, {"outcome": outcome})
+
+
 class WebhookActivities:
     def __init__(self, db: SessionFactory, *, allow_private: bool) -> None:
         self._db = db
@@ -73,10 +81,12 @@ class WebhookActivities:
         except httpx.HTTPError as exc:
             ok, error = False, f"{exc.__class__.__name__}: {exc}"
         if not ok:
+            _count("refused")
             await self._failed(input.event_id, error)
             raise ApplicationError(
                 f"the receiver did not accept {message_id}: {error}", type="WebhookFailed"
             )
+        _count("delivered")
         attempts = await self._delivered(input.event_id)
         log.info("webhook %s delivered to subscription after %d attempt(s)", message_id, attempts)
         return WebhookDeliveryResult(event_id=input.event_id, delivered=True, attempts=attempts)
@@ -87,6 +97,7 @@ class WebhookActivities:
             event = await session.get(WebhookEvent, input.event_id)
             if event is None or event.failed_at is not None:
                 return
+            _count("gave_up")
             now = utcnow()
             event.failed_at = now
             await session.execute(
