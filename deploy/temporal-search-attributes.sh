@@ -1,7 +1,8 @@
 #!/bin/sh
 # One-shot, in the temporalio/admin-tools image (or anywhere the `temporal` CLI is installed):
 # wait for the cluster, make sure the namespace exists, register notifyflow's search
-# attributes on it, and wait until the frontend accepts queries on them.
+# attributes on it, wait until the frontend accepts queries on them, and (when
+# NOTIFYFLOW_NEXUS_ENDPOINT is set) create the Nexus endpoint Voyager workflows call.
 #
 # Idempotent: an attribute that already exists with the same type is left alone; one that
 # exists with another type fails loudly, since changing a type is never done silently.
@@ -10,6 +11,8 @@
 #   TEMPORAL_NAMESPACE             namespace to prepare (required)
 #   NOTIFYFLOW_SEARCH_ATTRIBUTES   "Name=Type Name=Type ..." (required; Type: Int, Keyword, ...)
 #   TEMPORAL_NAMESPACE_RETENTION   retention when the namespace is created here (default 7d)
+#   NOTIFYFLOW_NEXUS_ENDPOINT      Nexus endpoint to create if missing (optional), targeting
+#   TEMPORAL_TASK_QUEUE            ... the workers' task queue in TEMPORAL_NAMESPACE
 #   SETUP_ATTEMPTS, SETUP_SLEEP    how long to wait for each step (default 90 x 2 s)
 set -eu
 
@@ -93,4 +96,19 @@ retry "namespace $TEMPORAL_NAMESPACE" ensure_namespace
 say "registering $NOTIFYFLOW_SEARCH_ATTRIBUTES"
 retry "search attribute registration" register "$@"
 retry "search attributes to be queryable" queryable
+# Endpoints are cluster-wide; one that exists is left as it is (an operator may have pointed it
+# elsewhere on purpose).
+ensure_endpoint() {
+    if temporal operator nexus endpoint get --address "$TEMPORAL_ADDRESS" \
+        --name "$NOTIFYFLOW_NEXUS_ENDPOINT" >/dev/null 2>&1; then
+        return 0
+    fi
+    temporal operator nexus endpoint create --address "$TEMPORAL_ADDRESS" \
+        --name "$NOTIFYFLOW_NEXUS_ENDPOINT" --target-namespace "$TEMPORAL_NAMESPACE" \
+        --target-task-queue "${TEMPORAL_TASK_QUEUE:?set TEMPORAL_TASK_QUEUE}" >/dev/null
+}
+if [ -n "${NOTIFYFLOW_NEXUS_ENDPOINT:-}" ]; then
+    say "ensuring Nexus endpoint $NOTIFYFLOW_NEXUS_ENDPOINT -> $TEMPORAL_NAMESPACE/${TEMPORAL_TASK_QUEUE:-}"
+    retry "Nexus endpoint $NOTIFYFLOW_NEXUS_ENDPOINT" ensure_endpoint
+fi
 say "done"

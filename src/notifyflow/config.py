@@ -128,6 +128,10 @@ class Settings(BaseSettings):
         default=None, validation_alias="NOTIFYFLOW_WORKER_METRICS_ADDRESS"
     )
 
+    # The Nexus endpoint Voyager workflows call (it targets TEMPORAL_NAMESPACE and
+    # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
+    nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")
+
     remind_after: Duration = Field(
         default=timedelta(minutes=30), validation_alias="NOTIFYFLOW_REMIND_AFTER"
     )

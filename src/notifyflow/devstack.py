@@ -437,6 +437,23 @@ def _ensure_search_attributes(config: DevConfig, namespace: str) -> None:
         log.info("registered search attributes %s", ", ".join(missing[1::4]))
 
 
+def _ensure_nexus_endpoint(settings: Settings) -> None:
+    """The endpoint Voyager workflows call (NOTIFYFLOW_NEXUS_ENDPOINT) targets our workers."""
+    from notifyflow.nexus_endpoint import ensure_nexus_endpoint
+    from notifyflow.worker import connect
+
+    async def ensure() -> None:
+        client = await connect(settings)
+        await ensure_nexus_endpoint(
+            client,
+            settings.nexus_endpoint,
+            namespace=settings.temporal_namespace,
+            task_queue=settings.temporal_task_queue,
+        )
+
+    asyncio.run(ensure())
+
+
 def _worker_polling(config: DevConfig, settings: Settings) -> bool:
     # Legacy mode reads the pollers live; the default mode serves them from a cache that lags
     # ~5 s behind.
@@ -524,6 +541,7 @@ def _boot(stack: Stack, config: DevConfig, settings: Settings) -> DemoIds:
     log.info("starting Temporal (state in %s)", config.home)
     _start_temporal(stack, config, settings)
     _ensure_search_attributes(config, settings.temporal_namespace)
+    _ensure_nexus_endpoint(settings)
 
     demo = _prepare_database(settings)
 

@@ -2,7 +2,8 @@
 
 Counted from the history alone (so queries and rejected updates, which leave no event, are
 not included): a start; every activity attempt; every timer; every signal; every accepted
-update; every search-attribute or memo upsert; every child workflow or external signal; and
+update; every search-attribute or memo upsert; every child workflow, external signal or Nexus
+operation; and
 local activities once per workflow task that ran any.
 """
 
@@ -23,6 +24,8 @@ _ONE_EACH = {
     EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
     EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
     EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+    # A Nexus operation the workflow schedules (a Voyager caller's request).
+    EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED,
 }
 
 

@@ -163,7 +163,7 @@ async def request_notification(
     """
     settings = settings or get_settings()
     kind, context = check_request(type, context)
-    notification, admin_ids, created = await _record(
+    notification, admin_ids, created = await record_request(
         db, kind, context, conversation_id, idempotency_key
     )
     fault_point("exit_after_record")
@@ -174,7 +174,7 @@ async def request_notification(
     return await get_notification(db, format_notification_id(notification.id))
 
 
-async def _record(
+async def record_request(
     db: SessionFactory,
     kind: NotificationType,
     context: dict[str, Any],
@@ -292,7 +292,9 @@ async def answer_new_notification(
         NOTIFICATION_CONFIG[kind].answer_json_schema(),
         NOTIFICATION_CONFIG[kind].answered_fields,
     )
-    notification, admin_ids, _ = await _record(db, kind, context, conversation_id, idempotency_key)
+    notification, admin_ids, _ = await record_request(
+        db, kind, context, conversation_id, idempotency_key
+    )
     input = workflow_input(notification, admin_ids, settings).model_copy(
         update={"answered_directly": True, "allowed_answerers": [answered_by]}
     )
@@ -355,7 +357,7 @@ def workflow_input(
     )
 
 
-def _summary(notification: Notification, input: NotificationWorkflowInput) -> str:
+def workflow_summary(notification: Notification, input: NotificationWorkflowInput) -> str:
     public = format_notification_id(notification.id)
     headline = input.headline if len(input.headline) <= 80 else input.headline[:79] + "…"
     return f'{public} · {notification.type} · "{headline}"'
@@ -390,7 +392,7 @@ async def ensure_started(
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(input),
-            static_summary=_summary(notification, input),
+            static_summary=workflow_summary(notification, input),
             rpc_timeout=START_WAIT,
             **options,
         )

@@ -21,6 +21,7 @@ from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.nexus_handler import NotificationServiceHandler
 from notifyflow.sweeper import run_sweeper
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
@@ -77,6 +78,7 @@ def build_worker(
     *,
     max_concurrent_activities: int = 200,
     max_cached_workflows: int = 750,
+    nexus_handlers: Sequence[object] = (),
 ) -> Worker:
     return Worker(
         client,
@@ -88,6 +90,9 @@ def build_worker(
             *AdminReplyActivities.sharing(activities).all(),
             *FallbackActivities.sharing(activities).all(),
         ],
+        # The Nexus NotificationService (Voyager workflows call it through the endpoint
+        # NOTIFYFLOW_NEXUS_ENDPOINT, which targets this task queue).
+        nexus_service_handlers=list(nexus_handlers),
         max_concurrent_activities=max_concurrent_activities,
         # A cached open notification costs 110-140 KB; past the cache a workflow is evicted
         # and replayed from history when it next wakes (about 1 ms more CPU per answer). The
@@ -139,7 +144,12 @@ async def run_worker(settings: Settings) -> None:
     whatsapp = build_channel(settings)
     instagram = build_instagram(settings)
     activities = build_activities(db, ai, whatsapp, instagram)
-    worker = build_worker(client, settings.temporal_task_queue, activities)
+    worker = build_worker(
+        client,
+        settings.temporal_task_queue,
+        activities,
+        nexus_handlers=[NotificationServiceHandler(db, settings)],
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

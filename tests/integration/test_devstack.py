@@ -287,13 +287,19 @@ async def _start_probe(address: str, workflow_id: str) -> None:
     )
 
 
-async def _probe_status(address: str, workflow_id: str) -> tuple[object, set[str]]:
+async def _probe_status(address: str, workflow_id: str) -> tuple[object, set[str], object]:
+    from temporalio.api.operatorservice.v1 import ListNexusEndpointsRequest
+
     client = await Client.connect(address)
     description = await client.get_workflow_handle(workflow_id).describe()
     attributes = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )
-    return description.status, set(attributes.custom_attributes)
+    endpoints = await client.operator_service.list_nexus_endpoints(
+        ListNexusEndpointsRequest(name="notifyflow")
+    )
+    targets = [e.spec.target.worker for e in endpoints.endpoints]
+    return description.status, set(attributes.custom_attributes), targets
 
 
 def test_temporal_state_survives_a_restart(dev_stack: DevStack) -> None:
@@ -305,9 +311,13 @@ def test_temporal_state_survives_a_restart(dev_stack: DevStack) -> None:
 
     dev_stack.start()  # same directory, same .notifyflow state, same ports
     dev_stack.wait_ready()
-    status, attributes = asyncio.run(_probe_status(dev_stack.temporal_address, workflow_id))
+    status, attributes, targets = asyncio.run(
+        _probe_status(dev_stack.temporal_address, workflow_id)
+    )
     assert status == WorkflowExecutionStatus.RUNNING
     assert {key.name for key in SEARCH_ATTRIBUTES} <= attributes
+    # The Nexus endpoint Voyager workflows call targets the stack's workers.
+    assert [(t.namespace, t.task_queue) for t in targets] == [("default", "notifyflow")]
 
     assert dev_stack.interrupt() == 0, dev_stack.output()
     assert dev_stack.survivors() == []

@@ -508,6 +508,8 @@ async def test_search_attribute_script_prepares_a_real_server(dev_env) -> None: 
         **{k: v for k, v in environment("temporal-search-attributes").items() if v is not None},
         "TEMPORAL_ADDRESS": address,
         "TEMPORAL_NAMESPACE": namespace,
+        # Endpoints are cluster-wide: a name of this test's own on the shared dev server.
+        "NOTIFYFLOW_NEXUS_ENDPOINT": f"{namespace}-endpoint",
         "SETUP_SLEEP": "0.5",
         "PATH": f"{cli.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -529,6 +531,14 @@ async def test_search_attribute_script_prepares_a_real_server(dev_env) -> None: 
         key.name: f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}" for key in SEARCH_ATTRIBUTES
     }
     assert custom == expected
+    endpoint = await asyncio.to_thread(
+        run,
+        *(str(cli), "operator", "nexus", "endpoint", "get", "--output", "json"),
+        *("--address", address, "--name", env["NOTIFYFLOW_NEXUS_ENDPOINT"]),
+    )
+    assert endpoint.returncode == 0, endpoint.stderr
+    target = json.loads(endpoint.stdout)["spec"]["target"]["worker"]
+    assert target == {"namespace": namespace, "taskQueue": env["TEMPORAL_TASK_QUEUE"]}
 
 
 # ---------------------------------------------------------------- Dockerfile

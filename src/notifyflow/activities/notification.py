@@ -719,6 +719,7 @@ class NotificationActivities:
             provider_message_id=outcome.provider_message_id,
             reason=outcome.reason,
             closure_notices=notices,
+            customer_text=localized.full_sentence if outcome.ok else None,
         )
 
     @staticmethod

@@ -105,6 +105,10 @@ class NotificationOutcome(BaseModel):
     status: NotificationStatus
     delivery_method: str | None = None
     reason: str | None = None
+    # Who answered, and the answer in the customer's language as delivered (the Nexus
+    # caller's workflow continues its conversation with it).
+    answered_by: int | None = None
+    customer_text: str | None = None
 
 
 # ---- activities -------------------------------------------------------------------------
@@ -155,6 +159,8 @@ class DeliverResult(BaseModel):
     provider_message_id: str | None = None
     reason: str | None = None
     closure_notices: int = 0
+    # The localized answer that reached the customer (None when it did not).
+    customer_text: str | None = None
 
 
 class FinishInput(BaseModel):

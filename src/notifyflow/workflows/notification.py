@@ -234,6 +234,8 @@ class NotificationWorkflow:
             status=result.status,
             delivery_method=result.method,
             reason=result.reason,
+            answered_by=item.submission.answered_by,
+            customer_text=result.customer_text,
         )
 
     async def _follow_up(self, kind: FollowUpKind) -> None:
