@@ -27,6 +27,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 import pytest
+from temporalio.api.enums.v1 import EventType, TimeoutType
 
 from tests.faults.harness import (
     Stack,
@@ -171,6 +172,32 @@ async def _killed_mid_activity(
             assert row.attempts == 1
             assert stack.twilio.listed(phone) >= 1
         assert stack.worker.kills == 1
+        if activity_timeout is None:
+            # Production's own detection brought it back: the attempt that finished started
+            # after a heartbeat timeout (not a start-to-close one, nothing shortened).
+            assert await _retried_after(stack, public, activity) == (
+                TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+            )
+
+
+async def _retried_after(stack: Stack, public: str, activity: str) -> int:
+    """The timeout type that failed the attempt before the one that completed ``activity``."""
+    history = await stack.client.get_workflow_handle(public).fetch_history()
+    scheduled = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
+    }
+    (started,) = [
+        e.activity_task_started_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id in scheduled
+    ]
+    assert started.attempt >= 2, f"{activity} completed on attempt {started.attempt}"
+    timeout: int = started.last_failure.timeout_failure_info.timeout_type
+    return timeout
 
 
 async def _until_reminded(stack: Stack, public: str) -> None:

@@ -161,6 +161,9 @@ class Inbound:
         if name and os.environ.get("NOTIFYFLOW_RECORD_INBOUND_HISTORIES") == "1":
             history = await self.client.get_workflow_handle(workflow_id).fetch_history()
             (HISTORIES / f"{name}.json").write_text(history.to_json())
+            from tests.replay.stamp import write_stamp
+
+            write_stamp(HISTORIES, "NOTIFYFLOW_RECORD_INBOUND_HISTORIES=1 pytest tests/inbound")
 
     async def _exists(self, workflow_id: str) -> bool:
         try:

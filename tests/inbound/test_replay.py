@@ -15,8 +15,9 @@ from temporalio.worker import Replayer
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from tests.inbound.conftest import HISTORIES
+from tests.replay import stamp
 
-RECORDED = sorted(HISTORIES.glob("*.json"))
+RECORDED = sorted(p for p in HISTORIES.glob("*.json") if p.name != stamp.STAMP)
 
 
 def test_every_inbound_path_has_a_recorded_history() -> None:
@@ -26,6 +27,11 @@ def test_every_inbound_path_has_a_recorded_history() -> None:
         "fallback_template",
         "fallback_delivery_failed",
     }
+
+
+def test_the_histories_are_not_older_than_the_workflow_code() -> None:
+    reason = stamp.stale_reason(HISTORIES)
+    assert reason is None, reason
 
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])

@@ -1,9 +1,20 @@
 """Record the histories that CI replays: ``python -m tests.replay.record_histories``.
 
-Runs each scenario on the time-skipping server with a throwaway SQLite database, the offline
-AI and a recording channel, and writes ``tests/replay/histories/<scenario>.json``. Re-record
-only on purpose (a workflow change that is meant to be incompatible must use
-``workflow.patched`` instead, so old histories keep replaying).
+Runs each scenario on the time-skipping server with a throwaway SQLite database (migrated, so
+the default templates are there), the offline AI and a recording channel (a history does not
+depend on the provider; the channel only decides which sends fail), and writes
+``tests/replay/histories/<scenario>.json`` plus ``recorded.json`` (tests/replay/stamp.py: the
+sha256 of the workflow code and the commit of main they were recorded on; test_replay.py fails
+when the workflow code has changed since).
+
+Besides the happy and timer paths, three histories hold failed activities: a fan-out that gives
+up (the channel refuses every request as a configuration error: ``open_notification`` fails
+non-retryably and the notification is closed), a delivery that gives up (``deliver_answer``
+fails non-retryably: delivery_failed), and a best-effort reminder that fails (``follow_up``
+fails; the notification waits on and is answered).
+
+Re-record on purpose only: a workflow change that running workflows must survive needs
+``workflow.patched``, and the histories recorded before it are what proves it replays.
 """
 
 from __future__ import annotations
@@ -16,22 +27,67 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from notifyflow import starter
+from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError, SendResult
 from notifyflow.db.migrate import upgrade
-from notifyflow.db.seed import ensure_default_templates
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
-from notifyflow.models.workflow_io import AnswerSource, AnswerSubmission, CloseRequest
+from notifyflow.models.workflow_io import (
+    AnswerSource,
+    AnswerSubmission,
+    CloseRequest,
+)
 from tests.fixtures.lifecycle import RecordingChannel, make_shop, running_worker, settings_for
 from tests.fixtures.temporal import register_search_attributes
+from tests.replay.stamp import write_stamp
 
 HERE = Path(__file__).parent / "histories"
 log = logging.getLogger("record_histories")
 TQ = "replay-recording"
 
 Scenario = Callable[[WorkflowEnvironment, SessionFactory], Awaitable[str]]
+
+
+class ScriptedChannel(RecordingChannel):
+    """RecordingChannel that fails every send whose idempotency key contains a step of
+    ``failing`` (``":request:"``, ``":reminder:"``, ``":answer:customer"``) with its error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: dict[str, BaseException] = {}
+
+    def _scripted(self, key: str) -> None:
+        for step, error in self.failing.items():
+            if step in key:
+                raise error
+
+    async def send_text(self, message: OutboundText) -> SendResult:
+        self._scripted(message.idempotency_key)
+        return await super().send_text(message)
+
+    async def send_template(self, message: OutboundTemplate) -> SendResult:
+        self._scripted(message.idempotency_key)
+        return await super().send_template(message)
+
+
+CHANNEL = ScriptedChannel()
+
+
+async def waiting(env: WorkflowEnvironment, public: str) -> None:
+    """Until the workflow has asked its recipients and waits for an answer (its wait timer is in
+    the history). Read from the history, not by query: the time-skipping server answers a
+    query with a workflow task of its own, which would end up in the recorded history."""
+    handle = env.client.get_workflow_handle(public)
+    for _ in range(600):
+        history = await handle.fetch_history()
+        if any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history.events):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{public} never waited for an answer")
 
 
 async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFactory) -> str:
@@ -44,7 +100,7 @@ async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFacto
         context={"question": "What are your business hours?"},
         settings=settings_for(TQ),
     )
-    await asyncio.sleep(0.3)
+    await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
         db,
@@ -65,7 +121,7 @@ async def support_answered_by_template(env: WorkflowEnvironment, db: SessionFact
         context={"support_request_reason": "Arrived damaged, I want a refund"},
         settings=settings_for(TQ),
     )
-    await asyncio.sleep(0.3)
+    await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
         db,
@@ -106,7 +162,7 @@ async def question_refused_then_answered_by_signal(
         settings=settings_for(TQ),
     )
     handle = env.client.get_workflow_handle(view.notification_id)
-    await asyncio.sleep(0.3)
+    await waiting(env, view.notification_id)
     for text in ("{oops", '{"answer": "Yes"}'):
         await handle.signal(
             "answer",
@@ -130,7 +186,7 @@ async def question_closed_by_operator(env: WorkflowEnvironment, db: SessionFacto
         context={"question": "Parking?"},
         settings=settings_for(TQ),
     )
-    await asyncio.sleep(0.3)
+    await waiting(env, view.notification_id)
     await env.client.get_workflow_handle(view.notification_id).signal(
         "close", CloseRequest(reason="duplicate")
     )
@@ -152,6 +208,91 @@ async def question_answered_with_start(env: WorkflowEnvironment, db: SessionFact
     return accepted.notification_id
 
 
+async def question_fan_out_gave_up(env: WorkflowEnvironment, db: SessionFactory) -> str:
+    """Every request refused as a configuration error (credentials): open fails for good."""
+    shop = await make_shop(db)
+    CHANNEL.failing = {
+        ":request:": SendError(
+            "20003", "Authenticate", extra={"http_status": "401"}, config_error=True
+        )
+    }
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Gift wrapping?"},
+        settings=settings_for(TQ),
+    )
+    return view.notification_id
+
+
+async def question_delivery_gave_up(env: WorkflowEnvironment, db: SessionFactory) -> str:
+    """The customer's send fails non-retryably (a bug, say): deliver_answer gives up."""
+    shop = await make_shop(db)
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Do you take returns?"},
+        settings=settings_for(TQ),
+    )
+    await waiting(env, view.notification_id)
+    CHANNEL.failing = {
+        ":answer:customer": ApplicationError("channel bug", type="Bug", non_retryable=True)
+    }
+    await starter.answer_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Within 30 days"},
+    )
+    return view.notification_id
+
+
+async def question_reminder_failed_then_answered(
+    env: WorkflowEnvironment, db: SessionFactory
+) -> str:
+    """The reminder (best effort) fails for good; the notification waits on, is answered."""
+    shop = await make_shop(db)
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Open on holidays?"},
+        settings=settings_for(TQ),
+    )
+    await waiting(env, view.notification_id)
+    CHANNEL.failing = {
+        ":reminder:": SendError("63028", "template mismatch", config_error=True),
+    }
+    await env.sleep(timedelta(minutes=31))
+    await activity_failed(env, view.notification_id)
+    CHANNEL.failing = {}
+    await starter.answer_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Closed on holidays"},
+    )
+    return view.notification_id
+
+
+async def activity_failed(env: WorkflowEnvironment, public: str) -> None:
+    """Until the workflow's history holds a failed activity."""
+    handle = env.client.get_workflow_handle(public)
+    for _ in range(600):
+        history = await handle.fetch_history()
+        if any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED for e in history.events):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{public}: no activity failed")
+
+
 SCENARIOS: list[Scenario] = [
     question_answered_free_form,
     support_answered_by_template,
@@ -159,6 +300,9 @@ SCENARIOS: list[Scenario] = [
     question_refused_then_answered_by_signal,
     question_closed_by_operator,
     question_answered_with_start,
+    question_fan_out_gave_up,
+    question_delivery_gave_up,
+    question_reminder_failed_then_answered,
 ]
 
 
@@ -168,23 +312,28 @@ async def main() -> None:
         await asyncio.to_thread(upgrade, url)
         engine = create_engine(url)
         db = session_factory(engine)
-        await ensure_default_templates(db)
         async with await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(Path(sys.prefix) / "bin" / "temporal-test-server"),
             data_converter=pydantic_data_converter,
         ) as env:
             await register_search_attributes(env.client)
-            async with running_worker(env.client, db, TQ, RecordingChannel()):
+            async with running_worker(env.client, db, TQ, CHANNEL):
                 for scenario in SCENARIOS:
+                    CHANNEL.failing = {}
                     public = await scenario(env, db)
                     handle = env.client.get_workflow_handle(public)
                     await env.sleep(timedelta(hours=25))
                     await handle.result()
+                    CHANNEL.failing = {}
                     history = await handle.fetch_history()
                     path = HERE / f"{scenario.__name__}.json"
                     path.write_text(history.to_json())
                     log.info("wrote %s (%d events)", path, len(history.events))
         await engine.dispose()
+    stamp = write_stamp(HERE, "python -m tests.replay.record_histories")
+    log.info(
+        "recorded on main %s, workflow code %s", stamp["main_commit"], stamp["workflow_sha256"]
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Recorded histories of every path replay against today's workflow code (CI catches a
-non-deterministic change), and the happy paths stay within their action and event budget."""
+non-deterministic change), the happy paths stay within their action and event budget, the
+failure paths really hold failed activities, and the histories are not older than the workflow
+code they guard (tests/replay/stamp.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -15,8 +18,16 @@ from temporalio.workflow import NondeterminismError
 from notifyflow.history_costs import history_cost
 from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
 from notifyflow.workflows.notification import NotificationWorkflow
+from tests.replay import stamp
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HERE = Path(__file__).parent / "histories"
+HISTORIES = sorted(p for p in HERE.glob("*.json") if p.name != stamp.STAMP)
+# Histories whose activity fails for good, and what the workflow does about it.
+FAILED_ACTIVITY = {
+    "question_fan_out_gave_up": ("open_notification", "closed"),
+    "question_delivery_gave_up": ("deliver_answer", "delivery_failed"),
+    "question_reminder_failed_then_answered": ("follow_up", "delivered"),
+}
 
 
 def _load(path: Path) -> WorkflowHistory:
@@ -32,10 +43,60 @@ def test_every_path_has_a_recorded_history() -> None:
         "question_refused_then_answered_by_signal",
         "question_closed_by_operator",
         "question_answered_with_start",
+        *FAILED_ACTIVITY,
     } <= names
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+def test_the_histories_are_not_older_than_the_workflow_code() -> None:
+    """Recorded on today's workflows/*.py (sha256 in histories/recorded.json)."""
+    reason = stamp.stale_reason(HERE)
+    assert reason is None, reason
+
+
+def test_a_workflow_change_makes_the_histories_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.json").write_text("{}")
+    stamp.write_stamp(tmp_path, "record")
+    assert stamp.stale_reason(tmp_path) is None
+    monkeypatch.setattr(stamp, "workflow_digest", lambda: "0" * 64)
+    assert "re-record with `record`" in (stamp.stale_reason(tmp_path) or "")
+
+
+@pytest.mark.parametrize("name", sorted(FAILED_ACTIVITY))
+def test_failure_histories_hold_a_failed_activity(name: str) -> None:
+    activity, status = FAILED_ACTIVITY[name]
+    history = _load(HERE / f"{name}.json")
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    failed = [
+        scheduled[e.activity_task_failed_event_attributes.scheduled_event_id]
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+    ]
+    assert activity in failed
+    (completed,) = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    ]
+    result = completed.workflow_execution_completed_event_attributes.result.payloads[0].data
+    assert f'"status":"{status}"'.encode() in result.replace(b" ", b"")
+
+
+# Recorded on the workflow code before issue 11 (commit eec5dbf): workflows started then may
+# still be running, so they must keep replaying (workflow.patched); never re-recorded.
+OLDER = sorted((HERE / "before_issue_11").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    HISTORIES + OLDER,
+    ids=[p.stem for p in HISTORIES] + [f"before_issue_11/{p.stem}" for p in OLDER],
+)
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=[NotificationWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(_load(path))
@@ -43,7 +104,7 @@ async def test_history_replays(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["question_answered_free_form", "support_answered_by_template"])
 def test_happy_path_costs_at_most_6_actions_and_30_events(name: str) -> None:
-    cost = history_cost(_load(Path(__file__).parent / "histories" / f"{name}.json"))
+    cost = history_cost(_load(HERE / f"{name}.json"))
     assert cost.actions <= 6, cost.by_kind
     assert cost.events <= 30, cost.by_kind
 
@@ -63,6 +124,4 @@ async def test_an_incompatible_change_is_caught_by_replay() -> None:
         workflows=[_IncompatibleNotificationWorkflow], data_converter=pydantic_data_converter
     )
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(
-            _load(Path(__file__).parent / "histories" / "question_answered_free_form.json")
-        )
+        await replayer.replay_workflow(_load(HERE / "question_answered_free_form.json"))
