@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/notifyflow dev
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
@@ -36,7 +36,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 

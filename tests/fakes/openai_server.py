@@ -200,6 +200,27 @@ class FakeAIRequest:
 
 Responder = Callable[[FakeAIRequest], str]
 
+# A responder's answer that is a function call rather than text (Chat Completions only):
+# ``tool_calls_reply(("RequestNotificationTool", {...}))``.
+_TOOL_CALLS = "\x00tool_calls:"
+
+
+def tool_calls_reply(*calls: tuple[str, dict[str, Any]]) -> str:
+    return _TOOL_CALLS + json.dumps([{"name": name, "arguments": args} for name, args in calls])
+
+
+def _tool_calls(content: str | None) -> list[dict[str, Any]] | None:
+    if not content or not content.startswith(_TOOL_CALLS):
+        return None
+    return [
+        {
+            "id": "call_" + secrets.token_hex(8),
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+        }
+        for c in json.loads(content.removeprefix(_TOOL_CALLS))
+    ]
+
 
 @dataclass
 class OpenAIFault:
@@ -649,6 +670,16 @@ class FakeOpenAI:
         self, req: FakeAIRequest, content: str | None, refusal: str | None, finish: str
     ) -> dict[str, Any]:
         prompt, completion = self._usage(req, content)
+        calls = _tool_calls(content)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if calls else content,
+            "refusal": refusal,
+            "annotations": [],
+        }
+        if calls:
+            message["tool_calls"] = calls
+            finish = "tool_calls"
         return {
             "id": "chatcmpl-" + secrets.token_hex(12),
             "object": "chat.completion",
@@ -657,12 +688,7 @@ class FakeOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": content,
-                        "refusal": refusal,
-                        "annotations": [],
-                    },
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish,
                 }

@@ -5,97 +5,23 @@ the localized customer text. Both histories replay."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import NexusOperationError
 from temporalio.worker import Replayer, Worker
 
 from notifyflow.api.app import create_app
 from notifyflow.history_costs import history_cost
-from notifyflow.nexus_endpoint import ensure_nexus_endpoint
-from notifyflow.nexus_handler import NotificationServiceHandler
 from notifyflow.nexus_service import NexusNotificationRequest, NotificationOutcome
-from notifyflow.worker import build_activities, build_worker
 from notifyflow.workflows.notification import NotificationWorkflow
 from tests.api.conftest import client_for, make_settings
 from tests.figures import figure
-from tests.fixtures.lifecycle import settings_for
+from tests.nexus.conftest import Voyager, notifyflow_worker
 from tests.nexus.voyager_workflows import VoyagerAsksWorkflow, VoyagerLooksUpWorkflow
 from tests.workflows.helpers import until
-
-
-@dataclass
-class Voyager:
-    client: Client
-    endpoint: str
-    task_queue: str
-
-
-@pytest_asyncio.fixture
-async def voyager(dev_env, task_queue) -> AsyncIterator[Voyager]:  # type: ignore[no-untyped-def]
-    """Voyager's own namespace on the dev server, and an endpoint to notifyflow's task queue."""
-    namespace = f"voyager-{uuid.uuid4().hex[:8]}"
-    await dev_env.client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace,
-            workflow_execution_retention_period=_duration(timedelta(days=1)),
-        )
-    )
-    endpoint = f"notifyflow-{uuid.uuid4().hex[:8]}"
-    await ensure_nexus_endpoint(
-        dev_env.client, endpoint, namespace=dev_env.client.namespace, task_queue=task_queue
-    )
-    # Idempotent: a second call with the same target changes nothing.
-    await ensure_nexus_endpoint(
-        dev_env.client, endpoint, namespace=dev_env.client.namespace, task_queue=task_queue
-    )
-    client = await _connect_namespace(dev_env.client, namespace)
-    yield Voyager(client=client, endpoint=endpoint, task_queue=f"voyager-{uuid.uuid4().hex[:6]}")
-
-
-async def _connect_namespace(client: Client, namespace: str) -> Client:
-    # A new namespace can take a moment to be served by the frontend.
-    for _ in range(50):
-        try:
-            other = await Client.connect(
-                client.service_client.config.target_host,
-                namespace=namespace,
-                data_converter=pydantic_data_converter,
-            )
-            await other.count_workflows()
-            return other
-        except Exception:  # noqa: BLE001 - retried until the namespace is served
-            import asyncio
-
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"namespace {namespace} never became usable")
-
-
-def _duration(delta: timedelta):  # type: ignore[no-untyped-def]
-    from google.protobuf.duration_pb2 import Duration
-
-    out = Duration()
-    out.FromTimedelta(delta)
-    return out
-
-
-def _notifyflow_worker(dev_env, db, task_queue, channel) -> Worker:  # type: ignore[no-untyped-def]
-    from notifyflow.ai.offline import OfflineProvider
-
-    settings = settings_for(task_queue)
-    return build_worker(
-        dev_env.client,
-        task_queue,
-        build_activities(db, OfflineProvider(), channel),
-        nexus_handlers=[NotificationServiceHandler(db, settings)],
-    )
 
 
 async def test_a_voyager_workflow_in_its_own_namespace_asks_and_resumes_with_the_answer(
@@ -113,7 +39,7 @@ async def test_a_voyager_workflow_in_its_own_namespace_asks_and_resumes_with_the
         temporal_client=dev_env.client,
     )
     async with (
-        _notifyflow_worker(dev_env, db, task_queue, channel),
+        notifyflow_worker(dev_env, db, task_queue, channel),
         Worker(
             voyager.client,
             task_queue=voyager.task_queue,
@@ -167,7 +93,7 @@ async def test_bad_input_through_nexus_is_a_final_failure_with_the_api_code(
     dev_env, db, task_queue, channel, voyager: Voyager
 ) -> None:
     async with (
-        _notifyflow_worker(dev_env, db, task_queue, channel),
+        notifyflow_worker(dev_env, db, task_queue, channel),
         Worker(
             voyager.client,
             task_queue=voyager.task_queue,
