@@ -215,6 +215,15 @@ async def _delete_webhook(c: Cell) -> Req:
     return Req("DELETE", f"/v1/merchants/{c.merchant_id}/webhooks/{await c.webhook_id()}")
 
 
+async def _get_settings(c: Cell) -> Req:
+    return Req("GET", f"/v1/merchants/{c.merchant_id}/settings")
+
+
+async def _put_settings(c: Cell) -> Req:
+    body = {"business_hours": {"monday": ["09:00-17:00"]}, "first_answer_target": 3600}
+    return Req("PUT", f"/v1/merchants/{c.merchant_id}/settings", body)
+
+
 async def _put_template(c: Cell) -> Req:
     # A merchant's own template in a language nobody here uses: the product defaults, which
     # other tests send with, stay as they are.
@@ -296,6 +305,8 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("DELETE", "/v1/merchants/{merchant_id}/api-keys/{key_id}"): _row("operator", 204)(_revoke_key),
     ("PUT", "/v1/campaigns/{campaign}/templates/{language}"): _row("operator", 200)(_put_template),
     ("POST", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 201)(_create_webhook),
+    ("GET", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_get_settings),
+    ("PUT", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_put_settings),
     ("GET", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 200)(_list_webhooks),
     ("DELETE", "/v1/merchants/{merchant_id}/webhooks/{webhook_id}"): _row("merchant", 204)(
         _delete_webhook

@@ -120,6 +120,8 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("delete", "/v1/merchants/{merchant_id}/api-keys/{key_id}"),
         ("put", "/v1/campaigns/{campaign}/templates/{language}"),
         ("post", "/v1/merchants/{merchant_id}/webhooks"),
+        ("get", "/v1/merchants/{merchant_id}/settings"),
+        ("put", "/v1/merchants/{merchant_id}/settings"),
         ("get", "/v1/merchants/{merchant_id}/webhooks"),
         ("delete", "/v1/merchants/{merchant_id}/webhooks/{webhook_id}"),
         ("post", "/v1/conversations"),

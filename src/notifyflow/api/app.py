@@ -18,6 +18,7 @@ from notifyflow.api import (
     notification_routes,
     ops_routes,
     outbound_webhook_routes,
+    settings_routes,
     webhook_routes,
 )
 from notifyflow.api.auth import AuthMiddleware, is_open
@@ -103,6 +104,7 @@ def create_app(
     app.include_router(notification_routes.router)
     app.include_router(ops_routes.router)
     app.include_router(outbound_webhook_routes.router)
+    app.include_router(settings_routes.router)
     app.include_router(webhook_routes.router)  # Twilio webhooks: signed, no bearer token
 
     # Added innermost first: the catch-all wraps everything, then auth, then the body limit,

@@ -56,6 +56,23 @@ class Merchant(Timestamped, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
 
 
+class MerchantSettings(Base):
+    """A merchant's service levels (DESIGN §10); a merchant without a row uses the defaults.
+    Durations are seconds; ``business_hours`` is ``{"monday": ["09:00-18:00"], …}`` in the
+    merchant's timezone (NULL: the clock always runs)."""
+
+    __tablename__ = "merchant_settings"
+
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"), primary_key=True)
+    business_hours: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    remind_after: Mapped[int | None] = mapped_column(Integer, default=None)
+    escalate_after: Mapped[int | None] = mapped_column(Integer, default=None)
+    auto_close_after: Mapped[int | None] = mapped_column(Integer, default=None)
+    first_answer_target: Mapped[int | None] = mapped_column(Integer, default=None)
+    csat_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class MerchantUser(Timestamped, Base):
     __tablename__ = "merchant_user"
     __table_args__ = (UniqueConstraint("merchant_id", "phone", name="uq_merchant_user_phone"),)

@@ -1,0 +1,147 @@
+"""Merchant service levels (DESIGN §10): business hours and per-merchant timers and target,
+overriding the global defaults; read by the starter when a notification is recorded."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifyflow.config import Settings
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Merchant, MerchantSettings
+from notifyflow.db.types import utcnow
+from notifyflow.models.business_hours import ScheduleError, is_closed_always, parse_schedule
+from notifyflow.models.errors import NotificationError, RefusalCode
+
+MAX_SECONDS = 30 * 24 * 3600
+Seconds = Field(default=None, ge=1, le=MAX_SECONDS, description="seconds")
+
+# The first-answer target when a merchant sets none: the reminder deadline.
+TIMERS = ("remind_after", "escalate_after", "auto_close_after")
+
+
+class MerchantSettingsBody(BaseModel):
+    business_hours: dict[str, list[str]] | None = Field(
+        default=None,
+        examples=[{"monday": ["09:00-18:00"], "saturday": ["10:00-14:00"]}],
+        description="Spans in the merchant's timezone; a missing day is closed; null: always",
+    )
+    remind_after: int | None = Seconds
+    escalate_after: int | None = Seconds
+    auto_close_after: int | None = Seconds
+    first_answer_target: int | None = Seconds
+    csat_enabled: bool = False
+
+
+class MerchantSettingsView(MerchantSettingsBody):
+    merchant_id: int
+    timezone: str
+    updated_at: datetime | None = None
+    # The timers that apply now (the merchant's, else the deployment's), in seconds.
+    effective: dict[str, int]
+    # True when business hours are set but have no open time: timers run on wall time.
+    business_hours_ignored: bool = False
+
+
+def _invalid(path: str, message: str) -> NotificationError:
+    return NotificationError(
+        RefusalCode.invalid_input,
+        f"{path.removeprefix('/')}: {message}",
+        details=[{"in": "body", "path": path, "message": message}],
+    )
+
+
+def effective_seconds(row: MerchantSettings | None, defaults: Settings) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in TIMERS:
+        own = getattr(row, name) if row is not None else None
+        out[name] = own if own is not None else int(getattr(defaults, name).total_seconds())
+    target = row.first_answer_target if row is not None else None
+    out["first_answer_target"] = target if target is not None else out["remind_after"]
+    return out
+
+
+def _view(
+    merchant: Merchant, row: MerchantSettings | None, defaults: Settings
+) -> MerchantSettingsView:
+    hours = row.business_hours if row is not None else None
+    return MerchantSettingsView(
+        merchant_id=merchant.id,
+        timezone=merchant.timezone,
+        business_hours=hours,
+        remind_after=row.remind_after if row else None,
+        escalate_after=row.escalate_after if row else None,
+        auto_close_after=row.auto_close_after if row else None,
+        first_answer_target=row.first_answer_target if row else None,
+        csat_enabled=bool(row.csat_enabled) if row else False,
+        updated_at=row.updated_at if row else None,
+        effective=effective_seconds(row, defaults),
+        business_hours_ignored=hours is not None and is_closed_always(parse_schedule(hours)),
+    )
+
+
+async def _merchant(session: AsyncSession, merchant_id: int) -> Merchant:
+    merchant = await session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise NotificationError(
+            RefusalCode.not_found,
+            f"merchant {merchant_id} does not exist",
+            details={"merchant_id": merchant_id},
+        )
+    return merchant
+
+
+async def read(db: SessionFactory, merchant_id: int, defaults: Settings) -> MerchantSettingsView:
+    async with db() as session:
+        merchant = await _merchant(session, merchant_id)
+        row = await session.get(MerchantSettings, merchant_id)
+    return _view(merchant, row, defaults)
+
+
+def check(body: MerchantSettingsBody, defaults: Settings) -> None:
+    """Refuse a bad value naming its field; nothing is written."""
+    if body.business_hours is not None:
+        try:
+            parse_schedule(body.business_hours)
+        except ScheduleError as exc:
+            raise _invalid(exc.path, exc.message) from None
+    values = {
+        name: getattr(body, name)
+        if getattr(body, name) is not None
+        else int(getattr(defaults, name).total_seconds())
+        for name in TIMERS
+    }
+    if not values["remind_after"] < values["escalate_after"] < values["auto_close_after"]:
+        raise _invalid(
+            "/escalate_after",
+            "timers must grow: remind_after < escalate_after < auto_close_after "
+            f"(now {values['remind_after']} / {values['escalate_after']} / "
+            f"{values['auto_close_after']} s, defaults included)",
+        )
+
+
+async def write(
+    db: SessionFactory, merchant_id: int, body: MerchantSettingsBody, defaults: Settings
+) -> MerchantSettingsView:
+    check(body, defaults)
+    async with db() as session:
+        merchant = await _merchant(session, merchant_id)
+        row = await session.get(MerchantSettings, merchant_id)
+        if row is None:
+            row = MerchantSettings(merchant_id=merchant_id)
+            session.add(row)
+        for name, value in body.model_dump().items():
+            setattr(row, name, value)
+        row.updated_at = utcnow()
+        await session.commit()
+    return _view(merchant, row, defaults)
+
+
+async def load(session: AsyncSession, merchant_id: int) -> MerchantSettings | None:
+    return await session.get(MerchantSettings, merchant_id)
+
+
+def as_timedelta(seconds: int) -> timedelta:
+    return timedelta(seconds=seconds)
