@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from notifyflow.api import (
     directory_routes,
+    event_routes,
     key_routes,
     notification_routes,
     ops_routes,
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(directory_routes.router)
     app.include_router(key_routes.router)
     app.include_router(notification_routes.router)
+    app.include_router(event_routes.router)
     app.include_router(ops_routes.router)
     app.include_router(outbound_webhook_routes.router)
     app.include_router(settings_routes.router)

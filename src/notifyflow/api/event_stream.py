@@ -1,0 +1,154 @@
+"""Live notification events (DESIGN §10): ``GET /v1/notifications/{id}/events`` streams the
+timeline as Server-Sent Events, past entries first, closing at the terminal state.
+
+Server cost is bounded by one watcher per API process (:class:`TimelineHub`): it wakes once per
+POLL_EVERY, asks the database in one query which watched notifications changed
+(``updated_at``, plus new delivery and answer rows), and rebuilds the timeline once per changed
+notification — whatever the number of listeners. Each event's ``id:`` is its position in the
+timeline, so a client that reconnects with ``Last-Event-ID`` resumes after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Delivery, Notification, NotificationAnswer
+from notifyflow.db.types import utcnow
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.notification import NotificationStatus
+from notifyflow.models.views import TimelineEntry
+
+log = logging.getLogger("notifyflow.api")
+
+POLL_EVERY = timedelta(seconds=1)
+# The last entries (closure notices) are written just after the terminal status: the stream
+# ends once the terminal state has been quiet this long.
+SETTLE_AFTER = timedelta(seconds=2)
+HEARTBEAT_EVERY = timedelta(seconds=15)
+
+
+@dataclass
+class _Watched:
+    version: tuple[object, ...] = ()
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    terminal: bool = False
+    # Terminal and quiet for SETTLE_AFTER: nothing more will be added.
+    settled: bool = False
+    quiet_since: datetime | None = None
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    listeners: int = 0
+
+
+class TimelineHub:
+    """One poller per process for every listener of every notification."""
+
+    def __init__(self, db: SessionFactory, every: timedelta = POLL_EVERY) -> None:
+        self._db = db
+        self._every = every
+        self._watched: dict[int, _Watched] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.polls = 0  # for the benchmark: database round trips made
+
+    async def _version(self, ids: list[int]) -> dict[int, tuple[object, ...]]:
+        async with self._db() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Notification.id,
+                        Notification.status,
+                        Notification.updated_at,
+                        select(func.count(Delivery.id))
+                        .where(Delivery.notification_id == Notification.id)
+                        .scalar_subquery(),
+                        select(func.count(NotificationAnswer.id))
+                        .where(NotificationAnswer.notification_id == Notification.id)
+                        .scalar_subquery(),
+                    ).where(Notification.id.in_(ids))
+                )
+            ).all()
+        self.polls += 1
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    async def _refresh(self, n: int, watched: _Watched, version: tuple[object, ...]) -> None:
+        from notifyflow.starter import notification_timeline
+
+        watched.timeline = await notification_timeline(self._db, format_notification_id(n))
+        watched.version = version
+        watched.terminal = NotificationStatus(str(version[0])).is_terminal
+        updated = version[1]
+        watched.quiet_since = updated if isinstance(updated, datetime) else utcnow()
+        self._settle(watched)
+        async with watched.changed:
+            watched.changed.notify_all()
+
+    @staticmethod
+    def _settle(watched: _Watched) -> bool:
+        """True when it just became settled."""
+        if watched.settled or not watched.terminal or watched.quiet_since is None:
+            return False
+        if utcnow() - watched.quiet_since >= SETTLE_AFTER:
+            watched.settled = True
+            return True
+        return False
+
+    async def _run(self) -> None:
+        while self._watched:
+            try:
+                ids = list(self._watched)
+                for n, version in (await self._version(ids)).items():
+                    watched = self._watched.get(n)
+                    if watched is None:
+                        continue
+                    if version != watched.version:
+                        await self._refresh(n, watched, version)
+                    elif self._settle(watched):
+                        async with watched.changed:
+                            watched.changed.notify_all()
+            except Exception:
+                log.exception("event stream poll failed; trying again")
+            await asyncio.sleep(self._every.total_seconds())
+        self._task = None
+
+    async def stream(self, n: int, after: int) -> AsyncIterator[str]:
+        """SSE lines for notification ``n``, entries after index ``after``."""
+        watched = self._watched.setdefault(n, _Watched())
+        watched.listeners += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        try:
+            if not watched.version:
+                await self._refresh(n, watched, (await self._version([n]))[n])
+            sent = after
+            while True:
+                for index in range(sent + 1, len(watched.timeline)):
+                    entry = watched.timeline[index]
+                    data = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False)
+                    yield f"id: {index}\nevent: {entry.event}\ndata: {data}\n\n"
+                    sent = index
+                if watched.settled and sent >= len(watched.timeline) - 1:
+                    return
+                beat = False
+                async with watched.changed:
+                    # Checked under the lock: a refresh between the loop above and this wait
+                    # would otherwise go unnoticed until the heartbeat.
+                    if sent >= len(watched.timeline) - 1 and not watched.settled:
+                        try:
+                            await asyncio.wait_for(
+                                watched.changed.wait(), HEARTBEAT_EVERY.total_seconds()
+                            )
+                        except TimeoutError:
+                            beat = True
+                if beat:
+                    yield ": heartbeat\n\n"
+        finally:
+            watched.listeners -= 1
+            if watched.listeners == 0:
+                self._watched.pop(n, None)
