@@ -45,6 +45,8 @@ class _Watched:
     quiet_since: datetime | None = None
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     listeners: int = 0
+    # The first listener reads the timeline; the others wait for it (one read, not one each).
+    loading: asyncio.Task[None] | None = None
 
 
 class TimelineHub:
@@ -99,6 +101,9 @@ class TimelineHub:
             return True
         return False
 
+    async def _load(self, n: int, watched: _Watched) -> None:
+        await self._refresh(n, watched, (await self._version([n]))[n])
+
     async def _run(self) -> None:
         while self._watched:
             try:
@@ -124,8 +129,9 @@ class TimelineHub:
         if self._task is None:
             self._task = asyncio.create_task(self._run())
         try:
-            if not watched.version:
-                await self._refresh(n, watched, (await self._version([n]))[n])
+            if watched.loading is None:
+                watched.loading = asyncio.create_task(self._load(n, watched))
+            await asyncio.shield(watched.loading)
             sent = after
             while True:
                 for index in range(sent + 1, len(watched.timeline)):
