@@ -173,6 +173,10 @@ class KnownIds:
 
 def _strategies(operation: Any, known: KnownIds) -> Iterator[tuple[str, Any]]:
     fixed = known.for_path(operation.path)
+    if operation.path.endswith("/events"):
+        # A live stream of an open notification ends only at its terminal state; with real
+        # ids it is driven by tests/e2e/test_events.py instead. Made-up ids still run (4xx).
+        fixed = {}
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
         yield mode.value, operation.as_strategy(generation_mode=mode)
         if fixed:

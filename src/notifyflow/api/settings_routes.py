@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/merchants/{merchant_id}/settings", tags=["merchan
 
 MerchantId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 _E: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Unreadable body (not UTF-8 JSON)"},
     404: {"model": ErrorEnvelope, "description": "Unknown merchant"},
     422: {"model": ErrorEnvelope, "description": "A bad value, named in details; nothing changed"},
 }
