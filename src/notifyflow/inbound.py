@@ -53,6 +53,14 @@ from notifyflow.models.directory import normalize_phone
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.inbound import AdminReplyInput, FallbackAction, FallbackInput
+from notifyflow.models.vocabulary import (
+    ChannelName,
+    DeliveryKind,
+    MessageRole,
+    RecipientKind,
+    SendMethod,
+)
+from notifyflow.outreach import keys
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow, admin_reply_workflow_id
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow, fallback_workflow_id
 
@@ -224,19 +232,11 @@ class _Sender:
 # ---- messages -------------------------------------------------------------------------------
 
 
-def message_event_key(message_sid: str) -> str:
-    return f"twilio:message:{message_sid}"
-
-
-def status_event_key(message_sid: str, status: str) -> str:
-    return f"twilio:status:{message_sid}:{status}"
-
-
 async def receive_message(
     db: SessionFactory, get_client: GetClient, message: InboundMessage, *, task_queue: str
 ) -> MessageOutcome:
     """Store an inbound WhatsApp message once and set its handling going."""
-    key = message_event_key(message.message_sid)
+    key = keys.inbound_message_key(message.message_sid)
     async with db() as session:
         if await _seen(session, key):
             return MessageOutcome.duplicate
@@ -273,11 +273,11 @@ async def receive_message(
         session.add(
             Message(
                 conversation_id=who.conversation_id,
-                role="user",
+                role=MessageRole.user,
                 content=message.body,
                 other_data={
                     "kind": "inbound",
-                    "channel": "whatsapp",
+                    "channel": ChannelName.whatsapp,
                     **({"quoted_sid": message.quoted_sid} if message.quoted_sid else {}),
                     **({"profile_name": message.profile_name} if message.profile_name else {}),
                 },
@@ -368,7 +368,7 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                     select(Conversation).where(
                         Conversation.merchant_id.in_(merchant_ids),
                         Conversation.conversation_user_id == person.id,
-                        Conversation.channel == "whatsapp",
+                        Conversation.channel == ChannelName.whatsapp,
                     )
                 )
             ).all()
@@ -437,7 +437,7 @@ async def _merchant_user_conversation(
             select(Conversation).where(
                 Conversation.merchant_id == user.merchant_id,
                 Conversation.conversation_user_id == person.id,
-                Conversation.channel == "whatsapp",
+                Conversation.channel == ChannelName.whatsapp,
             )
         )
         if conversation is None:
@@ -446,7 +446,7 @@ async def _merchant_user_conversation(
                 merchant_id=user.merchant_id,
                 conversation_user_id=person.id,
                 merchant_user_id=user.id,
-                channel="whatsapp",
+                channel=ChannelName.whatsapp,
                 language=merchant.default_language if merchant else None,
             )
             session.add(conversation)
@@ -476,7 +476,7 @@ async def receive_status(
     fallback (63016) or the failure handling (anything else)."""
     if callback.status not in STATUS_RANK:
         return StatusOutcome.ignored
-    key = status_event_key(callback.message_sid, callback.status)
+    key = keys.inbound_status_key(callback.message_sid, callback.status)
     async with db() as session:
         if await _seen(session, key):
             return StatusOutcome.duplicate
@@ -534,12 +534,12 @@ def _action_for(delivery: Delivery, callback: StatusCallback) -> FallbackAction 
     if callback.status not in FAILED:
         return None
     if (delivery.recipient_kind, delivery.kind, delivery.channel) != (
-        "customer",
-        "answer",
-        "whatsapp",
+        RecipientKind.customer,
+        DeliveryKind.answer,
+        ChannelName.whatsapp,
     ):
         return None
-    if callback.error_code in WINDOW_CLOSED_CODES and delivery.method == "direct":
+    if callback.error_code in WINDOW_CLOSED_CODES and delivery.method == SendMethod.direct:
         return FallbackAction.template
     return FallbackAction.fail
 

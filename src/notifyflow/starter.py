@@ -60,6 +60,7 @@ from notifyflow.models.views import (
     RecipientView,
     TimelineEntry,
 )
+from notifyflow.models.vocabulary import DeliveryKind, RecipientKind
 from notifyflow.models.workflow_io import (
     AnswerAccepted,
     AnswerSource,
@@ -686,8 +687,8 @@ async def get_notification(db: SessionFactory, notification_id: str) -> Notifica
             select(Delivery)
             .where(
                 Delivery.notification_id == n,
-                Delivery.recipient_kind == "customer",
-                Delivery.kind == "answer",
+                Delivery.recipient_kind == RecipientKind.customer,
+                Delivery.kind == DeliveryKind.answer,
             )
             .order_by(Delivery.id.desc())
             .limit(1)

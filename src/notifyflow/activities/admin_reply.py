@@ -44,7 +44,9 @@ from notifyflow.models.inbound import (
     ReplyOutcome,
 )
 from notifyflow.models.notification import NotificationStatus
+from notifyflow.models.vocabulary import ChannelName, DeliveryKind, MessageRole, RecipientKind
 from notifyflow.models.workflow_io import AnswerSource, WorkflowStatus
+from notifyflow.outreach import keys
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,6 @@ _MENTION = re.compile(r"(?<![A-Za-z0-9_])NOTIF_([1-9][0-9]{0,9})(?![0-9A-Za-z_])
 # The mention and what usually separates it from the answer: "NOTIF_12: …", "(NOTIF_12) …".
 _MENTION_WITH_PUNCTUATION = r"[\s(\[]*{id}[\s)\]:,.\-–—]*"
 MAX_LISTED = 5
-
-
-def reply_key(message_sid: str) -> str:
-    """The idempotency key of the reply to one inbound message."""
-    return f"inbound:{message_sid}:reply"
 
 
 def mentioned_ids(text: str) -> list[int]:
@@ -319,19 +316,19 @@ class AdminReplyActivities:
             return
         target = Target(
             conversation_id=input.conversation_id,
-            channel="whatsapp",
+            channel=ChannelName.whatsapp,
             to=user.phone,
             sender=merchant.whatsapp_sender,
-            recipient_kind="merchant_user",
+            recipient_kind=RecipientKind.merchant_user,
             merchant_user_id=user.id,
         )
-        key = reply_key(input.message_sid)
+        key = keys.admin_reply_key(input.message_sid)
         if input.notification_id is not None:
             try:
                 await self._sender.send(
                     notification_id=input.notification_id,
                     key=key,
-                    kind="admin_reply",
+                    kind=DeliveryKind.admin_reply,
                     target=target,
                     text=input.text,
                     other_data={"in_reply_to": input.message_sid},
@@ -369,10 +366,10 @@ class AdminReplyActivities:
             session.add(
                 Message(
                     conversation_id=input.conversation_id,
-                    role="assistant",
+                    role=MessageRole.assistant,
                     content=input.text,
                     other_data={
-                        "kind": "admin_reply",
+                        "kind": DeliveryKind.admin_reply,
                         "delivery_key": key,
                         "in_reply_to": input.message_sid,
                         "provider_message_id": result.provider_message_id,

@@ -42,13 +42,10 @@ from notifyflow.models.notification import (
     NotificationStatus,
     NotificationType,
 )
+from notifyflow.models.vocabulary import ChannelName, DeliveryKind, RecipientKind, SendMethod
+from notifyflow.outreach import keys
 
 log = logging.getLogger(__name__)
-
-
-def template_key(notification_id: int) -> str:
-    """The main delivery's template key: one template per notification, whoever sends it."""
-    return f"{format_notification_id(notification_id)}:answer:customer:template"
 
 
 class FallbackActivities:
@@ -119,16 +116,16 @@ class FallbackActivities:
         )
         target = Target(
             conversation_id=conversation.id,
-            channel="whatsapp",
+            channel=ChannelName.whatsapp,
             to=customer.phone or "",
             sender=merchant.whatsapp_sender,
-            recipient_kind="customer",
+            recipient_kind=RecipientKind.customer,
         )
         try:
             sent = await self._sender.send(
                 notification_id=notification.id,
-                key=template_key(notification.id),
-                kind="answer",
+                key=keys.customer_template_key(notification.id, DeliveryKind.answer),
+                kind=DeliveryKind.answer,
                 target=target,
                 template=render(template, [fragment]),
                 other_data={"fallback_for": input.provider_message_id},
@@ -142,7 +139,7 @@ class FallbackActivities:
         async with self._db() as session:
             row = await session.get(Notification, notification.id)
             assert row is not None
-            row.delivery_method = "campaign"
+            row.delivery_method = SendMethod.campaign
             if not sent.duplicate:
                 row.delivered_at = utcnow()
             await session.commit()
@@ -155,7 +152,7 @@ class FallbackActivities:
         return FallbackResult(
             notification_id=public,
             status=NotificationStatus.delivered.value,
-            method="campaign",
+            method=SendMethod.campaign,
             sent=not sent.duplicate,
         )
 
@@ -207,7 +204,7 @@ class FallbackActivities:
                 notification.id,
                 merchant,
                 [answerer],
-                "delivery_failed",
+                DeliveryKind.delivery_failed,
                 message,
                 Campaign.notification_closed,
                 [message],

@@ -52,6 +52,13 @@ from notifyflow.models.notification import (
     NotificationType,
     closure_notice,
 )
+from notifyflow.models.vocabulary import (
+    ChannelName,
+    DeliveryKind,
+    MessageRole,
+    RecipientKind,
+    SendMethod,
+)
 from notifyflow.models.workflow_io import (
     DeliverInput,
     DeliverResult,
@@ -63,6 +70,7 @@ from notifyflow.models.workflow_io import (
     OpenResult,
     RecordRejectionInput,
 )
+from notifyflow.outreach import keys
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -312,7 +320,7 @@ class NotificationActivities:
                 notification, merchant, chosen, "initial", support_type=support_type
             )
 
-        await self._send_requests(notification, merchant, members, kind="request")
+        await self._send_requests(notification, merchant, members, kind=DeliveryKind.request)
         allowed = sorted({u.id for u in chosen} | {u.id for u in admins})
         return OpenResult(
             recipients=[u.id for u in chosen], allowed_answerers=allowed, support_type=support_type
@@ -349,7 +357,7 @@ class NotificationActivities:
                     await session.scalars(
                         select(Conversation).where(
                             Conversation.merchant_id == merchant.id,
-                            Conversation.channel == "whatsapp",
+                            Conversation.channel == ChannelName.whatsapp,
                             Conversation.conversation_user_id.in_([p.id for p in people.values()]),
                         )
                     )
@@ -364,7 +372,7 @@ class NotificationActivities:
                         merchant_id=merchant.id,
                         conversation_user_id=person.id,
                         merchant_user_id=user.id,
-                        channel="whatsapp",
+                        channel=ChannelName.whatsapp,
                         language=merchant.default_language,
                     )
                     session.add(conv)
@@ -405,7 +413,7 @@ class NotificationActivities:
                 session.add(
                     Message(
                         conversation_id=member.conversation.id,
-                        role="assistant",
+                        role=MessageRole.assistant,
                         content=instruction,
                         other_data={
                             "kind": "notification_instruction",
@@ -446,7 +454,7 @@ class NotificationActivities:
         notification: Notification,
         merchant: Merchant,
         members: dict[int, _Member],
-        kind: str,
+        kind: DeliveryKind,
     ) -> None:
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
@@ -462,7 +470,7 @@ class NotificationActivities:
             notification.id,
             [
                 (
-                    f"{public}:{kind}:{m.user.id}",
+                    keys.member_key(notification.id, kind, m.user.id),
                     self._member_target(merchant, m),
                 )
                 for m in members.values()
@@ -475,7 +483,7 @@ class NotificationActivities:
         self,
         notification_id: int,
         targets: list[tuple[str, Target]],
-        kind: str,
+        kind: DeliveryKind,
         *,
         rendered: Any = None,
         text: str | None = None,
@@ -518,10 +526,10 @@ class NotificationActivities:
     def _member_target(self, merchant: Merchant, member: _Member) -> Target:
         return Target(
             conversation_id=member.conversation.id,
-            channel="whatsapp",
+            channel=ChannelName.whatsapp,
             to=member.user.phone,
             sender=merchant.whatsapp_sender,
-            recipient_kind="merchant_user",
+            recipient_kind=RecipientKind.merchant_user,
             merchant_user_id=member.user.id,
         )
 
@@ -540,19 +548,21 @@ class NotificationActivities:
         notification_id: int,
         merchant: Merchant,
         users: list[MerchantUser],
-        kind: str,
+        kind: DeliveryKind,
         text: str,
         campaign: Campaign,
         values: list[str],
     ) -> int:
         """Free-form where the member's own 24 h window is open, else the campaign template."""
         members = await self._members(merchant, users)
-        public = format_notification_id(notification_id)
         now = utcnow()
         direct: list[tuple[str, Target]] = []
         templated: list[tuple[str, Target]] = []
         for m in members.values():
-            pair = (f"{public}:{kind}:{m.user.id}", self._member_target(merchant, m))
+            pair = (
+                keys.member_key(notification_id, kind, m.user.id),
+                self._member_target(merchant, m),
+            )
             (direct if window_open(m.conversation.last_inbound_at, now) else templated).append(pair)
         sent = 0
         if direct:
@@ -597,7 +607,7 @@ class NotificationActivities:
                 notification.id,
                 merchant,
                 current,
-                "reminder",
+                DeliveryKind.reminder,
                 f"Reminder: {public} is still waiting for an answer: {headline(notification)}",
                 Campaign.notification_reminder,
                 [public, headline(notification)],
@@ -613,7 +623,9 @@ class NotificationActivities:
                     "escalation",
                     support_type=notification.context.get("support_request_type"),
                 )
-                await self._send_requests(notification, merchant, members, kind="escalation")
+                await self._send_requests(
+                    notification, merchant, members, kind=DeliveryKind.escalation
+                )
                 recipients += [u.id for u in extra]
                 sent = len(extra)
         return FollowUpResult(
@@ -660,7 +672,7 @@ class NotificationActivities:
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         outcome = await self._reach_customer(
             notification.id,
-            "answer",
+            DeliveryKind.answer,
             merchant,
             conversation,
             customer,
@@ -694,7 +706,7 @@ class NotificationActivities:
                 notification.id,
                 merchant,
                 others,
-                "closure",
+                DeliveryKind.closure,
                 notice,
                 Campaign.notification_closed,
                 [notice],
@@ -708,7 +720,7 @@ class NotificationActivities:
                 notification.id,
                 merchant,
                 answerer,
-                "delivery_failed",
+                DeliveryKind.delivery_failed,
                 message,
                 Campaign.notification_closed,
                 [message],
@@ -809,7 +821,7 @@ class NotificationActivities:
                     select(Message)
                     .where(
                         Message.conversation_id == conversation.id,
-                        Message.role.in_(("user", "assistant")),
+                        Message.role.in_((MessageRole.user, MessageRole.assistant)),
                     )
                     .order_by(Message.created_at.desc(), Message.id.desc())
                     .limit(HISTORY_TURNS)
@@ -827,7 +839,7 @@ class NotificationActivities:
     async def _reach_customer(
         self,
         notification_id: int,
-        kind: str,
+        kind: DeliveryKind,
         merchant: Merchant,
         conversation: Conversation,
         customer: ConversationUser,
@@ -842,16 +854,16 @@ class NotificationActivities:
         now = utcnow()
         last = conversation.last_inbound_at
         language = conversation.language or merchant.default_language
-        if conversation.channel == "instagram":
+        if conversation.channel == ChannelName.instagram:
             return await self._reach_instagram(
                 notification_id, kind, merchant, conversation, customer, localized, last, now
             )
         target = Target(
             conversation_id=conversation.id,
-            channel="whatsapp",
+            channel=ChannelName.whatsapp,
             to=customer.phone or "",
             sender=merchant.whatsapp_sender,
-            recipient_kind="customer",
+            recipient_kind=RecipientKind.customer,
         )
         if not target.to:
             return _Outcome(False, None, None, "the customer has no phone number")
@@ -864,12 +876,12 @@ class NotificationActivities:
             try:
                 sent = await self._sender.send(
                     notification_id=notification_id,
-                    key=f"{public}:{kind}:customer",
+                    key=keys.customer_key(notification_id, kind),
                     kind=kind,
                     target=target,
                     text=body,
                 )
-                return _Outcome(True, "direct", sent.provider_message_id, None)
+                return _Outcome(True, SendMethod.direct, sent.provider_message_id, None)
             except SendError as err:
                 if not err.window_closed:
                     return self._failed_or_raise(err)
@@ -880,9 +892,9 @@ class NotificationActivities:
                     session, campaign.value, language, merchant.id, merchant.default_language
                 )
         except TemplateMissing as exc:
-            return _Outcome(False, "campaign", None, f"configuration error: {exc}")
+            return _Outcome(False, SendMethod.campaign, None, f"configuration error: {exc}")
         fragment = localized.continuation_fragment
-        key = f"{public}:{kind}:customer:template"
+        key = keys.customer_template_key(notification_id, kind)
         try:
             sent = await self._sender.send(
                 notification_id=notification_id,
@@ -893,26 +905,26 @@ class NotificationActivities:
             )
         except SendError as err:
             if err.code not in VARIABLE_REFUSALS:
-                return self._failed_or_raise(err, method="campaign")
+                return self._failed_or_raise(err, method=SendMethod.campaign)
             # The provider's copy of the template is stricter than ours (63013 whitespace,
             # 63021 too long): send once more with a plain, shorter variable.
             log.warning("%s: template variable refused (%s); shortening it", public, err.code)
             try:
                 sent = await self._sender.send(
                     notification_id=notification_id,
-                    key=f"{key}:shortened",
+                    key=keys.shortened_key(key),
                     kind=kind,
                     target=target,
                     template=render(template, [shortened_variable(fragment)]),
                 )
             except SendError as again:
-                return self._failed_or_raise(again, method="campaign")
-        return _Outcome(True, "campaign", sent.provider_message_id, None)
+                return self._failed_or_raise(again, method=SendMethod.campaign)
+        return _Outcome(True, SendMethod.campaign, sent.provider_message_id, None)
 
     async def _reach_instagram(
         self,
         notification_id: int,
-        kind: str,
+        kind: DeliveryKind,
         merchant: Merchant,
         conversation: Conversation,
         customer: ConversationUser,
@@ -922,7 +934,6 @@ class NotificationActivities:
     ) -> _Outcome:
         """Instagram has no templates: inside 24 h a normal reply; up to 7 days only a
         human-authored answer with the HUMAN_AGENT tag; beyond that, no way to reach them."""
-        public = format_notification_id(notification_id)
         if not window_open(last, now, INSTAGRAM_HUMAN_AGENT_WINDOW):
             return _Outcome(
                 False,
@@ -931,20 +942,20 @@ class NotificationActivities:
                 "the customer last wrote on Instagram more than 7 days ago (or never); "
                 "Instagram allows no message now",
             )
-        human_agent = not window_open(last, now) and kind == "answer"
+        human_agent = not window_open(last, now) and kind == DeliveryKind.answer
         if not window_open(last, now) and not human_agent:
             return _Outcome(False, None, None, "the Instagram 24-hour window is closed")
         target = Target(
             conversation_id=conversation.id,
-            channel="instagram",
+            channel=ChannelName.instagram,
             to=customer.instagram_user_id or "",
             sender=merchant.instagram_page_id or "",
-            recipient_kind="customer",
+            recipient_kind=RecipientKind.customer,
         )
         try:
             sent = await self._sender.send(
                 notification_id=notification_id,
-                key=f"{public}:{kind}:customer",
+                key=keys.customer_key(notification_id, kind),
                 kind=kind,
                 target=target,
                 text=localized.full_sentence,
@@ -952,10 +963,10 @@ class NotificationActivities:
             )
         except SendError as err:
             return self._failed_or_raise(err)
-        return _Outcome(True, "direct", sent.provider_message_id, None)
+        return _Outcome(True, SendMethod.direct, sent.provider_message_id, None)
 
     @staticmethod
-    def _failed_or_raise(err: SendError, method: str | None = "direct") -> _Outcome:
+    def _failed_or_raise(err: SendError, method: SendMethod | None = SendMethod.direct) -> _Outcome:
         if err.retryable or err.ambiguous:
             raise retry_later(err)
         prefix = "configuration error: " if err.config_error else ""
@@ -1009,7 +1020,7 @@ class NotificationActivities:
             input.notification_id,
             merchant,
             users,
-            input.status.value,
+            DeliveryKind(input.status.value),
             text,
             Campaign.notification_closed,
             [text],
@@ -1019,7 +1030,7 @@ class NotificationActivities:
             localized = await self._localize(EXPIRY_MESSAGE, language)
             outcome = await self._reach_customer(
                 input.notification_id,
-                "expiry",
+                DeliveryKind.expiry,
                 merchant,
                 conversation,
                 customer,
@@ -1084,6 +1095,6 @@ class NotificationActivities:
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
-    method: str | None
+    method: SendMethod | None
     provider_message_id: str | None
     reason: str | None

@@ -22,6 +22,13 @@ from notifyflow.channels.base import (
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
+from notifyflow.models.vocabulary import (
+    ChannelName,
+    DeliveryKind,
+    MessageRole,
+    RecipientKind,
+    SendMethod,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +44,17 @@ class Target:
     """Who a message goes to, and through which conversation it is recorded."""
 
     conversation_id: int
-    channel: str  # whatsapp | instagram
+    channel: ChannelName  # whatsapp | instagram
     to: str
     sender: str
-    recipient_kind: str  # customer | merchant_user
+    recipient_kind: RecipientKind
     merchant_user_id: int | None = None
 
 
 @dataclass(frozen=True)
 class Sent:
     provider_message_id: str
-    method: str  # campaign | direct
+    method: SendMethod
     duplicate: bool  # the ledger already had it: nothing was sent this time
 
 
@@ -60,7 +67,7 @@ class Sender:
         self._instagram = instagram
 
     def _channel(self, target: Target) -> Channel:
-        if target.channel == "instagram":
+        if target.channel == ChannelName.instagram:
             if self._instagram is None:
                 raise SendError(
                     "instagram_not_configured", "no Instagram channel configured", config_error=True
@@ -73,7 +80,7 @@ class Sender:
         *,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         text: str | None = None,
         template: RenderedTemplate | None = None,
@@ -84,8 +91,8 @@ class Sender:
         if (text is None) == (template is None):
             raise ValueError("send exactly one of text or template")
         channel = self._channel(target)
-        method = "campaign" if template else "direct"
-        if text is not None and target.channel == "whatsapp":
+        method = SendMethod.campaign if template else SendMethod.direct
+        if text is not None and target.channel == ChannelName.whatsapp:
             # Cut here, before the ledger records it: the ledger's body is the one sent.
             text = truncate_words(text, WHATSAPP_BODY_LIMIT)
         body = template.body if template else (text or "")
@@ -107,7 +114,7 @@ class Sender:
                     other_data or {},
                     notification_id,
                 )
-            return Sent(delivery.provider_message_id, delivery.method, duplicate=True)
+            return Sent(delivery.provider_message_id, SendMethod(delivery.method), duplicate=True)
 
         try:
             if template is not None:
@@ -151,10 +158,10 @@ class Sender:
         self,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> tuple[Delivery, bool]:
@@ -187,10 +194,10 @@ class Sender:
         session: Any,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> Delivery | None:
@@ -203,7 +210,7 @@ class Sender:
             merchant_user_id=target.merchant_user_id,
             conversation_id=target.conversation_id,
             method=method,
-            channel="console" if channel.name == "console" else target.channel,
+            channel=ChannelName.console if channel.name == ChannelName.console else target.channel,
             to_address=target.to,
             campaign=template.campaign if template else None,
             body=body,
@@ -223,7 +230,7 @@ class Sender:
         row: Delivery,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> tuple[Delivery, bool]:
@@ -272,7 +279,7 @@ class Sender:
         self,
         delivery_id: int,
         target: Target,
-        kind: str,
+        kind: DeliveryKind,
         key: str,
         body: str,
         template: RenderedTemplate | None,
@@ -308,7 +315,7 @@ class Sender:
             session.add(
                 Message(
                     conversation_id=target.conversation_id,
-                    role="assistant",
+                    role=MessageRole.assistant,
                     content=body,
                     other_data={
                         "notification_id": notification_id,
