@@ -38,6 +38,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from notifyflow.channels.base import closes_window
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Conversation,
@@ -90,7 +91,6 @@ STATUS_RANK: dict[str, int] = {
     "read": 5,
 }
 FAILED = frozenset({"failed", "undelivered"})
-WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 
 # Why a message failed, for the notification's failure reason and the admin's notice.
 TWILIO_ERRORS: dict[str, str] = {
@@ -539,7 +539,7 @@ def _action_for(delivery: Delivery, callback: StatusCallback) -> FallbackAction 
         ChannelName.whatsapp,
     ):
         return None
-    if callback.error_code in WINDOW_CLOSED_CODES and delivery.method == SendMethod.direct:
+    if closes_window(callback.error_code) and delivery.method == SendMethod.direct:
         return FallbackAction.template
     return FallbackAction.fail
 

@@ -89,8 +89,6 @@ EXPIRY_MESSAGE = (
 )
 
 
-# Twilio refusals of a template variable that a plainer, shorter variable fixes.
-VARIABLE_REFUSALS = frozenset({"63013", "63021"})
 SHORTENED_LIMIT = 300
 
 
@@ -904,7 +902,7 @@ class NotificationActivities:
                 template=render(template, [fragment]),
             )
         except SendError as err:
-            if err.code not in VARIABLE_REFUSALS:
+            if not err.variable_refused:
                 return self._failed_or_raise(err, method=SendMethod.campaign)
             # The provider's copy of the template is stricter than ours (63013 whitespace,
             # 63021 too long): send once more with a plain, shorter variable.

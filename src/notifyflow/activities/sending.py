@@ -18,6 +18,7 @@ from notifyflow.channels.base import (
     OutboundText,
     SendError,
     SendResult,
+    closes_window,
 )
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Delivery, Message
@@ -36,7 +37,6 @@ ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
 # Twilio refuses a Body longer than this on every channel, WhatsApp included (error 21617).
 WHATSAPP_BODY_LIMIT = 1600
 REFUSED = frozenset({"failed", "undelivered"})
-WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Sender:
                 raise SendError(
                     row.error_code or "failed",
                     row.error_message or "refused earlier",
-                    window_closed=row.error_code in WINDOW_CLOSED_CODES,
+                    window_closed=closes_window(row.error_code),
                 )
             return await self._reclaim(session, row, target, channel, method, body, template)
 

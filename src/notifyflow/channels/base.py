@@ -36,6 +36,18 @@ class SendResult:
     status: str = "sent"
 
 
+# The provider's codes for "the 24-hour window is closed": Twilio 63016, WhatsApp 131047.
+WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
+# Twilio's refusals of a template variable that a plainer, shorter variable fixes (63013
+# whitespace or characters, 63021 too long).
+VARIABLE_REFUSAL_CODES = frozenset({"63013", "63021"})
+
+
+def closes_window(code: str | None) -> bool:
+    """A WhatsApp error code (a send's, or a status callback's) saying the window is closed."""
+    return code in WINDOW_CLOSED_CODES
+
+
 @dataclass
 class SendError(Exception):
     """A send the provider refused. ``retryable`` decides whether Temporal tries again."""
@@ -55,6 +67,11 @@ class SendError(Exception):
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.code}: {self.message}")
+
+    @property
+    def variable_refused(self) -> bool:
+        """The template's variable was refused; a plainer, shorter one may go through."""
+        return self.code in VARIABLE_REFUSAL_CODES
 
 
 class Channel(Protocol):
