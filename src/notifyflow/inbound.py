@@ -62,6 +62,7 @@ from notifyflow.models.vocabulary import (
     SendMethod,
 )
 from notifyflow.outreach import keys
+from notifyflow.outreach.members import member_conversations
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow, admin_reply_workflow_id
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow, fallback_workflow_id
 
@@ -355,11 +356,11 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
             ).all()
         )
         user = await _pick_user(session, users, quoted) if users else None
+        if user is not None:
+            return await _merchant_user_conversation(db, user)
         person = await session.scalar(
             select(ConversationUser).where(ConversationUser.phone == message.sender)
         )
-        if user is not None:
-            return await _merchant_user_conversation(db, user, person)
         if person is None:
             return None
         conversations = list(
@@ -417,48 +418,13 @@ async def _latest(
     return by_id.get(last or -1, max(conversations, key=lambda c: c.id))
 
 
-async def _merchant_user_conversation(
-    db: SessionFactory, user: MerchantUser, person: ConversationUser | None, *, again: bool = True
-) -> _Sender:
+async def _merchant_user_conversation(db: SessionFactory, user: MerchantUser) -> _Sender:
     """The merchant user's own WhatsApp conversation with the merchant, created if missing."""
     async with db() as session:
-        if person is None:
-            person = ConversationUser(phone=user.phone)
-            session.add(person)
-            try:
-                await session.flush()
-            except IntegrityError:
-                await session.rollback()
-                person = await session.scalar(
-                    select(ConversationUser).where(ConversationUser.phone == user.phone)
-                )
-                assert person is not None
-        conversation = await session.scalar(
-            select(Conversation).where(
-                Conversation.merchant_id == user.merchant_id,
-                Conversation.conversation_user_id == person.id,
-                Conversation.channel == ChannelName.whatsapp,
-            )
-        )
-        if conversation is None:
-            merchant = await session.get(Merchant, user.merchant_id)
-            conversation = Conversation(
-                merchant_id=user.merchant_id,
-                conversation_user_id=person.id,
-                merchant_user_id=user.id,
-                channel=ChannelName.whatsapp,
-                language=merchant.default_language if merchant else None,
-            )
-            session.add(conversation)
-        try:
-            await session.commit()
-        except IntegrityError:
-            # Created at the same moment by the lifecycle's fan-out or another webhook.
-            await session.rollback()
-            if not again:
-                raise
-            return await _merchant_user_conversation(db, user, None, again=False)
-        return _Sender(conversation.id, user.merchant_id, user.id)
+        merchant = await session.get(Merchant, user.merchant_id)
+    language = merchant.default_language if merchant else None
+    members = await member_conversations(db, user.merchant_id, language, [user])
+    return _Sender(members[user.id].conversation.id, user.merchant_id, user.id)
 
 
 # ---- status callbacks -----------------------------------------------------------------------

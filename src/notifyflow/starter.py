@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from notifyflow.config import Settings, get_settings
+from notifyflow.db import answer_history
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Conversation,
@@ -51,6 +52,7 @@ from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
     NotificationStatus,
     NotificationType,
+    headline,
 )
 from notifyflow.models.text import unstorable
 from notifyflow.models.views import (
@@ -347,7 +349,7 @@ def workflow_input(
         type=kind,
         merchant_id=notification.merchant_id,
         conversation_id=notification.conversation_id,
-        headline=str(notification.context.get(cfg.requested_fields[0], "")),
+        headline=headline(notification.type, notification.context),
         answer_schema=notification.answer_schema,
         answered_fields=list(cfg.answered_fields),
         allow_multiple_answers=notification.allow_multiple_answers,
@@ -563,26 +565,16 @@ async def _record_refusal(
     """Every attempt joins the answer history, refused ones included."""
     if error.code in (RefusalCode.not_found, RefusalCode.malformed_id):
         return
-    async with db() as session:
-        if await session.get(Notification, n) is None:
-            return
-        known = await session.get(MerchantUser, answered_by) is not None
-        reason = error.message
-        if not known:
-            reason = f"{reason} (claimed by unknown user {answered_by})"
-        session.add(
-            NotificationAnswer(
-                notification_id=n,
-                answered_by=answered_by if known else None,
-                source=source.value,
-                answer_text=text[:20000],
-                accepted=False,
-                reason_code=error.code.value,
-                reason=reason,
-                created_at=utcnow(),
-            )
-        )
-        await session.commit()
+    await answer_history.record_refused_answer(
+        db,
+        notification_id=n,
+        answered_by=answered_by,
+        source=source.value,
+        text=text,
+        code=error.code.value,
+        reason=error.message,
+        at=utcnow(),
+    )
 
 
 async def close_notification(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,11 +18,12 @@ from temporalio.worker import Worker
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.notification import NotificationActivities
-from notifyflow.activities.sending import Sender
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.outreach.ledger import Sender
+from notifyflow.outreach.service import Outreach
 from notifyflow.sweeper import run_sweeper
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
@@ -61,19 +64,37 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         ) from None
 
 
+@dataclass(frozen=True)
+class Activities:
+    """Every activity class, each holding only what it needs."""
+
+    lifecycle: NotificationActivities
+    admin_reply: AdminReplyActivities
+    fallback: FallbackActivities
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [*self.lifecycle.all(), *self.admin_reply.all(), *self.fallback.all()]
+
+
 def build_activities(
     db: SessionFactory,
     ai: AIProvider,
     whatsapp: Channel,
     instagram: Channel | None = None,
-) -> NotificationActivities:
-    return NotificationActivities(db, ai, Sender(db, whatsapp, instagram))
+) -> Activities:
+    """The outreach service (ledger, templates, channels) is built once and shared."""
+    outreach = Outreach(db, Sender(db, whatsapp, instagram), whatsapp)
+    return Activities(
+        lifecycle=NotificationActivities(db, ai, outreach),
+        admin_reply=AdminReplyActivities(db, ai, outreach),
+        fallback=FallbackActivities(db, outreach),
+    )
 
 
 def build_worker(
     client: Client,
     task_queue: str,
-    activities: NotificationActivities,
+    activities: Activities,
     *,
     max_concurrent_activities: int = 200,
     max_cached_workflows: int = 750,
@@ -82,12 +103,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[
-            *activities.all(),
-            # Inbound (WhatsApp replies, status-callback fallbacks): the same dependencies.
-            *AdminReplyActivities.sharing(activities).all(),
-            *FallbackActivities.sharing(activities).all(),
-        ],
+        activities=activities.all(),
         max_concurrent_activities=max_concurrent_activities,
         # A cached open notification costs 110-140 KB; past the cache a workflow is evicted
         # and replayed from history when it next wakes (about 1 ms more CPU per answer). The

@@ -12,26 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from notifyflow import starter
-from notifyflow.activities.notification import NotificationActivities, fall_back, headline
-from notifyflow.activities.sending import Sender, Target
+from notifyflow.activities.common import fall_back
 from notifyflow.ai.base import AIError, AIProvider
-from notifyflow.channels.base import Channel, OutboundText, SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Delivery,
-    InboundEvent,
     Merchant,
     MerchantUser,
-    Message,
     Notification,
     NotificationRecipient,
 )
@@ -43,10 +39,9 @@ from notifyflow.models.inbound import (
     AdminReplyMessage,
     ReplyOutcome,
 )
-from notifyflow.models.notification import NotificationStatus
-from notifyflow.models.vocabulary import ChannelName, DeliveryKind, MessageRole, RecipientKind
+from notifyflow.models.notification import NotificationStatus, headline
 from notifyflow.models.workflow_io import AnswerSource, WorkflowStatus
-from notifyflow.outreach import keys
+from notifyflow.outreach.service import Outreach
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +132,12 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 
 class AdminReplyActivities:
-    """Shares the worker's database, AI, ledger and WhatsApp channel."""
+    """The worker's database, AI and outreach."""
 
-    def __init__(
-        self, db: SessionFactory, ai: AIProvider, sender: Sender, whatsapp: Channel
-    ) -> None:
+    def __init__(self, db: SessionFactory, ai: AIProvider, outreach: Outreach) -> None:
         self._db = db
         self._ai = ai
-        self._sender = sender
-        self._whatsapp = whatsapp
-
-    @classmethod
-    def sharing(cls, lifecycle: NotificationActivities) -> AdminReplyActivities:
-        """Built from the lifecycle activities, so the worker wires nothing new."""
-        sender = lifecycle._sender
-        return cls(lifecycle._db, lifecycle._ai, sender, sender._whatsapp)
+        self._outreach = outreach
 
     # ---- understand and submit ----------------------------------------------------------
 
@@ -277,7 +263,7 @@ class AdminReplyActivities:
             return written
         try:
             return await self._ai.answer_from_reply(
-                text, notification.answer_schema, headline(notification)
+                text, notification.answer_schema, headline(notification.type, notification.context)
             )
         except AIError as err:
             if not fall_back(err):
@@ -287,7 +273,7 @@ class AdminReplyActivities:
 
             log.warning("answer extraction failed (%s); taking the admin's words as they are", err)
             return await OfflineProvider().answer_from_reply(
-                text, notification.answer_schema, headline(notification)
+                text, notification.answer_schema, headline(notification.type, notification.context)
             )
 
     async def _answered_by(self, client: Client, n: int) -> int | None:
@@ -314,73 +300,14 @@ class AdminReplyActivities:
         if user is None or merchant is None:
             log.warning("reply to %s: its merchant user is gone", input.message_sid)
             return
-        target = Target(
-            conversation_id=input.conversation_id,
-            channel=ChannelName.whatsapp,
-            to=user.phone,
-            sender=merchant.whatsapp_sender,
-            recipient_kind=RecipientKind.merchant_user,
-            merchant_user_id=user.id,
+        await self._outreach.reply_to_member(
+            input.notification_id,
+            user,
+            merchant,
+            input.conversation_id,
+            input.text,
+            input.message_sid,
         )
-        key = keys.admin_reply_key(input.message_sid)
-        if input.notification_id is not None:
-            try:
-                await self._sender.send(
-                    notification_id=input.notification_id,
-                    key=key,
-                    kind=DeliveryKind.admin_reply,
-                    target=target,
-                    text=input.text,
-                    other_data={"in_reply_to": input.message_sid},
-                )
-            except SendError as err:
-                if err.retryable or err.ambiguous:
-                    raise
-                log.warning("reply to %s refused: %s", input.message_sid, err)
-            return
-        await self._reply_without_notification(input, target, key)
 
-    async def _reply_without_notification(
-        self, input: AdminReplyMessage, target: Target, key: str
-    ) -> None:
-        """The ledger's rows belong to a notification; a reply about none (which one did you
-        mean?) is sent on the channel and marked done by an inbound-event row under its key.
-        A crash between the send and the mark can repeat this one short question, never an
-        answer."""
-        async with self._db() as session:
-            if await session.scalar(select(InboundEvent.id).where(InboundEvent.event_key == key)):
-                return
-        try:
-            result = await self._whatsapp.send_text(
-                OutboundText(
-                    to=target.to, sender=target.sender, body=input.text, idempotency_key=key
-                )
-            )
-        except SendError as err:
-            if err.retryable or err.ambiguous:
-                raise
-            log.warning("reply to %s refused: %s", input.message_sid, err)
-            return
-        async with self._db() as session:
-            session.add(InboundEvent(event_key=key))
-            session.add(
-                Message(
-                    conversation_id=input.conversation_id,
-                    role=MessageRole.assistant,
-                    content=input.text,
-                    other_data={
-                        "kind": DeliveryKind.admin_reply,
-                        "delivery_key": key,
-                        "in_reply_to": input.message_sid,
-                        "provider_message_id": result.provider_message_id,
-                    },
-                    whatsapp_payload={"type": "text"},
-                )
-            )
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-
-    def all(self) -> list[Any]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.answer_admin_reply, self.reply_to_admin]

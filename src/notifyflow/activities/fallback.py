@@ -14,15 +14,15 @@ Both wait for the main delivery to finish writing its outcome first (a callback 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from notifyflow.activities.notification import NotificationActivities, with_log_context
-from notifyflow.activities.sending import Sender, Target
-from notifyflow.activities.templates import TemplateMissing, clean_variable, find_template, render
+from notifyflow.activities.common import non_retryable, with_log_context
+from notifyflow.activities.notification import delivery_failed_notice
 from notifyflow.channels.base import SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
@@ -42,37 +42,26 @@ from notifyflow.models.notification import (
     NotificationStatus,
     NotificationType,
 )
-from notifyflow.models.vocabulary import ChannelName, DeliveryKind, RecipientKind, SendMethod
-from notifyflow.outreach import keys
+from notifyflow.models.vocabulary import DeliveryKind, SendMethod
+from notifyflow.outreach.service import Outreach, customer_target
+from notifyflow.outreach.templates import TemplateMissing, clean_variable, find_template
 
 log = logging.getLogger(__name__)
 
 
 class FallbackActivities:
-    """Shares the worker's database, ledger and the lifecycle's way of telling admins."""
+    """The worker's database and outreach: nothing of the lifecycle's activities."""
 
-    def __init__(
-        self, db: SessionFactory, sender: Sender, lifecycle: NotificationActivities
-    ) -> None:
+    def __init__(self, db: SessionFactory, outreach: Outreach) -> None:
         self._db = db
-        self._sender = sender
-        self._lifecycle = lifecycle
-
-    @classmethod
-    def sharing(cls, lifecycle: NotificationActivities) -> FallbackActivities:
-        """Built from the lifecycle activities, so the worker wires nothing new."""
-        return cls(lifecycle._db, lifecycle._sender, lifecycle)
+        self._outreach = outreach
 
     async def _settled(self, notification_id: int) -> Notification:
         """The notification once the main delivery has written its outcome."""
         async with self._db() as session:
             row = await session.get(Notification, notification_id)
         if row is None:
-            raise ApplicationError(
-                f"notification {notification_id} does not exist",
-                type="NonRetryable",
-                non_retryable=True,
-            )
+            raise non_retryable(f"notification {notification_id} does not exist")
         if row.status in (NotificationStatus.requested.value, NotificationStatus.answered.value):
             # Retried with backoff by Temporal: the delivery activity is still running.
             raise ApplicationError(
@@ -114,21 +103,17 @@ class FallbackActivities:
         fragment = notification.localized_fragment or clean_variable(
             notification.localized_sentence or ""
         )
-        target = Target(
-            conversation_id=conversation.id,
-            channel=ChannelName.whatsapp,
-            to=customer.phone or "",
-            sender=merchant.whatsapp_sender,
-            recipient_kind=RecipientKind.customer,
-        )
         try:
-            sent = await self._sender.send(
-                notification_id=notification.id,
-                key=keys.customer_template_key(notification.id, DeliveryKind.answer),
-                kind=DeliveryKind.answer,
-                target=target,
-                template=render(template, [fragment]),
+            # The key the main delivery uses for its own template path: whichever path gets
+            # there first, the customer receives one template.
+            sent = await self._outreach.send_customer_template(
+                notification.id,
+                DeliveryKind.answer,
+                customer_target(merchant, conversation, customer),
+                template,
+                fragment,
                 other_data={"fallback_for": input.provider_message_id},
+                shorten_on_refusal=False,
             )
         except SendError as err:
             if err.retryable or err.ambiguous:
@@ -199,8 +184,8 @@ class FallbackActivities:
             )
             answerer = await session.get(MerchantUser, answerer_id) if answerer_id else None
         if answerer is not None:
-            message = f"Your answer to {public} could not be delivered to the customer: {reason}"
-            await self._lifecycle._notify_members(
+            message = delivery_failed_notice(public, reason)
+            await self._outreach.notify_members(
                 notification.id,
                 merchant,
                 [answerer],
@@ -216,7 +201,7 @@ class FallbackActivities:
             reason=reason,
         )
 
-    def all(self) -> list[Any]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.send_answer_template, self.record_delivery_failure]
 
 

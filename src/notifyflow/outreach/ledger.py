@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from notifyflow.activities.templates import RenderedTemplate
 from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
     Channel,
@@ -30,6 +29,7 @@ from notifyflow.models.vocabulary import (
     RecipientKind,
     SendMethod,
 )
+from notifyflow.outreach.templates import RenderedTemplate
 
 log = logging.getLogger(__name__)
 
