@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from notifyflow import starter
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.notification import NotificationActivities
@@ -23,6 +24,7 @@ from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
 from notifyflow.outreach.ledger import Sender
+from notifyflow.outreach.replies import Replies
 from notifyflow.outreach.service import Outreach
 from notifyflow.sweeper import run_sweeper
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
@@ -83,10 +85,13 @@ def build_activities(
     instagram: Channel | None = None,
 ) -> Activities:
     """The outreach service (ledger, templates, channels) is built once and shared."""
-    outreach = Outreach(db, Sender(db, whatsapp, instagram), whatsapp)
+    sender = Sender(db, whatsapp, instagram)
+    outreach = Outreach(db, sender)
     return Activities(
         lifecycle=NotificationActivities(db, ai, outreach),
-        admin_reply=AdminReplyActivities(db, ai, outreach),
+        admin_reply=AdminReplyActivities(
+            db, ai, Replies(db, sender, whatsapp), starter.answer_notification
+        ),
         fallback=FallbackActivities(db, outreach),
     )
 

@@ -3,8 +3,9 @@
 ``answer_admin_reply`` decides which notification the message is about — the campaign it
 quotes (``OriginalRepliedMessageSid``), else a ``NOTIF_<n>`` it names, else the one notification
 still open for this admin — turns the text into the answer object with the AI provider and
-submits it through :func:`notifyflow.starter.answer_notification`. ``reply_to_admin`` sends the
-outcome in plain words, free-form: the admin has just written, so their own window is open.
+submits it through :func:`notifyflow.starter.answer_notification` (handed in by the worker).
+``reply_to_admin`` sends the outcome in plain words, free-form: the admin has just written, so
+their own window is open.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from notifyflow import starter
 from notifyflow.activities.common import fall_back
 from notifyflow.ai.base import AIError, AIProvider
 from notifyflow.db.session import SessionFactory
@@ -40,8 +40,8 @@ from notifyflow.models.inbound import (
     ReplyOutcome,
 )
 from notifyflow.models.notification import NotificationStatus, headline
-from notifyflow.models.workflow_io import AnswerSource, WorkflowStatus
-from notifyflow.outreach.service import Outreach
+from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource, WorkflowStatus
+from notifyflow.outreach.replies import Replies
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +131,32 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class AdminReplyActivities:
-    """The worker's database, AI and outreach."""
+class SubmitAnswer(Protocol):
+    """:func:`notifyflow.starter.answer_notification`: submits through the workflow's update."""
 
-    def __init__(self, db: SessionFactory, ai: AIProvider, outreach: Outreach) -> None:
+    async def __call__(
+        self,
+        client: Client,
+        db: SessionFactory,
+        notification_id: str,
+        *,
+        answered_by: int,
+        answer: dict[str, Any] | str,
+        source: AnswerSource,
+    ) -> AnswerAccepted: ...
+
+
+class AdminReplyActivities:
+    """The worker's database and AI, the replies, and the client API's answer submission
+    (handed in by ``worker.py``: activities import neither the starter nor a workflow)."""
+
+    def __init__(
+        self, db: SessionFactory, ai: AIProvider, replies: Replies, submit: SubmitAnswer
+    ) -> None:
         self._db = db
         self._ai = ai
-        self._outreach = outreach
+        self._replies = replies
+        self._submit = submit
 
     # ---- understand and submit ----------------------------------------------------------
 
@@ -179,7 +198,7 @@ class AdminReplyActivities:
             answer = made
         client = activity.client()
         try:
-            await starter.answer_notification(
+            await self._submit(
                 client,
                 self._db,
                 public,
@@ -300,7 +319,7 @@ class AdminReplyActivities:
         if user is None or merchant is None:
             log.warning("reply to %s: its merchant user is gone", input.message_sid)
             return
-        await self._outreach.reply_to_member(
+        await self._replies.reply(
             input.notification_id,
             user,
             merchant,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from notifyflow.models.ids import MalformedNotificationId, parse_notification_id
+
 
 class RefusalCode(StrEnum):
     malformed_id = "malformed_id"
@@ -57,3 +59,15 @@ class NotificationError(Exception):
     @property
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]
+
+
+def parse_id(text: object, *, location: str | None = None) -> int:
+    """``n`` from ``NOTIF_<n>``, or the ``malformed_id`` refusal (checked before any query or
+    RPC runs). ``location``: where the id came from (``"path"``), named in the details."""
+    try:
+        return parse_notification_id(text)
+    except MalformedNotificationId as exc:
+        details = (
+            [{"in": location, "path": "notification_id", "message": str(exc)}] if location else None
+        )
+        raise NotificationError(RefusalCode.malformed_id, str(exc), details=details) from None
