@@ -37,7 +37,7 @@ from notifyflow.faults import fault_point
 from notifyflow.intake import check_request, record_request
 from notifyflow.launch import START_WAIT, admin_ids, ensure_started, workflow_input
 from notifyflow.models.answers import parse_answer, validate_answer
-from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
+from notifyflow.models.errors import NotificationError, RefusalCode, parse_id, refusal_for
 from notifyflow.models.ids import (
     format_notification_id,
     workflow_id_for,
@@ -293,9 +293,10 @@ async def _start_recorded_or_refuse(
         admins = await admin_ids(session, row.merchant_id) if row is not None else []
     if row is None:
         raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
-    status = NotificationStatus(row.status)
-    if status is not NotificationStatus.requested:
-        raise _state_refusal(public, status, "answered")
+    # With no workflow, nothing but a requested row can take an answer.
+    refusal = refusal_for(public, NotificationStatus(row.status))
+    if refusal is not None:
+        raise refusal
     if not await ensure_started(client, row, admins, settings):
         raise NotificationError(
             RefusalCode.closed,
@@ -303,17 +304,6 @@ async def _start_recorded_or_refuse(
             "an operator can close it",
         )
     log.warning("%s: its workflow had not started; started it for an answer", public)
-
-
-def _state_refusal(public: str, status: NotificationStatus, verb: str) -> NotificationError:
-    """The refusal for acting on a notification that is no longer requested, naming its
-    state."""
-    code = (
-        RefusalCode.closed
-        if status in (NotificationStatus.closed, NotificationStatus.expired)
-        else RefusalCode.already_answered
-    )
-    return NotificationError(code, f"{public} is {status.value} and cannot be {verb}")
 
 
 def _refusal_from(cause: BaseException | None) -> NotificationError:
@@ -383,8 +373,9 @@ async def close_notification(
     n = parse_id(notification_id)
     public = format_notification_id(n)
     view = await get_notification(db, public)
-    if view.status != NotificationStatus.requested.value:
-        raise _state_refusal(public, NotificationStatus(view.status), "closed")
+    refusal = refusal_for(public, NotificationStatus(view.status), closing=True)
+    if refusal is not None:
+        raise refusal
     request = CloseRequest(reason=reason, closed_by=closed_by)
     handle = client.get_workflow_handle(workflow_id_for(n))
     try:
@@ -403,9 +394,10 @@ async def close_notification(
     except Exception as exc:  # noqa: BLE001 - the status below tells the caller what happened
         log.warning("%s: waiting for the close failed: %s", public, exc)
     view = await get_notification(db, public)
-    if view.status not in (NotificationStatus.closed.value, NotificationStatus.requested.value):
+    refusal = refusal_for(public, NotificationStatus(view.status), closing=True)
+    if refusal is not None and view.status != NotificationStatus.closed.value:
         # An answer won the race: the close was ignored.
-        raise _state_refusal(public, NotificationStatus(view.status), "closed")
+        raise refusal
     return view
 
 

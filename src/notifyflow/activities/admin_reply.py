@@ -31,7 +31,7 @@ from notifyflow.db.tables import (
     Notification,
     NotificationRecipient,
 )
-from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.errors import NotificationError, RefusalCode, refusal_for
 from notifyflow.models.ids import INT32_MAX, format_notification_id, workflow_id_for
 from notifyflow.models.inbound import (
     AdminReplyDecision,
@@ -180,9 +180,14 @@ class AdminReplyActivities:
             )
         text = without_mention(input.text, n)
         answer: dict[str, Any] | str
-        if notification.merchant_id != input.merchant_id or (
-            notification.status != NotificationStatus.requested.value
-            and not notification.allow_multiple_answers
+        if (
+            notification.merchant_id != input.merchant_id
+            or refusal_for(
+                public,
+                NotificationStatus(notification.status),
+                allow_multiple_answers=notification.allow_multiple_answers,
+            )
+            is not None
         ):
             # Refused whatever it says: submitted as written, so the attempt joins the
             # answer history, without asking the AI to make sense of it first.
