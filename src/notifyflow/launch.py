@@ -76,6 +76,23 @@ def summary(notification: Notification, input: NotificationWorkflowInput) -> str
     return f'{public} · {notification.type} · "{shown}"'
 
 
+def start_options(
+    notification: Notification,
+    input: NotificationWorkflowInput,
+    settings: Settings,
+    *,
+    static_summary: str | None = None,
+) -> dict[str, Any]:
+    """What every start of a notification's workflow names: its id (the public id), task
+    queue, search attributes and summary."""
+    return {
+        "id": workflow_id_for(notification.id),
+        "task_queue": settings.temporal_task_queue,
+        "search_attributes": initial_search_attributes(input),
+        "static_summary": static_summary or summary(notification, input),
+    }
+
+
 async def ensure_started(
     client: Client,
     notification: Notification,
@@ -101,12 +118,9 @@ async def ensure_started(
         await client.start_workflow(
             NotificationWorkflow.run,
             input,
-            id=workflow_id_for(notification.id),
-            task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=initial_search_attributes(input),
-            static_summary=summary(notification, input),
             rpc_timeout=START_WAIT,
+            **start_options(notification, input, settings),
             **options,
         )
     except WorkflowAlreadyStartedError:

@@ -35,7 +35,13 @@ from notifyflow.db.tables import (
 from notifyflow.db.types import utcnow
 from notifyflow.faults import fault_point
 from notifyflow.intake import check_request, record_request
-from notifyflow.launch import START_WAIT, admin_ids, ensure_started, workflow_input
+from notifyflow.launch import (
+    START_WAIT,
+    admin_ids,
+    ensure_started,
+    start_options,
+    workflow_input,
+)
 from notifyflow.models.answers import parse_answer, validate_answer
 from notifyflow.models.errors import NotificationError, RefusalCode, parse_id, refusal_for
 from notifyflow.models.ids import (
@@ -61,7 +67,7 @@ from notifyflow.read_model import (
     notification_timeline,
     notification_view,
 )
-from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
+from notifyflow.workflows.notification import NotificationWorkflow
 
 __all__ = [
     "answer_new_notification",
@@ -155,11 +161,13 @@ async def answer_new_notification(
     start = WithStartWorkflowOperation(
         NotificationWorkflow.run,
         input,
-        id=workflow_id_for(notification.id),
-        task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=initial_search_attributes(input),
-        static_summary=f"{public} · {notification.type} · answered directly",
+        **start_options(
+            notification,
+            input,
+            settings,
+            static_summary=f"{public} · {notification.type} · answered directly",
+        ),
     )
     submission = AnswerSubmission(
         notification_id=public, answered_by=answered_by, answer_json=text, source=source

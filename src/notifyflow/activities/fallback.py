@@ -38,12 +38,11 @@ from notifyflow.models.ids import format_notification_id
 from notifyflow.models.inbound import FallbackInput, FallbackResult
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
-    Campaign,
     NotificationStatus,
     NotificationType,
 )
 from notifyflow.models.vocabulary import DeliveryKind, SendMethod
-from notifyflow.outreach.service import Outreach, customer_target
+from notifyflow.outreach.service import Notice, Outreach, customer_target
 from notifyflow.outreach.templates import TemplateMissing, clean_variable, find_template
 
 log = logging.getLogger(__name__)
@@ -189,10 +188,7 @@ class FallbackActivities:
                 notification.id,
                 merchant,
                 [answerer],
-                DeliveryKind.delivery_failed,
-                message,
-                Campaign.notification_closed,
-                [message],
+                Notice.plain(DeliveryKind.delivery_failed, message),
             )
         return FallbackResult(
             notification_id=public,

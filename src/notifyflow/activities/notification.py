@@ -41,7 +41,7 @@ from notifyflow.models.workflow_io import (
     RecordRejectionInput,
 )
 from notifyflow.outreach.members import merchant_users
-from notifyflow.outreach.service import Outreach
+from notifyflow.outreach.service import Notice, Outreach
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,12 @@ class NotificationActivities:
                 notification.id,
                 merchant,
                 current,
-                DeliveryKind.reminder,
-                f"Reminder: {public} is still waiting for an answer: {about}",
-                Campaign.notification_reminder,
-                [public, about],
+                Notice(
+                    DeliveryKind.reminder,
+                    f"Reminder: {public} is still waiting for an answer: {about}",
+                    Campaign.notification_reminder,
+                    [public, about],
+                ),
             )
         else:
             # Escalation widens the circle to on-call users and admins not yet asked.
@@ -166,13 +168,7 @@ class NotificationActivities:
             others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
             notice = closure_notice(public)
             notices = await self._outreach.notify_members_best_effort(
-                notification.id,
-                merchant,
-                others,
-                DeliveryKind.closure,
-                notice,
-                Campaign.notification_closed,
-                [notice],
+                notification.id, merchant, others, Notice.plain(DeliveryKind.closure, notice)
             )
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]
@@ -181,10 +177,7 @@ class NotificationActivities:
                 notification.id,
                 merchant,
                 answerer,
-                DeliveryKind.delivery_failed,
-                message,
-                Campaign.notification_closed,
-                [message],
+                Notice.plain(DeliveryKind.delivery_failed, message),
             )
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         return DeliverResult(
@@ -211,10 +204,7 @@ class NotificationActivities:
             input.notification_id,
             merchant,
             users,
-            DeliveryKind(input.status.value),
-            text,
-            Campaign.notification_closed,
-            [text],
+            Notice.plain(DeliveryKind(input.status.value), text),
         )
         if input.tell_customer:
             language = ended.conversation.language or merchant.default_language

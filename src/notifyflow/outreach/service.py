@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,22 @@ log = logging.getLogger(__name__)
 # Writes the free-form reply to the customer inside the window (the LLM's composition, or the
 # localized sentence as it is).
 Compose = Callable[[Conversation, str, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message to merchant users: ``text`` free-form inside a member's own 24 h window, else
+    ``campaign`` rendered with ``values``."""
+
+    kind: DeliveryKind
+    text: str
+    campaign: Campaign
+    values: list[str]
+
+    @classmethod
+    def plain(cls, kind: DeliveryKind, text: str) -> Notice:
+        """A notice whose template carries the same text as its one variable."""
+        return cls(kind, text, Campaign.notification_closed, [text])
 
 
 class Outreach:
@@ -106,10 +123,7 @@ class Outreach:
         notification_id: int,
         merchant: Merchant,
         users: Sequence[MerchantUser],
-        kind: DeliveryKind,
-        text: str,
-        campaign: Campaign,
-        values: list[str],
+        notice: Notice,
     ) -> int:
         """Free-form where the member's own 24 h window is open, else the campaign template."""
         members = await self.members(merchant, users)
@@ -117,15 +131,16 @@ class Outreach:
         direct: list[tuple[str, Target]] = []
         templated: list[tuple[str, Target]] = []
         for m in members.values():
-            pair = (keys.member_key(notification_id, kind, m.user.id), _member_target(merchant, m))
+            key = keys.member_key(notification_id, notice.kind, m.user.id)
+            pair = (key, _member_target(merchant, m))
             (direct if window_open(m.conversation.last_inbound_at, now) else templated).append(pair)
         sent = 0
         if direct:
-            sent += await self._fan_out(notification_id, direct, kind, text=text)
+            sent += await self._fan_out(notification_id, direct, notice.kind, text=notice.text)
         if templated:
-            template = await self.template(campaign, merchant.default_language, merchant)
+            template = await self.template(notice.campaign, merchant.default_language, merchant)
             sent += await self._fan_out(
-                notification_id, templated, kind, rendered=render(template, values)
+                notification_id, templated, notice.kind, rendered=render(template, notice.values)
             )
         return sent
 
@@ -134,18 +149,13 @@ class Outreach:
         notification_id: int,
         merchant: Merchant,
         users: Sequence[MerchantUser],
-        kind: DeliveryKind,
-        text: str,
-        campaign: Campaign,
-        values: list[str],
+        notice: Notice,
     ) -> int:
         """Notices about a notification that has already reached its outcome (closure, the
         answerer told of a failed delivery): a configuration error is logged, not raised, so
         the outcome stands; anything retryable is still retried through the ledger."""
         try:
-            return await self.notify_members(
-                notification_id, merchant, users, kind, text, campaign, values
-            )
+            return await self.notify_members(notification_id, merchant, users, notice)
         except ConfigurationError as err:
             log.error("notices not sent: %s", err.message)
             return 0
