@@ -306,7 +306,7 @@ class AdminReplyActivities:
         if row is not None and row.answered_by is not None:
             return row.answered_by
         try:
-            status = await client.get_workflow_handle(workflow_id_for(n)).query(
+            status: WorkflowStatus = await client.get_workflow_handle(workflow_id_for(n)).query(
                 "status", result_type=WorkflowStatus
             )
         except Exception as exc:  # noqa: BLE001 - no answer known: treat as someone else's
