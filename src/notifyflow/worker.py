@@ -178,8 +178,8 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
         log.info("worker stopping")
         await sweeper
-    for resource in (whatsapp, instagram, ai):
-        closer = getattr(resource, "aclose", None)
-        if closer is not None:
-            await closer()
+    await whatsapp.aclose()
+    if instagram is not None:
+        await instagram.aclose()
+    await ai.aclose()
     await engine.dispose()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -80,3 +81,15 @@ class Channel(Protocol):
     async def send_text(self, message: OutboundText) -> SendResult: ...
 
     async def send_template(self, message: OutboundTemplate) -> SendResult: ...
+
+    async def find_accepted(
+        self, to: str, sender: str, since: datetime, body_or_content_sid: str
+    ) -> str | None:
+        """The provider id of a message to ``to`` sent since ``since`` with that body, when the
+        provider can be asked (a retry after an ambiguous send); None when it took none or
+        cannot tell."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the worker stops."""
+        ...

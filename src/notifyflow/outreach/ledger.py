@@ -238,9 +238,8 @@ class Sender:
         or count one more attempt."""
         # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
         # whether it took the message before sending it again.
-        finder = getattr(channel, "find_accepted", None)
-        if row.attempts > 0 and row.error_code in (None, "ambiguous") and finder:
-            found = await finder(
+        if row.attempts > 0 and row.error_code in (None, "ambiguous"):
+            found = await channel.find_accepted(
                 to=target.to,
                 sender=target.sender,
                 since=row.created_at,
