@@ -37,6 +37,10 @@ class SendResult:
     status: str = "sent"
 
 
+# A message's provider status: taken (and maybe further along), or refused for good.
+ACCEPTED_STATUSES = frozenset({"sent", "queued", "delivered", "read"})
+FAILED_STATUSES = frozenset({"failed", "undelivered"})
+
 # The provider's codes for "the 24-hour window is closed": Twilio 63016, WhatsApp 131047.
 WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 # Twilio's refusals of a template variable that a plainer, shorter variable fixes (63013

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
+    ACCEPTED_STATUSES,
+    FAILED_STATUSES,
     Channel,
     OutboundTemplate,
     OutboundText,
@@ -33,10 +35,8 @@ from notifyflow.outreach.templates import RenderedTemplate
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
 # Twilio refuses a Body longer than this on every channel, WhatsApp included (error 21617).
 WHATSAPP_BODY_LIMIT = 1600
-REFUSED = frozenset({"failed", "undelivered"})
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Sender:
         delivery, recovered = await self._claim(
             notification_id, key, kind, target, channel, method, body, template
         )
-        if delivery.status in ACCEPTED and delivery.provider_message_id:
+        if delivery.status in ACCEPTED_STATUSES and delivery.provider_message_id:
             if recovered:
                 # An earlier attempt's message, found at the provider: write the history that
                 # attempt could not (the ledger row is already marked sent).
@@ -177,9 +177,9 @@ class Sender:
                 return row, False
             row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
             assert row is not None
-            if row.status in ACCEPTED:
+            if row.status in ACCEPTED_STATUSES:
                 return row, False
-            if row.status in REFUSED:
+            if row.status in FAILED_STATUSES:
                 # The provider refused this very message for good (or a status callback said
                 # it failed): sending it again under the same key would be a second message.
                 raise SendError(
