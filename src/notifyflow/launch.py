@@ -114,14 +114,23 @@ async def ensure_started(
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
             "request_eager_start": True,
         }
+    return await start_once(
+        client,
+        NotificationWorkflow.run,
+        input,
+        rpc_timeout=START_WAIT,
+        **start_options(notification, input, settings),
+        **options,
+    )
+
+
+async def start_once(client: Client, run: Any, input: Any, **options: Any) -> bool:
+    """Start a workflow whose id names one piece of work (a notification, an inbound message,
+    a fallback): one that already ran to its end is never started again, and False says so.
+    ``options``: the start's own (id, queue, summary; USE_EXISTING joins a running one)."""
     try:
         await client.start_workflow(
-            NotificationWorkflow.run,
-            input,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            rpc_timeout=START_WAIT,
-            **start_options(notification, input, settings),
-            **options,
+            run, input, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, **options
         )
     except WorkflowAlreadyStartedError:
         return False

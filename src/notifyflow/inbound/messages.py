@@ -10,6 +10,7 @@ from enum import StrEnum
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import WorkflowIDConflictPolicy
 
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
@@ -22,8 +23,9 @@ from notifyflow.db.tables import (
     Message,
 )
 from notifyflow.db.types import utcnow
-from notifyflow.inbound.common import GetClient, seen, start_once
+from notifyflow.inbound.common import GetClient, seen
 from notifyflow.inbound.forms import InboundMessage
+from notifyflow.launch import start_once
 from notifyflow.models.inbound import AdminReplyInput
 from notifyflow.models.vocabulary import (
     ChannelName,
@@ -82,9 +84,10 @@ async def receive_message(
                 text=message.body,
                 quoted_sid=message.quoted_sid,
             ),
-            workflow_id=admin_reply_workflow_id(message.message_sid),
+            id=admin_reply_workflow_id(message.message_sid),
             task_queue=task_queue,
-            summary=f"WhatsApp reply {message.message_sid} from merchant user "
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"WhatsApp reply {message.message_sid} from merchant user "
             f"{who.merchant_user_id}",
         )
     now = utcnow()

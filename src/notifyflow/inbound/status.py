@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from temporalio.common import WorkflowIDConflictPolicy
 
 from notifyflow.channels.base import FAILED_STATUSES, closes_window
 from notifyflow.db.session import SessionFactory
@@ -19,8 +20,9 @@ from notifyflow.db.tables import (
     InboundEvent,
 )
 from notifyflow.db.types import utcnow
-from notifyflow.inbound.common import GetClient, seen, start_once
+from notifyflow.inbound.common import GetClient, seen
 from notifyflow.inbound.forms import StatusCallback, twilio_reason
+from notifyflow.launch import start_once
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.inbound import FallbackAction, FallbackInput
 from notifyflow.models.vocabulary import (
@@ -107,9 +109,10 @@ async def receive_status(
                 error_code=callback.error_code,
                 reason=reason,
             ),
-            workflow_id=fallback_workflow_id(delivery.notification_id, action),
+            id=fallback_workflow_id(delivery.notification_id, action),
             task_queue=task_queue,
-            summary=f"{format_notification_id(delivery.notification_id)} · answer "
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"{format_notification_id(delivery.notification_id)} · answer "
             f"{callback.status} ({callback.error_code or 'no code'}) · {action.value}",
         )
     rank = STATUS_RANK[callback.status]
