@@ -19,8 +19,6 @@ from notifyflow.ai.base import Localized
 from notifyflow.ai.offline import OfflineProvider
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
-    Conversation,
-    ConversationUser,
     Merchant,
     MerchantUser,
     Notification,
@@ -50,6 +48,7 @@ from notifyflow.models.workflow_io import (
     RecordRejectionInput,
     RejectedAttempt,
 )
+from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome
 from notifyflow.outreach.service import Notice
@@ -108,9 +107,7 @@ class FakeOutreach:
         self,
         notification_id: int,
         kind: DeliveryKind,
-        merchant: Merchant,
-        conversation: Conversation,
-        customer: ConversationUser,
+        contact: CustomerContact,
         localized: Localized,
         campaign: Campaign,
         *,

@@ -30,6 +30,7 @@ from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationStatus, NotificationType, headline
 from notifyflow.models.vocabulary import MessageRole
 from notifyflow.models.workflow_io import DeliverInput, FinishInput
+from notifyflow.outreach.contacts import CustomerContact, load_contact
 from notifyflow.outreach.policy import Outcome
 
 log = logging.getLogger(__name__)
@@ -153,9 +154,7 @@ class ForDelivery:
     """A notification with what its delivery needs, and whether its answer is recorded."""
 
     notification: Notification
-    conversation: Conversation
-    merchant: Merchant
-    customer: ConversationUser
+    contact: CustomerContact
     recorded: bool
 
 
@@ -177,7 +176,8 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
                 NotificationAnswer.created_at == input.answered_at,
             )
         )
-    return ForDelivery(notification, conversation, merchant, customer, already is not None)
+    contact = CustomerContact(merchant, conversation, customer)
+    return ForDelivery(notification, contact, already is not None)
 
 
 async def record_outcome(db: SessionFactory, notification_id: int, outcome: Outcome) -> None:
@@ -199,15 +199,7 @@ async def record_outcome(db: SessionFactory, notification_id: int, outcome: Outc
         await session.commit()
 
 
-@dataclass(frozen=True)
-class Ended:
-    notification: Notification
-    merchant: Merchant
-    conversation: Conversation
-    customer: ConversationUser
-
-
-async def record_end(db: SessionFactory, input: FinishInput) -> Ended | None:
+async def record_end(db: SessionFactory, input: FinishInput) -> CustomerContact | None:
     """The notification's final status, unless it has one already; None when it does not
     exist (a workflow started for a row that was never written: nothing to close)."""
     async with db() as session:
@@ -221,10 +213,4 @@ async def record_end(db: SessionFactory, input: FinishInput) -> Ended | None:
             if input.status is NotificationStatus.delivery_failed:
                 notification.failure_reason = input.reason
             await session.commit()
-        merchant = await session.get(Merchant, notification.merchant_id)
-        assert merchant is not None
-        conversation = await session.get(Conversation, notification.conversation_id)
-        assert conversation is not None
-        customer = await session.get(ConversationUser, conversation.conversation_user_id)
-        assert customer is not None
-    return Ended(notification, merchant, conversation, customer)
+        return await load_contact(session, notification)

@@ -26,8 +26,6 @@ from notifyflow.activities.notification import delivery_failed_notice
 from notifyflow.channels.base import SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
-    Conversation,
-    ConversationUser,
     Merchant,
     MerchantUser,
     Notification,
@@ -42,6 +40,7 @@ from notifyflow.models.notification import (
     NotificationType,
 )
 from notifyflow.models.vocabulary import DeliveryKind, SendMethod
+from notifyflow.outreach.contacts import load_contact
 from notifyflow.outreach.service import Notice, Outreach, customer_target
 from notifyflow.outreach.templates import TemplateMissing, clean_variable, find_template
 
@@ -82,20 +81,15 @@ class FallbackActivities:
             log.info("%s: no template fallback, it is %s", public, notification.status)
             return _result(notification)
         async with self._db() as session:
-            conversation = await session.get(Conversation, notification.conversation_id)
-            assert conversation is not None
-            merchant = await session.get(Merchant, notification.merchant_id)
-            assert merchant is not None
-            customer = await session.get(ConversationUser, conversation.conversation_user_id)
-            assert customer is not None
+            contact = await load_contact(session, notification)
             cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
             try:
                 template = await find_template(
                     session,
                     cfg.answered_campaign.value,
-                    conversation.language or merchant.default_language,
-                    merchant.id,
-                    merchant.default_language,
+                    contact.language,
+                    contact.merchant.id,
+                    contact.merchant.default_language,
                 )
             except TemplateMissing as exc:
                 return await self._fail(notification, str(exc))
@@ -108,7 +102,7 @@ class FallbackActivities:
             sent = await self._outreach.send_customer_template(
                 notification.id,
                 DeliveryKind.answer,
-                customer_target(merchant, conversation, customer),
+                customer_target(contact),
                 template,
                 fragment,
                 other_data={"fallback_for": input.provider_message_id},

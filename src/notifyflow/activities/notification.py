@@ -135,8 +135,8 @@ class NotificationActivities:
         public = format_notification_id(input.notification_id)
         text = str(input.answer.get(input.customer_field, "")).strip()
         loaded = await load_for_delivery(self._db, input)
-        notification, merchant = loaded.notification, loaded.merchant
-        language = loaded.conversation.language or merchant.default_language
+        notification, merchant = loaded.notification, loaded.contact.merchant
+        language = loaded.contact.language
         if loaded.recorded and notification.localized_fragment:
             # A retry: the answer and its words were kept by the earlier attempt.
             localized = Localized(
@@ -153,9 +153,7 @@ class NotificationActivities:
         outcome = await self._outreach.reach_customer(
             notification.id,
             DeliveryKind.answer,
-            merchant,
-            loaded.conversation,
-            loaded.customer,
+            loaded.contact,
             localized,
             cfg.answered_campaign,
             compose=self._answers.compose,
@@ -192,12 +190,12 @@ class NotificationActivities:
     @with_log_context
     async def finish_notification(self, input: FinishInput) -> None:
         public = format_notification_id(input.notification_id)
-        ended = await record_end(self._db, input)
-        if ended is None:
+        contact = await record_end(self._db, input)
+        if contact is None:
             # Retrying could never succeed.
             log.warning("%s: no such notification; nothing to close", public)
             return
-        merchant = ended.merchant
+        merchant = contact.merchant
         users = [u for u in await merchant_users(self._db, merchant.id) if u.id in input.recipients]
         text = end_notice(public, input.status, input.reason)
         await self._outreach.notify_members_best_effort(
@@ -207,14 +205,11 @@ class NotificationActivities:
             Notice.plain(DeliveryKind(input.status.value), text),
         )
         if input.tell_customer:
-            language = ended.conversation.language or merchant.default_language
-            localized = await self._answers.localize(EXPIRY_MESSAGE, language)
+            localized = await self._answers.localize(EXPIRY_MESSAGE, contact.language)
             outcome = await self._outreach.reach_customer(
                 input.notification_id,
                 DeliveryKind.expiry,
-                merchant,
-                ended.conversation,
-                ended.customer,
+                contact,
                 localized,
                 Campaign.customer_request_expired,
             )

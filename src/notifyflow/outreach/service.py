@@ -20,7 +20,6 @@ from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
-    ConversationUser,
     Merchant,
     MerchantUser,
     Notification,
@@ -40,6 +39,7 @@ from notifyflow.models.vocabulary import (
     SendMethod,
 )
 from notifyflow.outreach import keys
+from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.errors import ConfigurationError, retry_later
 from notifyflow.outreach.ledger import Sender, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
@@ -210,9 +210,7 @@ class Outreach:
         self,
         notification_id: int,
         kind: DeliveryKind,
-        merchant: Merchant,
-        conversation: Conversation,
-        customer: ConversationUser,
+        contact: CustomerContact,
         localized: Localized,
         campaign: Campaign,
         *,
@@ -223,13 +221,12 @@ class Outreach:
         ``compose``: writes the free-form body from the localized sentence."""
         public = format_notification_id(notification_id)
         now = utcnow()
+        merchant, conversation = contact.merchant, contact.conversation
         last = conversation.last_inbound_at
-        language = conversation.language or merchant.default_language
+        language = contact.language
         if conversation.channel == ChannelName.instagram:
-            return await self._reach_instagram(
-                notification_id, kind, merchant, conversation, customer, localized, now
-            )
-        target = customer_target(merchant, conversation, customer)
+            return await self._reach_instagram(notification_id, kind, contact, localized, now)
+        target = customer_target(contact)
         if not target.to:
             return Outcome(False, None, None, "the customer has no phone number")
         if window_open(last, now):
@@ -311,12 +308,11 @@ class Outreach:
         self,
         notification_id: int,
         kind: DeliveryKind,
-        merchant: Merchant,
-        conversation: Conversation,
-        customer: ConversationUser,
+        contact: CustomerContact,
         localized: Localized,
         now: datetime,
     ) -> Outcome:
+        merchant, conversation, customer = contact.merchant, contact.conversation, contact.customer
         decision = instagram_decision(conversation.last_inbound_at, now, kind)
         if not decision.allowed:
             return Outcome(False, None, None, decision.reason)
@@ -341,15 +337,13 @@ class Outreach:
         return Outcome(True, SendMethod.direct, sent.provider_message_id, None)
 
 
-def customer_target(
-    merchant: Merchant, conversation: Conversation, customer: ConversationUser
-) -> Target:
+def customer_target(contact: CustomerContact) -> Target:
     """The customer on WhatsApp, recorded in their conversation."""
     return Target(
-        conversation_id=conversation.id,
+        conversation_id=contact.conversation.id,
         channel=ChannelName.whatsapp,
-        to=customer.phone or "",
-        sender=merchant.whatsapp_sender,
+        to=contact.customer.phone or "",
+        sender=contact.merchant.whatsapp_sender,
         recipient_kind=RecipientKind.customer,
     )
 
