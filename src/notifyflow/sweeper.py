@@ -27,9 +27,9 @@ from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import MerchantUser, Notification
 from notifyflow.db.types import utcnow
+from notifyflow.launch import ensure_started
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationStatus
-from notifyflow.starter import ensure_started
 
 log = logging.getLogger(__name__)
 

@@ -5,24 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from notifyflow import starter
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.notification import NotificationActivities
-from notifyflow.activities.sending import Sender
 from notifyflow.activities.webhooks import WebhookActivities
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
 from notifyflow.config import Settings, SettingsError
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
 from notifyflow.nexus_handler import NotificationServiceHandler
+from notifyflow.outreach.ledger import Sender
+from notifyflow.outreach.replies import Replies
+from notifyflow.outreach.service import Outreach
 from notifyflow.sweeper import run_sweeper
 from notifyflow.webhooks.dispatch import run_dispatcher
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
@@ -70,19 +75,40 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         ) from None
 
 
+@dataclass(frozen=True)
+class Activities:
+    """Every activity class, each holding only what it needs."""
+
+    lifecycle: NotificationActivities
+    admin_reply: AdminReplyActivities
+    fallback: FallbackActivities
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [*self.lifecycle.all(), *self.admin_reply.all(), *self.fallback.all()]
+
+
 def build_activities(
     db: SessionFactory,
     ai: AIProvider,
     whatsapp: Channel,
     instagram: Channel | None = None,
-) -> NotificationActivities:
-    return NotificationActivities(db, ai, Sender(db, whatsapp, instagram))
+) -> Activities:
+    """The outreach service (ledger, templates, channels) is built once and shared."""
+    sender = Sender(db, whatsapp, instagram)
+    outreach = Outreach(db, sender)
+    return Activities(
+        lifecycle=NotificationActivities(db, ai, outreach),
+        admin_reply=AdminReplyActivities(
+            db, ai, Replies(db, sender, whatsapp), starter.answer_notification
+        ),
+        fallback=FallbackActivities(db, outreach),
+    )
 
 
 def build_worker(
     client: Client,
     task_queue: str,
-    activities: NotificationActivities,
+    activities: Activities,
     *,
     max_concurrent_activities: int = 200,
     max_cached_workflows: int = 750,
@@ -93,13 +119,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[
-            *activities.all(),
-            # Inbound (WhatsApp replies, status-callback fallbacks): the same dependencies.
-            *AdminReplyActivities.sharing(activities).all(),
-            *FallbackActivities.sharing(activities).all(),
-            *(webhooks.all() if webhooks is not None else []),
-        ],
+        activities=[*activities.all(), *(webhooks.all() if webhooks is not None else [])],
         # The Nexus NotificationService (Voyager workflows call it through the endpoint
         # NOTIFYFLOW_NEXUS_ENDPOINT, which targets this task queue).
         nexus_service_handlers=list(nexus_handlers),
@@ -182,8 +202,9 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
         log.info("worker stopping")
         await asyncio.gather(*loops)
-    for resource in (whatsapp, instagram, ai, webhooks):
-        closer = getattr(resource, "aclose", None)
-        if closer is not None:
-            await closer()
+    await whatsapp.aclose()
+    if instagram is not None:
+        await instagram.aclose()
+    await ai.aclose()
+    await webhooks.aclose()
     await engine.dispose()

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from temporalio.service import RPCError
 
-from notifyflow import inbound as inbound_service
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Delivery, Notification
+from notifyflow.inbound import status as inbound_status
 from tests.fakes.twilio_server import FakeTwilio
 from tests.fixtures.ledger import settled
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop
@@ -85,7 +85,7 @@ async def test_status_callbacks_move_a_delivery_forward_never_back(
 async def test_a_status_for_a_message_that_is_not_ours_is_acknowledged(
     inbound: Inbound, db: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inbound_service, "STATUS_MATCH_WAIT", 0.2)
+    monkeypatch.setattr(inbound_status, "STATUS_MATCH_WAIT", 0.2)
     sid = new_sid()
     response = await inbound.twilio.status(sid, "delivered")
     assert response.status_code == 200

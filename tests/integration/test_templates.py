@@ -23,13 +23,13 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
-from notifyflow.activities.templates import clear_template_cache
 from notifyflow.ai.offline import OfflineProvider, as_fragment
 from notifyflow.api.app import create_app
 from notifyflow.channels.twilio_channel import TwilioChannel
 from notifyflow.db.seed import DEFAULT_TEMPLATES, default_content_sid
 from notifyflow.db.session import SessionFactory
 from notifyflow.models.notification import Campaign, closure_notice
+from notifyflow.outreach.templates import clear_template_cache
 from tests.api.conftest import client_for
 from tests.fakes.twilio_server import FakeTwilio
 from tests.fixtures.database import unique_phone

@@ -252,7 +252,7 @@ async def test_credentials_refused_by_the_channel_end_the_notification_at_once(
 async def test_a_campaign_without_any_template_is_a_configuration_error(
     dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, caplog
 ) -> None:
-    from notifyflow.activities.templates import clear_template_cache
+    from notifyflow.outreach.templates import clear_template_cache
 
     shop = await shop_factory()
     campaign = Campaign.merchant_user_question_request

@@ -3,8 +3,9 @@
 ``answer_admin_reply`` decides which notification the message is about — the campaign it
 quotes (``OriginalRepliedMessageSid``), else a ``NOTIF_<n>`` it names, else the one notification
 still open for this admin — turns the text into the answer object with the AI provider and
-submits it through :func:`notifyflow.starter.answer_notification`. ``reply_to_admin`` sends the
-outcome in plain words, free-form: the admin has just written, so their own window is open.
+submits it through :func:`notifyflow.starter.answer_notification` (handed in by the worker).
+``reply_to_admin`` sends the outcome in plain words, free-form: the admin has just written, so
+their own window is open.
 """
 
 from __future__ import annotations
@@ -12,30 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from notifyflow import starter
-from notifyflow.activities.notification import NotificationActivities, fall_back, headline
-from notifyflow.activities.sending import Sender, Target
+from notifyflow.activities.common import fall_back
 from notifyflow.ai.base import AIError, AIProvider
-from notifyflow.channels.base import Channel, OutboundText, SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Delivery,
-    InboundEvent,
     Merchant,
     MerchantUser,
-    Message,
     Notification,
     NotificationRecipient,
 )
-from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.errors import NotificationError, RefusalCode, refusal_for
 from notifyflow.models.ids import INT32_MAX, format_notification_id, workflow_id_for
 from notifyflow.models.inbound import (
     AdminReplyDecision,
@@ -43,8 +39,9 @@ from notifyflow.models.inbound import (
     AdminReplyMessage,
     ReplyOutcome,
 )
-from notifyflow.models.notification import NotificationStatus
-from notifyflow.models.workflow_io import AnswerSource, WorkflowStatus
+from notifyflow.models.notification import NotificationStatus, headline
+from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource, WorkflowStatus
+from notifyflow.outreach.replies import Replies
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +50,6 @@ _MENTION = re.compile(r"(?<![A-Za-z0-9_])NOTIF_([1-9][0-9]{0,9})(?![0-9A-Za-z_])
 # The mention and what usually separates it from the answer: "NOTIF_12: …", "(NOTIF_12) …".
 _MENTION_WITH_PUNCTUATION = r"[\s(\[]*{id}[\s)\]:,.\-–—]*"
 MAX_LISTED = 5
-
-
-def reply_key(message_sid: str) -> str:
-    """The idempotency key of the reply to one inbound message."""
-    return f"inbound:{message_sid}:reply"
 
 
 def mentioned_ids(text: str) -> list[int]:
@@ -139,22 +131,32 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+class SubmitAnswer(Protocol):
+    """:func:`notifyflow.starter.answer_notification`: submits through the workflow's update."""
+
+    async def __call__(
+        self,
+        client: Client,
+        db: SessionFactory,
+        notification_id: str,
+        *,
+        answered_by: int,
+        answer: dict[str, Any] | str,
+        source: AnswerSource,
+    ) -> AnswerAccepted: ...
+
+
 class AdminReplyActivities:
-    """Shares the worker's database, AI, ledger and WhatsApp channel."""
+    """The worker's database and AI, the replies, and the client API's answer submission
+    (handed in by ``worker.py``: activities import neither the starter nor a workflow)."""
 
     def __init__(
-        self, db: SessionFactory, ai: AIProvider, sender: Sender, whatsapp: Channel
+        self, db: SessionFactory, ai: AIProvider, replies: Replies, submit: SubmitAnswer
     ) -> None:
         self._db = db
         self._ai = ai
-        self._sender = sender
-        self._whatsapp = whatsapp
-
-    @classmethod
-    def sharing(cls, lifecycle: NotificationActivities) -> AdminReplyActivities:
-        """Built from the lifecycle activities, so the worker wires nothing new."""
-        sender = lifecycle._sender
-        return cls(lifecycle._db, lifecycle._ai, sender, sender._whatsapp)
+        self._replies = replies
+        self._submit = submit
 
     # ---- understand and submit ----------------------------------------------------------
 
@@ -178,9 +180,14 @@ class AdminReplyActivities:
             )
         text = without_mention(input.text, n)
         answer: dict[str, Any] | str
-        if notification.merchant_id != input.merchant_id or (
-            notification.status != NotificationStatus.requested.value
-            and not notification.allow_multiple_answers
+        if (
+            notification.merchant_id != input.merchant_id
+            or refusal_for(
+                public,
+                NotificationStatus(notification.status),
+                allow_multiple_answers=notification.allow_multiple_answers,
+            )
+            is not None
         ):
             # Refused whatever it says: submitted as written, so the attempt joins the
             # answer history, without asking the AI to make sense of it first.
@@ -196,7 +203,7 @@ class AdminReplyActivities:
             answer = made
         client = activity.client()
         try:
-            await starter.answer_notification(
+            await self._submit(
                 client,
                 self._db,
                 public,
@@ -280,7 +287,7 @@ class AdminReplyActivities:
             return written
         try:
             return await self._ai.answer_from_reply(
-                text, notification.answer_schema, headline(notification)
+                text, notification.answer_schema, headline(notification.type, notification.context)
             )
         except AIError as err:
             if not fall_back(err):
@@ -290,7 +297,7 @@ class AdminReplyActivities:
 
             log.warning("answer extraction failed (%s); taking the admin's words as they are", err)
             return await OfflineProvider().answer_from_reply(
-                text, notification.answer_schema, headline(notification)
+                text, notification.answer_schema, headline(notification.type, notification.context)
             )
 
     async def _answered_by(self, client: Client, n: int) -> int | None:
@@ -299,7 +306,7 @@ class AdminReplyActivities:
         if row is not None and row.answered_by is not None:
             return row.answered_by
         try:
-            status = await client.get_workflow_handle(workflow_id_for(n)).query(
+            status: WorkflowStatus = await client.get_workflow_handle(workflow_id_for(n)).query(
                 "status", result_type=WorkflowStatus
             )
         except Exception as exc:  # noqa: BLE001 - no answer known: treat as someone else's
@@ -317,73 +324,14 @@ class AdminReplyActivities:
         if user is None or merchant is None:
             log.warning("reply to %s: its merchant user is gone", input.message_sid)
             return
-        target = Target(
-            conversation_id=input.conversation_id,
-            channel="whatsapp",
-            to=user.phone,
-            sender=merchant.whatsapp_sender,
-            recipient_kind="merchant_user",
-            merchant_user_id=user.id,
+        await self._replies.reply(
+            input.notification_id,
+            user,
+            merchant,
+            input.conversation_id,
+            input.text,
+            input.message_sid,
         )
-        key = reply_key(input.message_sid)
-        if input.notification_id is not None:
-            try:
-                await self._sender.send(
-                    notification_id=input.notification_id,
-                    key=key,
-                    kind="admin_reply",
-                    target=target,
-                    text=input.text,
-                    other_data={"in_reply_to": input.message_sid},
-                )
-            except SendError as err:
-                if err.retryable or err.ambiguous:
-                    raise
-                log.warning("reply to %s refused: %s", input.message_sid, err)
-            return
-        await self._reply_without_notification(input, target, key)
 
-    async def _reply_without_notification(
-        self, input: AdminReplyMessage, target: Target, key: str
-    ) -> None:
-        """The ledger's rows belong to a notification; a reply about none (which one did you
-        mean?) is sent on the channel and marked done by an inbound-event row under its key.
-        A crash between the send and the mark can repeat this one short question, never an
-        answer."""
-        async with self._db() as session:
-            if await session.scalar(select(InboundEvent.id).where(InboundEvent.event_key == key)):
-                return
-        try:
-            result = await self._whatsapp.send_text(
-                OutboundText(
-                    to=target.to, sender=target.sender, body=input.text, idempotency_key=key
-                )
-            )
-        except SendError as err:
-            if err.retryable or err.ambiguous:
-                raise
-            log.warning("reply to %s refused: %s", input.message_sid, err)
-            return
-        async with self._db() as session:
-            session.add(InboundEvent(event_key=key))
-            session.add(
-                Message(
-                    conversation_id=input.conversation_id,
-                    role="assistant",
-                    content=input.text,
-                    other_data={
-                        "kind": "admin_reply",
-                        "delivery_key": key,
-                        "in_reply_to": input.message_sid,
-                        "provider_message_id": result.provider_message_id,
-                    },
-                    whatsapp_payload={"type": "text"},
-                )
-            )
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-
-    def all(self) -> list[Any]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.answer_admin_reply, self.reply_to_admin]

@@ -14,20 +14,18 @@ Both wait for the main delivery to finish writing its outcome first (a callback 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from notifyflow.activities.notification import NotificationActivities, with_log_context
-from notifyflow.activities.sending import Sender, Target
-from notifyflow.activities.templates import TemplateMissing, clean_variable, find_template, render
+from notifyflow.activities.common import non_retryable, with_log_context
+from notifyflow.activities.notification import delivery_failed_notice
 from notifyflow.channels.base import SendError
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
-    Conversation,
-    ConversationUser,
     Merchant,
     MerchantUser,
     Notification,
@@ -38,45 +36,31 @@ from notifyflow.models.ids import format_notification_id
 from notifyflow.models.inbound import FallbackInput, FallbackResult
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
-    Campaign,
     NotificationStatus,
     NotificationType,
 )
+from notifyflow.models.vocabulary import DeliveryKind, SendMethod
+from notifyflow.outreach.contacts import load_contact
+from notifyflow.outreach.service import Notice, Outreach, customer_target
+from notifyflow.outreach.templates import TemplateMissing, clean_variable, find_template
 from notifyflow.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
 
-def template_key(notification_id: int) -> str:
-    """The main delivery's template key: one template per notification, whoever sends it."""
-    return f"{format_notification_id(notification_id)}:answer:customer:template"
-
-
 class FallbackActivities:
-    """Shares the worker's database, ledger and the lifecycle's way of telling admins."""
+    """The worker's database and outreach: nothing of the lifecycle's activities."""
 
-    def __init__(
-        self, db: SessionFactory, sender: Sender, lifecycle: NotificationActivities
-    ) -> None:
+    def __init__(self, db: SessionFactory, outreach: Outreach) -> None:
         self._db = db
-        self._sender = sender
-        self._lifecycle = lifecycle
-
-    @classmethod
-    def sharing(cls, lifecycle: NotificationActivities) -> FallbackActivities:
-        """Built from the lifecycle activities, so the worker wires nothing new."""
-        return cls(lifecycle._db, lifecycle._sender, lifecycle)
+        self._outreach = outreach
 
     async def _settled(self, notification_id: int) -> Notification:
         """The notification once the main delivery has written its outcome."""
         async with self._db() as session:
             row = await session.get(Notification, notification_id)
         if row is None:
-            raise ApplicationError(
-                f"notification {notification_id} does not exist",
-                type="NonRetryable",
-                non_retryable=True,
-            )
+            raise non_retryable(f"notification {notification_id} does not exist")
         if row.status in (NotificationStatus.requested.value, NotificationStatus.answered.value):
             # Retried with backoff by Temporal: the delivery activity is still running.
             raise ApplicationError(
@@ -98,41 +82,32 @@ class FallbackActivities:
             log.info("%s: no template fallback, it is %s", public, notification.status)
             return _result(notification)
         async with self._db() as session:
-            conversation = await session.get(Conversation, notification.conversation_id)
-            assert conversation is not None
-            merchant = await session.get(Merchant, notification.merchant_id)
-            assert merchant is not None
-            customer = await session.get(ConversationUser, conversation.conversation_user_id)
-            assert customer is not None
+            contact = await load_contact(session, notification)
             cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
             try:
                 template = await find_template(
                     session,
                     cfg.answered_campaign.value,
-                    conversation.language or merchant.default_language,
-                    merchant.id,
-                    merchant.default_language,
+                    contact.language,
+                    contact.merchant.id,
+                    contact.merchant.default_language,
                 )
             except TemplateMissing as exc:
                 return await self._fail(notification, str(exc))
         fragment = notification.localized_fragment or clean_variable(
             notification.localized_sentence or ""
         )
-        target = Target(
-            conversation_id=conversation.id,
-            channel="whatsapp",
-            to=customer.phone or "",
-            sender=merchant.whatsapp_sender,
-            recipient_kind="customer",
-        )
         try:
-            sent = await self._sender.send(
-                notification_id=notification.id,
-                key=template_key(notification.id),
-                kind="answer",
-                target=target,
-                template=render(template, [fragment]),
+            # The key the main delivery uses for its own template path: whichever path gets
+            # there first, the customer receives one template.
+            sent = await self._outreach.send_customer_template(
+                notification.id,
+                DeliveryKind.answer,
+                customer_target(contact),
+                template,
+                fragment,
                 other_data={"fallback_for": input.provider_message_id},
+                shorten_on_refusal=False,
             )
         except SendError as err:
             if err.retryable or err.ambiguous:
@@ -143,7 +118,7 @@ class FallbackActivities:
         async with self._db() as session:
             row = await session.get(Notification, notification.id)
             assert row is not None
-            row.delivery_method = "campaign"
+            row.delivery_method = SendMethod.campaign
             if not sent.duplicate:
                 row.delivered_at = utcnow()
             await session.commit()
@@ -156,7 +131,7 @@ class FallbackActivities:
         return FallbackResult(
             notification_id=public,
             status=NotificationStatus.delivered.value,
-            method="campaign",
+            method=SendMethod.campaign,
             sent=not sent.duplicate,
         )
 
@@ -209,15 +184,12 @@ class FallbackActivities:
             )
             answerer = await session.get(MerchantUser, answerer_id) if answerer_id else None
         if answerer is not None:
-            message = f"Your answer to {public} could not be delivered to the customer: {reason}"
-            await self._lifecycle._notify_members(
+            message = delivery_failed_notice(public, reason)
+            await self._outreach.notify_members(
                 notification.id,
                 merchant,
                 [answerer],
-                "delivery_failed",
-                message,
-                Campaign.notification_closed,
-                [message],
+                Notice.plain(DeliveryKind.delivery_failed, message),
             )
         return FallbackResult(
             notification_id=public,
@@ -226,7 +198,7 @@ class FallbackActivities:
             reason=reason,
         )
 
-    def all(self) -> list[Any]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.send_answer_template, self.record_delivery_failure]
 
 

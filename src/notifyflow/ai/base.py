@@ -60,3 +60,7 @@ class AIProvider(Protocol):
     ) -> dict[str, Any] | None:
         """Turn an admin's WhatsApp reply into the answer object; None when it is no answer."""
         ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the worker stops."""
+        ...

@@ -130,6 +130,9 @@ class OfflineProvider:
     async def compose_reply(self, history: list[ChatTurn], answer: str, language: str) -> str:
         return as_sentence(answer)
 
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
     async def answer_from_reply(
         self, reply: str, schema: dict[str, Any], request_summary: str
     ) -> dict[str, Any] | None:

@@ -19,12 +19,10 @@ from notifyflow.api.scope import (
     notification_not_found,
 )
 from notifyflow.models.directory import Id
-from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
 from notifyflow.models.ids import (
     INT32_MAX,
-    MalformedNotificationId,
     format_notification_id,
-    parse_notification_id,
 )
 from notifyflow.models.notification import NotificationStatus, NotificationType
 from notifyflow.models.text import plain_text, unstorable
@@ -114,14 +112,7 @@ class CloseBody(BaseModel):
 
 def _public_id(text: str) -> str:
     """The canonical ``NOTIF_<n>``; malformed ids are refused before any query or RPC runs."""
-    try:
-        return format_notification_id(parse_notification_id(text))
-    except MalformedNotificationId as exc:
-        raise NotificationError(
-            RefusalCode.malformed_id,
-            str(exc),
-            details=[{"in": "path", "path": "notification_id", "message": str(exc)}],
-        ) from None
+    return format_notification_id(parse_id(text, location="path"))
 
 
 def _check_storable(value: Any, path: str) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from notifyflow.api.auth import CALLER_SCOPE_KEY, Caller
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Conversation, MerchantUser, Notification
-from notifyflow.models.errors import NotificationError, RefusalCode
-from notifyflow.models.ids import INT32_MAX, format_notification_id, parse_notification_id
+from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
+from notifyflow.models.ids import INT32_MAX, format_notification_id
 
 
 def get_caller(request: Request) -> Caller:
@@ -126,7 +126,7 @@ async def check_notification(db: SessionFactory, caller: Caller, public: str) ->
     """Another merchant's notification does not exist (``public`` is already canonical)."""
     if not caller.scoped:
         return
-    n = parse_notification_id(public)
+    n = parse_id(public)
     async with db() as session:
         merchant_id = await session.scalar(
             select(Notification.merchant_id).where(Notification.id == n)

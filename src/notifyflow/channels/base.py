@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -36,6 +37,22 @@ class SendResult:
     status: str = "sent"
 
 
+# A message's provider status: taken (and maybe further along), or refused for good.
+ACCEPTED_STATUSES = frozenset({"sent", "queued", "delivered", "read"})
+FAILED_STATUSES = frozenset({"failed", "undelivered"})
+
+# The provider's codes for "the 24-hour window is closed": Twilio 63016, WhatsApp 131047.
+WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
+# Twilio's refusals of a template variable that a plainer, shorter variable fixes (63013
+# whitespace or characters, 63021 too long).
+VARIABLE_REFUSAL_CODES = frozenset({"63013", "63021"})
+
+
+def closes_window(code: str | None) -> bool:
+    """A WhatsApp error code (a send's, or a status callback's) saying the window is closed."""
+    return code in WINDOW_CLOSED_CODES
+
+
 @dataclass
 class SendError(Exception):
     """A send the provider refused. ``retryable`` decides whether Temporal tries again."""
@@ -56,6 +73,11 @@ class SendError(Exception):
     def __post_init__(self) -> None:
         super().__init__(f"{self.code}: {self.message}")
 
+    @property
+    def variable_refused(self) -> bool:
+        """The template's variable was refused; a plainer, shorter one may go through."""
+        return self.code in VARIABLE_REFUSAL_CODES
+
 
 class Channel(Protocol):
     name: str
@@ -63,3 +85,15 @@ class Channel(Protocol):
     async def send_text(self, message: OutboundText) -> SendResult: ...
 
     async def send_template(self, message: OutboundTemplate) -> SendResult: ...
+
+    async def find_accepted(
+        self, to: str, sender: str, since: datetime, body_or_content_sid: str
+    ) -> str | None:
+        """The provider id of a message to ``to`` sent since ``since`` with that body, when the
+        provider can be asked (a retry after an ambiguous send); None when it took none or
+        cannot tell."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the worker stops."""
+        ...

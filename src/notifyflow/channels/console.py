@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from notifyflow.channels.base import OutboundTemplate, OutboundText, SendResult
@@ -91,6 +92,12 @@ class ConsoleChannel:
             provider_id,
         )
         return SendResult(provider_message_id=provider_id, status="sent")
+
+    async def find_accepted(
+        self, to: str, sender: str, since: datetime, body_or_content_sid: str
+    ) -> str | None:
+        """Nothing to ask: a console send never fails ambiguously."""
+        return None
 
     async def close(self) -> None:
         """Nothing to release; present so every channel can be closed the same way."""

@@ -12,6 +12,7 @@ closed; codes 4, 17, 32, 613 and HTTP 429 → retry; 5xx and timeouts → retry,
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -120,6 +121,12 @@ class InstagramChannel:
 
     async def send_template(self, message: OutboundTemplate) -> SendResult:
         raise SendError("instagram_no_templates", "Instagram has no message templates")
+
+    async def find_accepted(
+        self, to: str, sender: str, since: datetime, body_or_content_sid: str
+    ) -> str | None:
+        """The Send API cannot be asked what it took: a retry sends again."""
+        return None
 
     async def close(self) -> None:
         http, self._http = self._http, None

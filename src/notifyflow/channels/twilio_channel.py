@@ -33,7 +33,14 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError, SendResult
+from notifyflow.channels.base import (
+    VARIABLE_REFUSAL_CODES,
+    OutboundTemplate,
+    OutboundText,
+    SendError,
+    SendResult,
+    closes_window,
+)
 from notifyflow.channels.console import mask_address
 from notifyflow.config import Settings
 
@@ -42,9 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 15.0
 STATUS_CALLBACK_PATH = "/v1/webhooks/twilio/status"
 
-WINDOW_CLOSED_CODES = frozenset({63016, 131047})
 RATE_LIMIT_CODES = frozenset({20429, 63018})
-FIXABLE_CODES = frozenset({63013, 63021})  # fix or shorten the variables, then send again
 PERMANENT_CODES = frozenset({63005, 63014})
 AUTH_CODES = frozenset({20003})
 # The deployment is misconfigured: 20003 credentials refused, 21655 / 63027 the ContentSid is
@@ -72,7 +77,8 @@ def _basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
-class RebasedAsyncHttpClient(AsyncTwilioHttpClient):
+# The SDK ships no type hints (its modules are Any to mypy): subclassing it is the one way in.
+class RebasedAsyncHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's aiohttp client, pointed at ``base_url`` instead of ``*.twilio.com``.
 
     Build it inside a running event loop (aiohttp sessions belong to one loop)."""
@@ -129,11 +135,12 @@ def send_error_from_twilio(status: int, code: int | None, message: str) -> SendE
     if retry_after:
         extra["retry_after"] = retry_after
     text = message or f"Twilio answered {status}"
-    if number in WINDOW_CLOSED_CODES:
+    if closes_window(str(number)):
         return SendError(str(number), text, window_closed=True, extra=extra)
     if status == 429 or number in RATE_LIMIT_CODES:
         return SendError(str(number), text, retryable=True, extra=extra)
-    if number in FIXABLE_CODES or number in PERMANENT_CODES:
+    # A refused variable keeps its code: the ledger's caller fixes or shortens it and sends again.
+    if str(number) in VARIABLE_REFUSAL_CODES or number in PERMANENT_CODES:
         return SendError(str(number), text, extra=extra)
     if status in (401, 403) or number in CONFIG_CODES:
         return SendError(str(number), text, config_error=True, extra=extra)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from notifyflow.models.ids import MalformedNotificationId, parse_notification_id
+from notifyflow.models.notification import NotificationStatus
+
 
 class RefusalCode(StrEnum):
     malformed_id = "malformed_id"
@@ -57,3 +60,39 @@ class NotificationError(Exception):
     @property
     def http_status(self) -> int:
         return HTTP_STATUS[self.code]
+
+
+def parse_id(text: object, *, location: str | None = None) -> int:
+    """``n`` from ``NOTIF_<n>``, or the ``malformed_id`` refusal (checked before any query or
+    RPC runs). ``location``: where the id came from (``"path"``), named in the details."""
+    try:
+        return parse_notification_id(text)
+    except MalformedNotificationId as exc:
+        details = (
+            [{"in": location, "path": "notification_id", "message": str(exc)}] if location else None
+        )
+        raise NotificationError(RefusalCode.malformed_id, str(exc), details=details) from None
+
+
+def refusal_for(
+    public: str,
+    status: NotificationStatus,
+    *,
+    allow_multiple_answers: bool = False,
+    closing: bool = False,
+) -> NotificationError | None:
+    """Whether a notification in ``status`` can still be answered (or, with ``closing``,
+    closed) by what the database says: None when it can, else the refusal naming its state.
+    Closed and expired take nothing; past ``requested`` it takes no further answer unless it
+    allows several, and cannot be closed. (A running workflow decides from its own state in
+    its update validator; this is the same rule for the callers that read the row.)"""
+    if status is NotificationStatus.requested:
+        return None
+    if status in (NotificationStatus.closed, NotificationStatus.expired):
+        code = RefusalCode.closed
+    elif allow_multiple_answers and not closing:
+        return None
+    else:
+        code = RefusalCode.already_answered
+    verb = "closed" if closing else "answered"
+    return NotificationError(code, f"{public} is {status.value} and cannot be {verb}")

@@ -5,6 +5,7 @@ Adding a type is a config entry plus its answer schema model, nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -50,6 +51,13 @@ class Campaign(StrEnum):
     notification_closed = "notification_closed"
     notification_reminder = "notification_reminder"
     customer_request_expired = "customer_request_expired"
+
+
+def headline(type: str, context: Mapping[str, Any]) -> str:
+    """The question or support reason, as stored in the context: the notification's first
+    requested field."""
+    cfg = NOTIFICATION_CONFIG[NotificationType(type)]
+    return str(context.get(cfg.requested_fields[0], ""))
 
 
 class UserQuestionAnswerSchema(BaseModel):

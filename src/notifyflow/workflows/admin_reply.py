@@ -8,8 +8,6 @@ AI call, the answer and the reply happen here, retried by Temporal.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -23,11 +21,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from notifyflow.workflows import policies
 
-ANSWER_TIMEOUT = timedelta(minutes=2)
-REPLY_TIMEOUT = timedelta(minutes=1)
-# The admin is waiting for the reply: past an hour of outage it is news no longer worth
-# sending, and the notification's own reminders take over.
-GIVE_UP_AFTER = timedelta(hours=1)
 SORRY = (
     "Sorry — your message could not be processed just now. Please send your answer again in a "
     "few minutes."
@@ -46,8 +39,8 @@ class AdminReplyWorkflow:
             decision: AdminReplyDecision = await workflow.execute_activity_method(
                 AdminReplyActivities.answer_admin_reply,
                 input,
-                start_to_close_timeout=ANSWER_TIMEOUT,
-                schedule_to_close_timeout=GIVE_UP_AFTER,
+                start_to_close_timeout=policies.ADMIN_REPLY_ANSWER_TIMEOUT,
+                schedule_to_close_timeout=policies.ADMIN_REPLY_GIVE_UP_AFTER,
                 retry_policy=policies.SIDE_EFFECT_RETRY,
                 summary=f"understand and submit WhatsApp message {input.message_sid}",
             )
@@ -67,8 +60,8 @@ class AdminReplyWorkflow:
                         notification_id=decision.notification_id,
                         text=decision.reply,
                     ),
-                    start_to_close_timeout=REPLY_TIMEOUT,
-                    schedule_to_close_timeout=GIVE_UP_AFTER,
+                    start_to_close_timeout=policies.ADMIN_REPLY_TIMEOUT,
+                    schedule_to_close_timeout=policies.ADMIN_REPLY_GIVE_UP_AFTER,
                     retry_policy=policies.SIDE_EFFECT_RETRY,
                     summary=f"reply to {input.message_sid}: {decision.outcome.value}",
                 )

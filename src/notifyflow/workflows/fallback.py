@@ -8,8 +8,6 @@ once, start one run. The one activity is idempotent through the delivery ledger.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -18,8 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from notifyflow.models.ids import format_notification_id
     from notifyflow.models.inbound import FallbackAction, FallbackInput, FallbackResult
     from notifyflow.workflows import policies
-
-FALLBACK_TIMEOUT = timedelta(minutes=2)
 
 
 def fallback_workflow_id(notification_id: int, action: FallbackAction) -> str:
@@ -37,7 +33,7 @@ class FallbackDeliveryWorkflow:
                 return await workflow.execute_activity_method(
                     FallbackActivities.send_answer_template,
                     input,
-                    start_to_close_timeout=FALLBACK_TIMEOUT,
+                    start_to_close_timeout=policies.FALLBACK_TIMEOUT,
                     schedule_to_close_timeout=policies.GIVE_UP_AFTER,
                     retry_policy=policies.SIDE_EFFECT_RETRY,
                     summary=f"{public}: send the answer as a template (63016)",
@@ -51,7 +47,7 @@ class FallbackDeliveryWorkflow:
         return await workflow.execute_activity_method(
             FallbackActivities.record_delivery_failure,
             input,
-            start_to_close_timeout=FALLBACK_TIMEOUT,
+            start_to_close_timeout=policies.FALLBACK_TIMEOUT,
             retry_policy=policies.FINISH_RETRY,
             summary=f"{public}: delivery failed ({input.error_code})",
         )

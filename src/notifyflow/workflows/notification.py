@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from notifyflow.activities.notification import CONFIGURATION_ERROR, NotificationActivities
+    from notifyflow.activities.notification import NotificationActivities
     from notifyflow.models.answers import parse_answer, validate_answer
     from notifyflow.models.errors import NotificationError, RefusalCode
     from notifyflow.models.ids import (
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         WorkflowStatus,
     )
+    from notifyflow.outreach.errors import CONFIGURATION_ERROR
     from notifyflow.search_attributes import NOTIFICATION_STATUS
     from notifyflow.workflows import policies
 

@@ -24,6 +24,16 @@ RECORD_TIMEOUT = timedelta(seconds=30)
 # notification, never lose it. Past that the notification is closed as delivery_failed.
 GIVE_UP_AFTER = timedelta(hours=24)
 
+# The status callback's fallbacks (FallbackDeliveryWorkflow): one template or one notice.
+FALLBACK_TIMEOUT = timedelta(minutes=2)
+
+# An admin's WhatsApp reply (AdminReplyWorkflow): understand and submit it, then reply.
+ADMIN_REPLY_ANSWER_TIMEOUT = timedelta(minutes=2)
+ADMIN_REPLY_TIMEOUT = timedelta(minutes=1)
+# The admin is waiting for the reply: past an hour of outage it is news no longer worth
+# sending, and the notification's own reminders take over.
+ADMIN_REPLY_GIVE_UP_AFTER = timedelta(hours=1)
+
 SIDE_EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

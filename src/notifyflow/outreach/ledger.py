@@ -10,26 +10,33 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from notifyflow.activities.templates import RenderedTemplate
 from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
+    ACCEPTED_STATUSES,
+    FAILED_STATUSES,
     Channel,
     OutboundTemplate,
     OutboundText,
     SendError,
     SendResult,
+    closes_window,
 )
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
+from notifyflow.models.vocabulary import (
+    ChannelName,
+    DeliveryKind,
+    MessageRole,
+    RecipientKind,
+    SendMethod,
+)
+from notifyflow.outreach.templates import RenderedTemplate
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = frozenset({"sent", "queued", "delivered", "read"})
 # Twilio refuses a Body longer than this on every channel, WhatsApp included (error 21617).
 WHATSAPP_BODY_LIMIT = 1600
-REFUSED = frozenset({"failed", "undelivered"})
-WINDOW_CLOSED_CODES = frozenset({"63016", "131047"})
 
 
 @dataclass(frozen=True)
@@ -37,17 +44,17 @@ class Target:
     """Who a message goes to, and through which conversation it is recorded."""
 
     conversation_id: int
-    channel: str  # whatsapp | instagram
+    channel: ChannelName  # whatsapp | instagram
     to: str
     sender: str
-    recipient_kind: str  # customer | merchant_user
+    recipient_kind: RecipientKind
     merchant_user_id: int | None = None
 
 
 @dataclass(frozen=True)
 class Sent:
     provider_message_id: str
-    method: str  # campaign | direct
+    method: SendMethod
     duplicate: bool  # the ledger already had it: nothing was sent this time
 
 
@@ -60,7 +67,7 @@ class Sender:
         self._instagram = instagram
 
     def _channel(self, target: Target) -> Channel:
-        if target.channel == "instagram":
+        if target.channel == ChannelName.instagram:
             if self._instagram is None:
                 raise SendError(
                     "instagram_not_configured", "no Instagram channel configured", config_error=True
@@ -73,7 +80,7 @@ class Sender:
         *,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         text: str | None = None,
         template: RenderedTemplate | None = None,
@@ -84,15 +91,15 @@ class Sender:
         if (text is None) == (template is None):
             raise ValueError("send exactly one of text or template")
         channel = self._channel(target)
-        method = "campaign" if template else "direct"
-        if text is not None and target.channel == "whatsapp":
+        method = SendMethod.campaign if template else SendMethod.direct
+        if text is not None and target.channel == ChannelName.whatsapp:
             # Cut here, before the ledger records it: the ledger's body is the one sent.
             text = truncate_words(text, WHATSAPP_BODY_LIMIT)
         body = template.body if template else (text or "")
         delivery, recovered = await self._claim(
             notification_id, key, kind, target, channel, method, body, template
         )
-        if delivery.status in ACCEPTED and delivery.provider_message_id:
+        if delivery.status in ACCEPTED_STATUSES and delivery.provider_message_id:
             if recovered:
                 # An earlier attempt's message, found at the provider: write the history that
                 # attempt could not (the ledger row is already marked sent).
@@ -107,7 +114,7 @@ class Sender:
                     other_data or {},
                     notification_id,
                 )
-            return Sent(delivery.provider_message_id, delivery.method, duplicate=True)
+            return Sent(delivery.provider_message_id, SendMethod(delivery.method), duplicate=True)
 
         try:
             if template is not None:
@@ -151,10 +158,10 @@ class Sender:
         self,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> tuple[Delivery, bool]:
@@ -170,15 +177,15 @@ class Sender:
                 return row, False
             row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
             assert row is not None
-            if row.status in ACCEPTED:
+            if row.status in ACCEPTED_STATUSES:
                 return row, False
-            if row.status in REFUSED:
+            if row.status in FAILED_STATUSES:
                 # The provider refused this very message for good (or a status callback said
                 # it failed): sending it again under the same key would be a second message.
                 raise SendError(
                     row.error_code or "failed",
                     row.error_message or "refused earlier",
-                    window_closed=row.error_code in WINDOW_CLOSED_CODES,
+                    window_closed=closes_window(row.error_code),
                 )
             return await self._reclaim(session, row, target, channel, method, body, template)
 
@@ -187,10 +194,10 @@ class Sender:
         session: Any,
         notification_id: int,
         key: str,
-        kind: str,
+        kind: DeliveryKind,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> Delivery | None:
@@ -203,7 +210,7 @@ class Sender:
             merchant_user_id=target.merchant_user_id,
             conversation_id=target.conversation_id,
             method=method,
-            channel="console" if channel.name == "console" else target.channel,
+            channel=ChannelName.console if channel.name == ChannelName.console else target.channel,
             to_address=target.to,
             campaign=template.campaign if template else None,
             body=body,
@@ -223,7 +230,7 @@ class Sender:
         row: Delivery,
         target: Target,
         channel: Channel,
-        method: str,
+        method: SendMethod,
         body: str,
         template: RenderedTemplate | None,
     ) -> tuple[Delivery, bool]:
@@ -231,9 +238,8 @@ class Sender:
         or count one more attempt."""
         # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
         # whether it took the message before sending it again.
-        finder = getattr(channel, "find_accepted", None)
-        if row.attempts > 0 and row.error_code in (None, "ambiguous") and finder:
-            found = await finder(
+        if row.attempts > 0 and row.error_code in (None, "ambiguous"):
+            found = await channel.find_accepted(
                 to=target.to,
                 sender=target.sender,
                 since=row.created_at,
@@ -272,7 +278,7 @@ class Sender:
         self,
         delivery_id: int,
         target: Target,
-        kind: str,
+        kind: DeliveryKind,
         key: str,
         body: str,
         template: RenderedTemplate | None,
@@ -308,7 +314,7 @@ class Sender:
             session.add(
                 Message(
                     conversation_id=target.conversation_id,
-                    role="assistant",
+                    role=MessageRole.assistant,
                     content=body,
                     other_data={
                         "notification_id": notification_id,

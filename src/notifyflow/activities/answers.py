@@ -1,0 +1,237 @@
+"""What an accepted answer becomes before it reaches the customer: the customer's words
+(localized by the AI, or the admin's own when the AI fails), the answer row, the status and, for
+a question, the knowledge-base Document — written in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+
+from notifyflow.activities.common import fall_back
+from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    Conversation,
+    ConversationUser,
+    Document,
+    Merchant,
+    Message,
+    Notification,
+    NotificationAnswer,
+)
+from notifyflow.db.types import utcnow
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.notification import NotificationStatus, NotificationType, headline
+from notifyflow.models.vocabulary import MessageRole
+from notifyflow.models.workflow_io import DeliverInput, FinishInput
+from notifyflow.outreach.contacts import CustomerContact, load_contact
+from notifyflow.outreach.policy import Outcome
+from notifyflow.webhooks import events as webhook_events
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 20
+
+
+class Answers:
+    """Localizes, composes and records answers."""
+
+    def __init__(self, db: SessionFactory, ai: AIProvider) -> None:
+        self._db = db
+        self._ai = ai
+
+    async def localize(self, text: str, language: str) -> Localized:
+        try:
+            return await self._ai.localize(text, language)
+        except AIError as err:
+            if not fall_back(err):
+                raise
+            # Documented fallback: the admin's own words reach the customer.
+            log.warning(
+                "localization failed %d times; delivering the admin's own words",
+                activity.info().attempt,
+            )
+            cleaned = " ".join(text.split())
+            return Localized(cleaned, cleaned)
+
+    async def compose(self, conversation: Conversation, answer: str, language: str) -> str:
+        """The free-form reply, written for the conversation so far; the localized answer as
+        it is when the AI fails."""
+        async with self._db() as session:
+            rows = (
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.conversation_id == conversation.id,
+                        Message.role.in_((MessageRole.user, MessageRole.assistant)),
+                    )
+                    .order_by(Message.created_at.desc(), Message.id.desc())
+                    .limit(HISTORY_TURNS)
+                )
+            ).all()
+        history = [ChatTurn(role=m.role, content=m.content) for m in reversed(rows)]
+        try:
+            return await self._ai.compose_reply(history, answer, language)
+        except AIError as err:
+            if not fall_back(err):
+                raise
+            log.warning("reply composition failed; sending the localized answer as is")
+            return answer
+
+    async def record(
+        self,
+        notification: Notification,
+        input: DeliverInput,
+        text: str,
+        localized: Localized,
+        *,
+        first: bool,
+    ) -> None:
+        """The accepted answer, the status, the localized words (kept, so a retry sends the
+        same text) and, for a question, the knowledge-base Document, in one transaction."""
+        values: dict[str, Any] = {
+            "localized_fragment": localized.continuation_fragment,
+            "localized_sentence": localized.full_sentence,
+            "updated_at": utcnow(),
+        }
+        async with self._db() as session:
+            if first:
+                session.add(
+                    NotificationAnswer(
+                        notification_id=notification.id,
+                        answered_by=input.answered_by,
+                        source=input.source.value,
+                        answer_text=json.dumps(input.answer, ensure_ascii=False),
+                        accepted=True,
+                        single_answer=not notification.allow_multiple_answers,
+                        created_at=input.answered_at,
+                    )
+                )
+                values.update(
+                    status=NotificationStatus.answered.value,
+                    answered_by=input.answered_by,
+                    answered_at=input.answered_at,
+                )
+                if notification.type == NotificationType.user_question_request:
+                    values["document_id"] = await _apply_to_document(session, notification, text)
+                await webhook_events.enqueue(
+                    session,
+                    notification_id=notification.id,
+                    merchant_id=notification.merchant_id,
+                    event=webhook_events.EventType.answered,
+                )
+            await session.execute(
+                update(Notification).where(Notification.id == notification.id).values(**values)
+            )
+            await session.commit()
+
+
+async def _apply_to_document(session: AsyncSession, notification: Notification, answer: str) -> int:
+    """The question and its answer join the merchant's knowledge base. A Document that has
+    gone missing is written anew rather than losing the Q&A."""
+    document = (
+        await session.get(Document, notification.document_id)
+        if notification.document_id is not None
+        else None
+    )
+    if document is None:
+        log.warning(
+            "%s: its UserQuestion document is missing; recreating it",
+            format_notification_id(notification.id),
+        )
+        document = Document(
+            merchant_id=notification.merchant_id,
+            category="UserQuestion",
+            title=headline(notification.type, notification.context),
+        )
+        session.add(document)
+        await session.flush()
+    document.content = answer
+    return document.id
+
+
+@dataclass(frozen=True)
+class ForDelivery:
+    """A notification with what its delivery needs, and whether its answer is recorded."""
+
+    notification: Notification
+    contact: CustomerContact
+    recorded: bool
+
+
+async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
+    async with db() as session:
+        notification, conversation, merchant, customer = (
+            await session.execute(
+                select(Notification, Conversation, Merchant, ConversationUser)
+                .join(Conversation, Conversation.id == Notification.conversation_id)
+                .join(Merchant, Merchant.id == Notification.merchant_id)
+                .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
+                .where(Notification.id == input.notification_id)
+            )
+        ).one()
+        already = await session.scalar(
+            select(NotificationAnswer.id).where(
+                NotificationAnswer.notification_id == notification.id,
+                NotificationAnswer.accepted.is_(True),
+                NotificationAnswer.created_at == input.answered_at,
+            )
+        )
+    contact = CustomerContact(merchant, conversation, customer)
+    return ForDelivery(notification, contact, already is not None)
+
+
+async def record_outcome(
+    db: SessionFactory, notification_id: int, merchant_id: int, outcome: Outcome
+) -> None:
+    """Delivered (by which method) or delivery_failed (why), and its webhook event."""
+    status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
+    async with db() as session:
+        now = utcnow()
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id)
+            .values(
+                status=status.value,
+                delivery_method=outcome.method,
+                failure_reason=outcome.reason,
+                delivered_at=now if outcome.ok else None,
+                updated_at=now,
+            )
+        )
+        await webhook_events.enqueue(
+            session,
+            notification_id=notification_id,
+            merchant_id=merchant_id,
+            event=webhook_events.event_for_status(status.value),
+        )
+        await session.commit()
+
+
+async def record_end(db: SessionFactory, input: FinishInput) -> CustomerContact | None:
+    """The notification's final status, unless it has one already; None when it does not
+    exist (a workflow started for a row that was never written: nothing to close)."""
+    async with db() as session:
+        notification = await session.get(Notification, input.notification_id)
+        if notification is None:
+            return None
+        if not NotificationStatus(notification.status).is_terminal:
+            notification.status = input.status.value
+            notification.closed_at = utcnow()
+            notification.close_reason = input.reason
+            if input.status is NotificationStatus.delivery_failed:
+                notification.failure_reason = input.reason
+            await webhook_events.enqueue(
+                session,
+                notification_id=notification.id,
+                merchant_id=notification.merchant_id,
+                event=webhook_events.event_for_status(input.status.value),
+            )
+            await session.commit()
+        return await load_contact(session, notification)

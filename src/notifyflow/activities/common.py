@@ -1,0 +1,77 @@
+"""What every activity shares: a log context with the notification id, heartbeats, the AI
+fallback rule, and the failure that Temporal must not retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from notifyflow.ai.base import AIConfigError, AIError
+from notifyflow.logs import log_context
+from notifyflow.models.ids import format_notification_id
+
+# Well under the workflow's heartbeat timeout (policies.HEARTBEAT_TIMEOUT).
+HEARTBEAT_EVERY = 5.0
+# After this many failed attempts of an AI step, fall back to the admin's own words.
+AI_ATTEMPTS_BEFORE_FALLBACK = 3
+
+
+class _AboutANotification(Protocol):
+    @property
+    def notification_id(self) -> int: ...
+
+
+S = TypeVar("S")
+I = TypeVar("I", bound=_AboutANotification)  # noqa: E741
+R = TypeVar("R")
+
+
+def fall_back(err: AIError) -> bool:
+    """Take the documented fallback now (a configuration error, or retries used up), rather
+    than let Temporal retry the AI step again."""
+    return isinstance(err, AIConfigError) or activity.info().attempt >= AI_ATTEMPTS_BEFORE_FALLBACK
+
+
+def with_log_context(
+    fn: Callable[[S, I], Awaitable[R]],
+) -> Callable[[S, I], Awaitable[R]]:
+    """Every log line inside an activity carries its notification id (the workflow id comes
+    with ``activity.logger``'s own fields); phone numbers are masked by the log handler."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: S, input: I) -> R:
+        with log_context(notification_id=format_notification_id(input.notification_id)):
+            async with heartbeating():
+                return await fn(self, input)
+
+    return wrapper
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+    """Heartbeat while the body runs, so a worker that dies mid-activity is noticed within the
+    heartbeat timeout rather than the whole start-to-close timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def non_retryable(message: str) -> ApplicationError:
+    """A failure no retry can mend (the notification does not exist, or is no longer open)."""
+    return ApplicationError(message, type="NonRetryable", non_retryable=True)

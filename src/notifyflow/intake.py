@@ -1,0 +1,146 @@
+"""A request before its workflow: the type and context checked (nothing durable happens for a
+bad one), then the notification (and a question's Document) recorded in one transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Conversation, ConversationUser, Document, Notification
+from notifyflow.launch import admin_ids
+from notifyflow.models.errors import NotificationError, RefusalCode
+from notifyflow.models.notification import NOTIFICATION_CONFIG, NotificationStatus, NotificationType
+from notifyflow.models.text import unstorable
+from notifyflow.webhooks import events as webhook_events
+
+MAX_CONTEXT_BYTES = 32_000
+MAX_FIELD_CHARS = 4_000
+
+
+def check_request(type: str, context: Any) -> tuple[NotificationType, dict[str, Any]]:
+    try:
+        kind = NotificationType(type)
+    except ValueError:
+        known = ", ".join(t.value for t in NotificationType)
+        raise NotificationError(
+            RefusalCode.unknown_type, f"unknown notification type {type!r}; known: {known}"
+        ) from None
+    if not isinstance(context, dict):
+        raise NotificationError(RefusalCode.invalid_input, "context must be a JSON object")
+    found = unstorable(context, "/context")
+    if found:
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            f"context cannot be stored: {found[0]['path']}: {found[0]['message']}",
+            details=found,
+        )
+    if len(json.dumps(context, default=str)) > MAX_CONTEXT_BYTES:
+        raise NotificationError(RefusalCode.invalid_input, "context is too large")
+    cfg = NOTIFICATION_CONFIG[kind]
+    missing = [
+        f
+        for f in cfg.requested_fields
+        if not isinstance(context.get(f), str) or not str(context.get(f)).strip()
+    ]
+    if missing:
+        raise NotificationError(
+            RefusalCode.missing_field,
+            f"context lacks required field(s) for {kind.value}: {', '.join(missing)}",
+            details=[
+                {"path": f"/context/{f}", "message": "required non-empty string"} for f in missing
+            ],
+        )
+    for f in cfg.requested_fields:
+        if len(context[f]) > MAX_FIELD_CHARS:
+            raise NotificationError(
+                RefusalCode.invalid_input,
+                f"context field {f!r} is longer than {MAX_FIELD_CHARS} characters",
+                details=[{"path": f"/context/{f}", "message": "too long"}],
+            )
+    clean = dict(context)
+    for f in cfg.requested_fields:
+        clean[f] = context[f].strip()
+    return kind, clean
+
+
+async def record_request(
+    db: SessionFactory,
+    kind: NotificationType,
+    context: dict[str, Any],
+    conversation_id: int,
+    idempotency_key: str | None,
+) -> tuple[Notification, list[int], bool]:
+    """Write the notification (and a question's Document) in one transaction; with an
+    ``idempotency_key`` seen before, return that notification instead. Returns the row, the
+    merchant's admin ids and True when new."""
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise NotificationError(
+            RefusalCode.invalid_input, "idempotency_key must be 1 to 200 characters"
+        )
+    cfg = NOTIFICATION_CONFIG[kind]
+    async with db() as session:
+        if idempotency_key:
+            existing = await session.scalar(
+                select(Notification).where(Notification.idempotency_key == idempotency_key)
+            )
+            if existing is not None:
+                return existing, await admin_ids(session, existing.merchant_id), False
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None or conversation.merchant_user_id is not None:
+            raise NotificationError(
+                RefusalCode.not_found, f"conversation {conversation_id} not found"
+            )
+        admins = await admin_ids(session, conversation.merchant_id)
+        if not admins:
+            raise NotificationError(
+                RefusalCode.invalid_input,
+                f"merchant {conversation.merchant_id} has no admin who could answer",
+            )
+        customer = await session.get(ConversationUser, conversation.conversation_user_id)
+        context["lead_phone"] = customer.phone if customer else None
+        notification = Notification(
+            type=kind.value,
+            status=NotificationStatus.requested.value,
+            merchant_id=conversation.merchant_id,
+            conversation_id=conversation.id,
+            context=context,
+            answer_schema=cfg.answer_json_schema(),
+            allow_multiple_answers=cfg.allow_multiple_answers,
+            idempotency_key=idempotency_key,
+        )
+        if kind is NotificationType.user_question_request:
+            # The question joins the knowledge base now; the answer fills it in later.
+            document = Document(
+                merchant_id=conversation.merchant_id,
+                category="UserQuestion",
+                title=context["question"],
+                content="",
+            )
+            session.add(document)
+            await session.flush()
+            notification.document_id = document.id
+            notification.context = {**context, "document_id": document.id}
+        session.add(notification)
+        try:
+            await session.flush()
+            await webhook_events.enqueue(
+                session,
+                notification_id=notification.id,
+                merchant_id=notification.merchant_id,
+                event=webhook_events.EventType.requested,
+            )
+            await session.commit()
+        except IntegrityError:
+            # The same idempotency key raced in from another request: return that one.
+            await session.rollback()
+            existing = await session.scalar(
+                select(Notification).where(Notification.idempotency_key == idempotency_key)
+            )
+            if existing is None:
+                raise
+            return existing, admins, False
+        return notification, admins, True

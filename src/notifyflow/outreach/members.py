@@ -1,0 +1,106 @@
+"""Each merchant user's own WhatsApp conversation with their merchant, created when missing.
+
+The one get-or-create: the lifecycle's fan-out and the inbound webhook (a merchant user writing
+before anyone wrote to them) both come here, so two of them racing meet on the unique keys and
+the loser reads the winner's rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Conversation, ConversationUser, MerchantUser
+from notifyflow.models.vocabulary import ChannelName
+
+# A race loses at most once per row it creates (person, then conversation): a third integrity
+# error is a bug, not a race, and is raised.
+ATTEMPTS = 3
+
+
+async def merchant_users(db: SessionFactory, merchant_id: int) -> list[MerchantUser]:
+    """Every user of a merchant."""
+    async with db() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
+                )
+            ).all()
+        )
+
+
+@dataclass(frozen=True)
+class Member:
+    """A merchant user and the conversation messages to them are recorded in."""
+
+    user: MerchantUser
+    conversation: Conversation
+
+
+async def member_conversations(
+    db: SessionFactory, merchant_id: int, language: str | None, users: list[MerchantUser]
+) -> dict[int, Member]:
+    """Each user's own conversation (with its ConversationUser: one per phone), by user id.
+    ``language``: that of a conversation created now (the merchant's default)."""
+    if not users:
+        return {}
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await _get_or_create(db, merchant_id, language, users)
+        except IntegrityError:
+            # Another attempt or webhook created some of them at the same moment: read theirs.
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _get_or_create(
+    db: SessionFactory, merchant_id: int, language: str | None, users: list[MerchantUser]
+) -> dict[int, Member]:
+    phones = {u.phone for u in users}
+    async with db() as session:
+        people = {
+            p.phone: p
+            for p in (
+                await session.scalars(
+                    select(ConversationUser).where(ConversationUser.phone.in_(phones))
+                )
+            ).all()
+        }
+        for phone in phones - set(people):
+            person = ConversationUser(phone=phone)
+            session.add(person)
+            people[phone] = person
+        await session.flush()
+        convs = {
+            c.conversation_user_id: c
+            for c in (
+                await session.scalars(
+                    select(Conversation).where(
+                        Conversation.merchant_id == merchant_id,
+                        Conversation.channel == ChannelName.whatsapp,
+                        Conversation.conversation_user_id.in_([p.id for p in people.values()]),
+                    )
+                )
+            ).all()
+        }
+        out: dict[int, Member] = {}
+        for user in users:
+            person = people[user.phone]
+            conv = convs.get(person.id)
+            if conv is None:
+                conv = Conversation(
+                    merchant_id=merchant_id,
+                    conversation_user_id=person.id,
+                    merchant_user_id=user.id,
+                    channel=ChannelName.whatsapp,
+                    language=language,
+                )
+                session.add(conv)
+                convs[person.id] = conv
+            out[user.id] = Member(user, conv)
+        await session.commit()
+        return out

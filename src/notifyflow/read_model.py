@@ -1,0 +1,214 @@
+"""The read side: a notification as the API, the CLI and the tools show it, the list, and the
+timeline an operator reads. Reads the database only; nothing here talks to Temporal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import (
+    Delivery,
+    MerchantUser,
+    Notification,
+    NotificationAnswer,
+    NotificationRecipient,
+)
+from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
+from notifyflow.models.ids import format_notification_id
+from notifyflow.models.notification import NotificationStatus, NotificationType
+from notifyflow.models.views import (
+    AnswerView,
+    DeliveryView,
+    NotificationView,
+    RecipientView,
+    TimelineEntry,
+)
+from notifyflow.models.vocabulary import DeliveryKind, RecipientKind
+
+
+async def get_notification(db: SessionFactory, notification_id: str) -> NotificationView:
+    n = parse_id(notification_id)
+    public = format_notification_id(n)
+    async with db() as session:
+        row = await session.get(Notification, n)
+        if row is None:
+            raise NotificationError(RefusalCode.not_found, f"notification {public} not found")
+        recipients = (
+            await session.execute(
+                select(NotificationRecipient, MerchantUser)
+                .join(MerchantUser, MerchantUser.id == NotificationRecipient.merchant_user_id)
+                .where(NotificationRecipient.notification_id == n)
+                .order_by(NotificationRecipient.id)
+            )
+        ).all()
+        answers = (
+            await session.scalars(
+                select(NotificationAnswer)
+                .where(NotificationAnswer.notification_id == n)
+                .order_by(NotificationAnswer.created_at, NotificationAnswer.id)
+            )
+        ).all()
+        delivery = await session.scalar(
+            select(Delivery)
+            .where(
+                Delivery.notification_id == n,
+                Delivery.recipient_kind == RecipientKind.customer,
+                Delivery.kind == DeliveryKind.answer,
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+    return notification_view(row, recipients, answers, delivery)
+
+
+def notification_view(
+    row: Notification,
+    recipients: Sequence[Any],
+    answers: Sequence[NotificationAnswer],
+    delivery: Delivery | None,
+) -> NotificationView:
+    """The row with what is attached to it (recipients with their users, answers, the
+    customer's delivery)."""
+    return NotificationView(
+        notification_id=format_notification_id(row.id),
+        type=row.type,
+        status=row.status,
+        merchant_id=row.merchant_id,
+        conversation_id=row.conversation_id,
+        context={k: v for k, v in row.context.items()},
+        answer_schema=row.answer_schema,
+        allow_multiple_answers=row.allow_multiple_answers,
+        recipients=[
+            RecipientView(
+                merchant_user_id=user.id,
+                name=user.name,
+                user_type=user.user_type,
+                reason=rec.reason,
+            )
+            for rec, user in recipients
+        ],
+        answers=[
+            AnswerView(
+                answered_by=a.answered_by,
+                source=a.source,
+                accepted=a.accepted,
+                # Operators see the whole answer, resolution notes included (they are internal);
+                # only the customer-facing field ever leaves for a customer or an LLM.
+                answer=a.answer_text,
+                reason_code=a.reason_code,
+                reason=a.reason,
+                created_at=a.created_at,
+            )
+            for a in answers
+        ],
+        delivery=DeliveryView(
+            method=row.delivery_method or (delivery.method if delivery else None),
+            channel=delivery.channel if delivery else None,
+            status=delivery.status if delivery else None,
+            provider_message_id=delivery.provider_message_id if delivery else None,
+            failure_reason=row.failure_reason,
+        ),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        answered_at=row.answered_at,
+        closed_at=row.closed_at,
+        delivered_at=row.delivered_at,
+        close_reason=row.close_reason,
+    )
+
+
+async def list_notifications(
+    db: SessionFactory,
+    *,
+    status: str | None = None,
+    type: str | None = None,
+    merchant_id: int | None = None,
+    limit: int = 100,
+) -> list[NotificationView]:
+    if status is not None and status not in NotificationStatus.__members__:
+        raise NotificationError(RefusalCode.invalid_input, f"unknown status {status!r}")
+    if type is not None and type not in NotificationType.__members__:
+        raise NotificationError(RefusalCode.unknown_type, f"unknown notification type {type!r}")
+    query = select(Notification).order_by(Notification.id.desc()).limit(max(1, min(limit, 1000)))
+    if status:
+        query = query.where(Notification.status == status)
+    if type:
+        query = query.where(Notification.type == type)
+    if merchant_id is not None:
+        query = query.where(Notification.merchant_id == merchant_id)
+    async with db() as session:
+        rows = (await session.scalars(query)).all()
+        ids = [r.id for r in rows]
+        answers = (
+            (
+                await session.scalars(
+                    select(NotificationAnswer)
+                    .where(NotificationAnswer.notification_id.in_(ids))
+                    .order_by(NotificationAnswer.created_at, NotificationAnswer.id)
+                )
+            ).all()
+            if ids
+            else []
+        )
+    by_id: dict[int, list[NotificationAnswer]] = {}
+    for a in answers:
+        by_id.setdefault(a.notification_id, []).append(a)
+    return [notification_view(r, [], by_id.get(r.id, []), None) for r in rows]
+
+
+async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
+    """Requested, sent to whom, reminders, answers accepted and refused, delivery, closure."""
+    n = parse_id(notification_id)
+    view = await get_notification(db, notification_id)
+    async with db() as session:
+        deliveries = (
+            await session.scalars(
+                select(Delivery).where(Delivery.notification_id == n).order_by(Delivery.id)
+            )
+        ).all()
+        names = {
+            u.id: u.name
+            for u in (
+                await session.scalars(
+                    select(MerchantUser).where(MerchantUser.merchant_id == view.merchant_id)
+                )
+            ).all()
+        }
+    entries = [TimelineEntry(at=view.created_at, event="requested", detail=view.type)]
+    for d in deliveries:
+        who = names.get(d.merchant_user_id or -1, "customer")
+        outcome = d.status if not d.error_code else f"{d.status} ({d.error_code})"
+        entries.append(
+            TimelineEntry(
+                at=d.created_at,
+                event=f"sent {d.kind}",
+                detail=f"to {who} by {d.method} via {d.channel}: {outcome}",
+            )
+        )
+    for a in view.answers:
+        who = names.get(a.answered_by or -1, f"user {a.answered_by}")
+        entries.append(
+            TimelineEntry(
+                at=a.created_at,
+                event="answer accepted" if a.accepted else "answer refused",
+                detail=f"by {who} via {a.source}"
+                + ("" if a.accepted else f": {a.reason_code}: {a.reason}"),
+            )
+        )
+    if view.delivered_at:
+        entries.append(
+            TimelineEntry(
+                at=view.delivered_at,
+                event="delivered",
+                detail=f"by {view.delivery.method}",
+            )
+        )
+    if view.closed_at:
+        entries.append(
+            TimelineEntry(at=view.closed_at, event=view.status, detail=view.close_reason or "")
+        )
+    entries.sort(key=lambda e: e.at)
+    return entries
