@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from sqlalchemy import update
 
 from notifyflow.api.app import create_app
 from notifyflow.api.event_stream import TimelineHub
@@ -109,7 +110,7 @@ async def _phase(url: str, listeners: int, notifications: int, seconds: float) -
                         )
                     )
                     await session.execute(
-                        Notification.__table__.update()
+                        update(Notification)
                         .where(Notification.id == nid)
                         .values(updated_at=utcnow())
                     )

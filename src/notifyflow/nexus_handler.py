@@ -15,9 +15,9 @@ from temporalio import nexus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from notifyflow import launch, starter
-from notifyflow.intake import record_request
 from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
+from notifyflow.intake import record_request
 from notifyflow.models.errors import NotificationError
 from notifyflow.models.ids import format_notification_id, workflow_id_for
 from notifyflow.models.views import NotificationView

@@ -34,7 +34,6 @@ from notifyflow.db.tables import (
 )
 from notifyflow.db.types import utcnow
 from notifyflow.faults import fault_point
-from notifyflow.webhooks import events as webhook_events
 from notifyflow.intake import check_request, record_request
 from notifyflow.launch import (
     START_WAIT,
@@ -68,6 +67,7 @@ from notifyflow.read_model import (
     notification_timeline,
     notification_view,
 )
+from notifyflow.webhooks import events as webhook_events
 from notifyflow.workflows.notification import NotificationWorkflow
 
 __all__ = [

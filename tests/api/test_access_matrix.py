@@ -128,6 +128,17 @@ class Cell:
             return MISSING_NOTIFICATION
         return await self.world.fresh_notification() if fresh else self.world.notification
 
+    async def closed_notification(self) -> str:
+        """A notification of A's that has ended: its event stream is finite."""
+        if self.missing:
+            return MISSING_NOTIFICATION
+        public = await self.world.fresh_notification()
+        closed = await self.world.api.post(
+            f"/v1/notifications/{public}/close", json={}, headers=self.world.headers["operator"]
+        )
+        assert closed.status_code == 200, closed.text
+        return public
+
     async def webhook_id(self) -> int:
         if self.missing:
             return MISSING_ID
@@ -267,6 +278,10 @@ async def _get_notification(c: Cell) -> Req:
     return Req("GET", f"/v1/notifications/{await c.notification()}")
 
 
+async def _events(c: Cell) -> Req:
+    return Req("GET", f"/v1/notifications/{await c.closed_notification()}/events")
+
+
 async def _answer(c: Cell) -> Req:
     body = {"answered_by": c.world.a.admin_ids[0], "answer": {"answer": "Yes, worldwide."}}
     return Req("POST", f"/v1/notifications/{await c.notification(fresh=True)}/answer", body)
@@ -318,6 +333,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/v1/notifications"): _row("merchant", 200, other=200)(_list_notifications),
     ("GET", "/v1/notifications/{notification_id}"): _row("merchant", 200)(_get_notification),
     ("POST", "/v1/notifications/{notification_id}/answer"): _row("merchant", 200)(_answer),
+    ("GET", "/v1/notifications/{notification_id}/events"): _row("merchant", 200)(_events),
     ("POST", "/v1/notifications/{notification_id}/close"): _row("merchant", 200)(_close),
     # Signed by Twilio, not by us: open to every caller, and unsigned requests are 403.
     ("POST", "/v1/webhooks/twilio/messages"): _row("open", 403, other=403)(_twilio_message),
