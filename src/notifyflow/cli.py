@@ -24,6 +24,32 @@ keys_app = typer.Typer(
     no_args_is_help=True,
     help="Merchant API keys (DESIGN §9): a key opens one merchant's data over the HTTP API.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from notifyflow import __version__
+
+        print(f"notifyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version (the API's OpenAPI info.version too) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Durable human-in-the-loop notifications for conversational commerce, on Temporal.
+    Exit codes: 0 success, 2 invalid input, 1 failure."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(keys_app, name="keys")

