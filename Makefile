@@ -22,7 +22,11 @@ $(STAMP): pyproject.toml requirements/dev.lock
 
 # Re-resolve both lock files from pyproject.toml (newest versions within its ranges); the dev
 # lock is constrained by the runtime lock, so the image and the tests run the same versions.
-lock: $(STAMP)
+# It needs only uv (the version dev.lock pins), not an installed project: after an edit of
+# pyproject.toml the old lock no longer installs it.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$$(grep -E '^uv==' requirements/dev.lock | cut -d' ' -f1)"
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements/runtime.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --upgrade \
 		-c requirements/runtime.lock -o requirements/dev.lock

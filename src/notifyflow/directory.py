@@ -39,7 +39,9 @@ from notifyflow.models.directory import (
     MerchantView,
     MessageCreate,
     MessageView,
+    is_national,
     normalize_language,
+    normalize_phone,
     plain_text,
 )
 from notifyflow.models.errors import NotificationError, RefusalCode
@@ -70,6 +72,22 @@ def _check_id(value: int, what: str) -> None:
     # Out-of-range ids cannot exist, and PostgreSQL would refuse to compare them to an int4.
     if not 1 <= value <= INT32_MAX:
         raise _not_found(what, value)
+
+
+def _phone(value: str, country: str | None, path: str) -> str:
+    """An input model's phone in E.164: a national one is read in the merchant's country."""
+    if not is_national(value):
+        return value
+    if country is None:
+        raise _invalid(
+            path,
+            "must be in international format, like +14155550100: this merchant has no country "
+            "to read a national number in",
+        )
+    try:
+        return normalize_phone(value, country)
+    except ValueError as exc:
+        raise _invalid(path, str(exc)) from None
 
 
 async def _merchant(session: AsyncSession, merchant_id: int) -> Merchant:
@@ -103,10 +121,14 @@ async def _commit(session: AsyncSession, conflict: NotificationError) -> None:
 
 async def create_merchant(db: SessionFactory, data: MerchantCreate) -> MerchantView:
     """Create a merchant: name, WhatsApp sender, default language and time zone."""
+    sender = data.whatsapp_sender
+    if is_national(sender):
+        sender = f"whatsapp:{_phone(sender, data.country, '/whatsapp_sender')}"
     async with db() as session:
         merchant = Merchant(
             name=data.name,
-            whatsapp_sender=data.whatsapp_sender,
+            whatsapp_sender=sender,
+            country=data.country,
             instagram_page_id=data.instagram_page_id,
             default_language=data.default_language,
             timezone=data.timezone,
@@ -123,18 +145,21 @@ async def add_merchant_user(
 ) -> MerchantUserView:
     """Add a user (admin, sales, …) to a merchant; a phone is used once per merchant."""
 
+    phone = data.phone
+
     def duplicate(existing_id: int | None) -> NotificationError:
         return NotificationError(
             RefusalCode.conflict,
-            f"merchant {merchant_id} already has a user with phone {data.phone}",
+            f"merchant {merchant_id} already has a user with phone {phone}",
             details={"merchant_user_id": existing_id} if existing_id else None,
         )
 
     async with db() as session:
-        await _merchant(session, merchant_id)
+        merchant = await _merchant(session, merchant_id)
+        phone = _phone(data.phone, merchant.country, "/phone")
         existing = await session.scalar(
             select(MerchantUser.id).where(
-                MerchantUser.merchant_id == merchant_id, MerchantUser.phone == data.phone
+                MerchantUser.merchant_id == merchant_id, MerchantUser.phone == phone
             )
         )
         if existing is not None:
@@ -142,7 +167,7 @@ async def add_merchant_user(
         user = MerchantUser(
             merchant_id=merchant_id,
             name=data.name,
-            phone=data.phone,
+            phone=phone,
             user_type=data.user_type,
             on_call=data.on_call,
         )
@@ -254,15 +279,16 @@ async def create_conversation(db: SessionFactory, data: ConversationCreate) -> C
 async def _create_conversation(db: SessionFactory, data: ConversationCreate) -> ConversationView:
     async with db() as session:
         merchant = await _merchant(session, data.merchant_id)
+        phone = data.customer_phone
+        if phone is not None:
+            phone = _phone(phone, merchant.country, "/customer_phone")
         if data.channel == "whatsapp":
-            lookup = ConversationUser.phone == data.customer_phone
+            lookup = ConversationUser.phone == phone
         else:
             lookup = ConversationUser.instagram_user_id == data.instagram_user_id
         person = await session.scalar(select(ConversationUser).where(lookup))
         if person is None:
-            person = ConversationUser(
-                phone=data.customer_phone, instagram_user_id=data.instagram_user_id
-            )
+            person = ConversationUser(phone=phone, instagram_user_id=data.instagram_user_id)
             session.add(person)
             await session.flush()
         else:

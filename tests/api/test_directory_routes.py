@@ -119,7 +119,7 @@ async def test_merchant_users_validation_and_unknown_merchant(api: httpx.AsyncCl
     m = await merchant(api)
     response = await api.post(
         f"/v1/merchants/{m['id']}/users",
-        json={"name": "Bo", "phone": "555-0100", "user_type": "Sales Team"},
+        json={"name": "Bo", "phone": "+1 555-0100", "user_type": "Sales Team"},
     )
     assert paths(assert_envelope(response, 422)) == {"/phone", "/user_type"}
 

@@ -54,6 +54,8 @@ class Merchant(Timestamped, Base):
     instagram_page_id: Mapped[str | None] = mapped_column(String(64), default=None)
     default_language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # ISO 3166-1 alpha-2: national phone numbers of this merchant are read in this country.
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
 
 
 class MerchantUser(Timestamped, Base):
