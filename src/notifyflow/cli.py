@@ -371,7 +371,10 @@ def answer(
     settings = _settings_or_exit()
 
     async def work() -> Any:
+        from notifyflow.directory import check_active_answerer
+
         async with _backend(settings, temporal=True) as (db, client):
+            await check_active_answerer(db, by)
             # The text as typed: it is what the answer history records.
             return await starter.answer_notification(
                 client,

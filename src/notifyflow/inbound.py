@@ -349,6 +349,8 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                     .where(
                         MerchantUser.merchant_id.in_(merchant_ids),
                         MerchantUser.phone == message.sender,
+                        # A departed user's reply is a stranger's: it answers nothing.
+                        MerchantUser.deactivated_at.is_(None),
                     )
                     .order_by(MerchantUser.id)
                 )

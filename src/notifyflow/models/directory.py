@@ -365,6 +365,55 @@ class CampaignTemplateBody(_Input):
     )
 
 
+# ---- updates (PATCH): every field optional, at least one given --------------------------
+
+
+class _Update(_Input):
+    def given(self) -> dict[str, Any]:
+        """The fields the request named (``null`` included where the field allows it)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class MerchantUpdate(_Update):
+    name: Name | None = None
+    whatsapp_sender: WhatsAppSender | None = None
+    default_language: Language | None = None
+    timezone: TimeZone | None = None
+    instagram_page_id: ExternalId | None = None
+    country: Country | None = None
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"timezone": "Europe/Madrid"}]}
+    )
+
+
+class MerchantUserUpdate(_Update):
+    name: Name | None = None
+    phone: Phone | None = None
+    user_type: UserType | None = None
+    on_call: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"on_call": True}]})
+
+
+class DocumentUpdate(_Update):
+    category: Category | None = None
+    title: Title | None = None
+    content: LongText | None = None
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"content": "Ten to six, daily."}]}
+    )
+
+
+class ConversationUpdate(_Update):
+    language: Language | None = Field(
+        default=None, description="The customer's language (the customer's identity is fixed)"
+    )
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"language": "es"}]})
+
+
 # ---- views ----------------------------------------------------------------------------------
 
 
@@ -381,6 +430,9 @@ class MerchantView(_View):
     timezone: str
     country: str | None = None
     created_at: datetime
+    deactivated_at: datetime | None = Field(
+        default=None, description="Set by DELETE: no new notifications for this merchant"
+    )
 
 
 class MerchantUserView(_View):
@@ -391,6 +443,9 @@ class MerchantUserView(_View):
     user_type: str
     on_call: bool
     created_at: datetime
+    deactivated_at: datetime | None = Field(
+        default=None, description="Set by DELETE: asked no more, may answer no more"
+    )
 
 
 class DocumentView(_View):
