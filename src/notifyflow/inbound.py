@@ -349,13 +349,15 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                     .where(
                         MerchantUser.merchant_id.in_(merchant_ids),
                         MerchantUser.phone == message.sender,
-                        # A departed user's reply is a stranger's: it answers nothing.
-                        MerchantUser.deactivated_at.is_(None),
                     )
                     .order_by(MerchantUser.id)
                 )
             ).all()
         )
+        # A departed (deactivated) user's reply is a stranger's: it answers nothing, neither
+        # as that user nor through that user's own conversation below.
+        departed = {u.id for u in users if u.deactivated_at is not None}
+        users = [u for u in users if u.deactivated_at is None]
         user = await _pick_user(session, users, quoted) if users else None
         person = await session.scalar(
             select(ConversationUser).where(ConversationUser.phone == message.sender)
@@ -375,6 +377,7 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                 )
             ).all()
         )
+        conversations = [c for c in conversations if c.merchant_user_id not in departed]
         if not conversations:
             return None
         conversation = conversations[0]
