@@ -19,15 +19,17 @@ RUN python -m venv /opt/notifyflow
 ENV PATH=/opt/notifyflow/bin:$PATH
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so a source change reuses this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, from the runtime lock alone (exact versions and hashes; no Temporal
+# binaries, no test tools), so a source change reuses this layer.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install -r requirements/runtime.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . \
-    && notifyflow --help >/dev/null
+# --no-deps: the lock above is the whole dependency set; pip check proves it is complete.
+RUN pip install --no-deps . \
+    && pip check \
+    && notifyflow --version
 
 # ---- runtime: the virtualenv, a non-root user, nothing else ----
 FROM ${PYTHON_IMAGE} AS runtime

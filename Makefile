@@ -1,17 +1,35 @@
 # The README's two commands: `make run` and `make test`. Each works on a fresh machine with only
-# Python 3.11+: it creates .venv, installs the project and its pinned Temporal binaries, and runs.
+# Python 3.11+: it creates .venv, installs the locked dependencies (requirements/dev.lock: the
+# runtime, the embedded Temporal binaries and the test tools) and the project, and runs.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-full lint format bench bench-quick clean
+.PHONY: run test test-full lint format bench bench-quick clean lock
 
-$(STAMP): pyproject.toml
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command "make lock"
+
+# Plain pip from PyPI: the lock pins every package with its hashes; the project itself is
+# installed after it with --no-deps, so nothing outside the lock is resolved.
+$(STAMP): pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements/dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+# Re-resolve both lock files from pyproject.toml (newest versions within its ranges); the dev
+# lock is constrained by the runtime lock, so the image and the tests run the same versions.
+# It needs only uv (the version dev.lock pins), not an installed project: after an edit of
+# pyproject.toml the old lock no longer installs it.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$$(grep -E '^uv==' requirements/dev.lock | cut -d' ' -f1)"
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements/runtime.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --upgrade \
+		-c requirements/runtime.lock -o requirements/dev.lock
 
 run: $(STAMP)
 	$(BIN)/notifyflow dev

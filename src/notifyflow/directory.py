@@ -9,9 +9,10 @@ sees an ``IntegrityError``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,36 +21,54 @@ from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
     ConversationUser,
+    Delivery,
     Document,
     Merchant,
     MerchantUser,
     Message,
+    Notification,
+    NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
 from notifyflow.models.directory import (
     CampaignTemplateBody,
     CampaignTemplateView,
     ConversationCreate,
+    ConversationUpdate,
     ConversationView,
     DocumentCreate,
+    DocumentUpdate,
     DocumentView,
     MerchantCreate,
+    MerchantUpdate,
     MerchantUserCreate,
+    MerchantUserUpdate,
     MerchantUserView,
     MerchantView,
     MessageCreate,
     MessageView,
-    normalize_language,
+    is_national,
+    normalize_phone,
 )
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import INT32_MAX
-from notifyflow.models.notification import Campaign
+from notifyflow.models.languages import normalize_language
+from notifyflow.models.notification import Campaign, NotificationStatus
+from notifyflow.models.pages import (
+    DEFAULT_PAGE_SIZE,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    int_key,
+)
 from notifyflow.models.text import plain_text
 
 # Clocks drift: a message stamped a little ahead of ours is believed, one far ahead is a bug
 # that would keep the 24-hour window open for longer than WhatsApp does.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
-MAX_MESSAGES = 1000
+MAX_MESSAGES = 500  # the maximum page size of the messages list (MAX_PAGE_SIZE)
+OPEN_STATUSES = (NotificationStatus.requested.value, NotificationStatus.answered.value)
 
 
 def _not_found(what: str, ident: int) -> NotificationError:
@@ -70,6 +89,22 @@ def _check_id(value: int, what: str) -> None:
     # Out-of-range ids cannot exist, and PostgreSQL would refuse to compare them to an int4.
     if not 1 <= value <= INT32_MAX:
         raise _not_found(what, value)
+
+
+def _phone(value: str, country: str | None, path: str) -> str:
+    """An input model's phone in E.164: a national one is read in the merchant's country."""
+    if not is_national(value):
+        return value
+    if country is None:
+        raise _invalid(
+            path,
+            "must be in international format, like +14155550100: this merchant has no country "
+            "to read a national number in",
+        )
+    try:
+        return normalize_phone(value, country)
+    except ValueError as exc:
+        raise _invalid(path, str(exc)) from None
 
 
 async def _merchant(session: AsyncSession, merchant_id: int) -> Merchant:
@@ -103,10 +138,14 @@ async def _commit(session: AsyncSession, conflict: NotificationError) -> None:
 
 async def create_merchant(db: SessionFactory, data: MerchantCreate) -> MerchantView:
     """Create a merchant: name, WhatsApp sender, default language and time zone."""
+    sender = data.whatsapp_sender
+    if is_national(sender):
+        sender = f"whatsapp:{_phone(sender, data.country, '/whatsapp_sender')}"
     async with db() as session:
         merchant = Merchant(
             name=data.name,
-            whatsapp_sender=data.whatsapp_sender,
+            whatsapp_sender=sender,
+            country=data.country,
             instagram_page_id=data.instagram_page_id,
             default_language=data.default_language,
             timezone=data.timezone,
@@ -123,18 +162,21 @@ async def add_merchant_user(
 ) -> MerchantUserView:
     """Add a user (admin, sales, …) to a merchant; a phone is used once per merchant."""
 
+    phone = data.phone
+
     def duplicate(existing_id: int | None) -> NotificationError:
         return NotificationError(
             RefusalCode.conflict,
-            f"merchant {merchant_id} already has a user with phone {data.phone}",
+            f"merchant {merchant_id} already has a user with phone {phone}",
             details={"merchant_user_id": existing_id} if existing_id else None,
         )
 
     async with db() as session:
-        await _merchant(session, merchant_id)
+        merchant = await _merchant(session, merchant_id)
+        phone = _phone(data.phone, merchant.country, "/phone")
         existing = await session.scalar(
             select(MerchantUser.id).where(
-                MerchantUser.merchant_id == merchant_id, MerchantUser.phone == data.phone
+                MerchantUser.merchant_id == merchant_id, MerchantUser.phone == phone
             )
         )
         if existing is not None:
@@ -142,13 +184,186 @@ async def add_merchant_user(
         user = MerchantUser(
             merchant_id=merchant_id,
             name=data.name,
-            phone=data.phone,
+            phone=phone,
             user_type=data.user_type,
             on_call=data.on_call,
         )
         session.add(user)
         await _commit(session, duplicate(None))
         return MerchantUserView.model_validate(user)
+
+
+async def list_merchants(
+    db: SessionFactory,
+    *,
+    only: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[MerchantView]:
+    """Merchants by id (``only``: a merchant key's own, whatever else exists)."""
+    check_limit(limit)
+    after = int_key(decode_cursor("merchants", cursor))
+    query = select(Merchant)
+    if only is not None:
+        query = query.where(Merchant.id == only)
+    if after is not None:
+        query = query.where(Merchant.id > after[0])
+    async with db() as session:
+        rows = (await session.scalars(query.order_by(Merchant.id).limit(limit + 1))).all()
+        return _page("merchants", [MerchantView.model_validate(r) for r in rows], limit)
+
+
+async def get_merchant(db: SessionFactory, merchant_id: int) -> MerchantView:
+    async with db() as session:
+        return MerchantView.model_validate(await _merchant(session, merchant_id))
+
+
+async def update_merchant(
+    db: SessionFactory, merchant_id: int, data: MerchantUpdate
+) -> MerchantView:
+    """Change a merchant's name, sender, language, time zone, Instagram page or country."""
+    changes = _changes(data, required=("name", "whatsapp_sender", "default_language", "timezone"))
+    async with db() as session:
+        merchant = await _merchant(session, merchant_id)
+        country = changes.get("country", merchant.country)
+        sender = changes.get("whatsapp_sender")
+        if sender is not None and is_national(sender):
+            changes["whatsapp_sender"] = f"whatsapp:{_phone(sender, country, '/whatsapp_sender')}"
+        for name, value in changes.items():
+            setattr(merchant, name, value)
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the merchant could not be changed")
+        )
+        return MerchantView.model_validate(merchant)
+
+
+async def deactivate_merchant(db: SessionFactory, merchant_id: int) -> None:
+    """No new notifications for this merchant (409 at the request route); its rows, history
+    and open notifications stay. Idempotent."""
+    async with db() as session:
+        merchant = await _merchant(session, merchant_id)
+        if merchant.deactivated_at is None:
+            merchant.deactivated_at = utcnow()
+            await session.commit()
+
+
+async def merchant_is_active(db: SessionFactory, conversation_id: int) -> bool:
+    """False when the conversation's merchant was deactivated (True for unknown ids: the
+    caller's own not-found check speaks for those)."""
+    if not 1 <= conversation_id <= INT32_MAX:
+        return True
+    async with db() as session:
+        deactivated = await session.scalar(
+            select(Merchant.deactivated_at)
+            .join(Conversation, Conversation.merchant_id == Merchant.id)
+            .where(Conversation.id == conversation_id)
+        )
+    return deactivated is None
+
+
+# ---- merchant users -------------------------------------------------------------------------
+
+
+async def _user(session: AsyncSession, merchant_id: int, user_id: int) -> MerchantUser:
+    await _merchant(session, merchant_id)
+    _check_id(user_id, "merchant_user")
+    user = await session.get(MerchantUser, user_id)
+    if user is None or user.merchant_id != merchant_id:
+        raise _not_found("merchant_user", user_id)
+    return user
+
+
+async def list_users(
+    db: SessionFactory,
+    merchant_id: int,
+    *,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[MerchantUserView]:
+    """A merchant's users by id, deactivated ones included (``deactivated_at`` set)."""
+    check_limit(limit)
+    after = int_key(decode_cursor("users", cursor))
+    async with db() as session:
+        await _merchant(session, merchant_id)
+        query = select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
+        if after is not None:
+            query = query.where(MerchantUser.id > after[0])
+        rows = (await session.scalars(query.order_by(MerchantUser.id).limit(limit + 1))).all()
+        return _page("users", [MerchantUserView.model_validate(r) for r in rows], limit)
+
+
+async def get_user(db: SessionFactory, merchant_id: int, user_id: int) -> MerchantUserView:
+    async with db() as session:
+        return MerchantUserView.model_validate(await _user(session, merchant_id, user_id))
+
+
+async def update_user(
+    db: SessionFactory, merchant_id: int, user_id: int, data: MerchantUserUpdate
+) -> MerchantUserView:
+    """Change a user's name, phone, type or on-call flag. A deactivated user is 409."""
+    changes = _changes(data, required=("name", "phone", "user_type", "on_call"))
+    async with db() as session:
+        user = await _user(session, merchant_id, user_id)
+        if user.deactivated_at is not None:
+            raise NotificationError(
+                RefusalCode.conflict,
+                f"merchant_user {user_id} is deactivated and cannot be changed",
+                details={"merchant_user_id": user_id},
+            )
+        if "phone" in changes:
+            merchant = await _merchant(session, merchant_id)
+            phone = _phone(changes["phone"], merchant.country, "/phone")
+            taken = await session.scalar(
+                select(MerchantUser.id).where(
+                    MerchantUser.merchant_id == merchant_id,
+                    MerchantUser.phone == phone,
+                    MerchantUser.id != user_id,
+                )
+            )
+            if taken is not None:
+                raise NotificationError(
+                    RefusalCode.conflict,
+                    f"merchant {merchant_id} already has a user with phone {phone}",
+                    details={"merchant_user_id": taken},
+                )
+            changes["phone"] = phone
+        for name, value in changes.items():
+            setattr(user, name, value)
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the user could not be changed")
+        )
+        return MerchantUserView.model_validate(user)
+
+
+async def deactivate_user(db: SessionFactory, merchant_id: int, user_id: int) -> None:
+    """A departed user: asked nothing more (off call too) and refused as an answerer from the
+    next request on. The row stays: recipients and answers of past notifications name it.
+    Idempotent."""
+    async with db() as session:
+        user = await _user(session, merchant_id, user_id)
+        if user.deactivated_at is None:
+            user.deactivated_at = utcnow()
+            user.on_call = False
+            await session.commit()
+
+
+async def check_active_answerer(db: SessionFactory, answered_by: int) -> None:
+    """A deactivated user may not answer (403, ``not_allowed``): the API, the CLI, WhatsApp
+    replies and the answer tool check this before the starter is called."""
+    if not 1 <= answered_by <= INT32_MAX:
+        return
+    async with db() as session:
+        deactivated = await session.scalar(
+            select(MerchantUser.deactivated_at).where(MerchantUser.id == answered_by)
+        )
+    if deactivated is not None:
+        raise NotificationError(
+            RefusalCode.not_allowed,
+            f"merchant user {answered_by} was deactivated and may no longer answer",
+            details=[
+                {"in": "body", "path": "/answered_by", "message": "this user was deactivated"}
+            ],
+        )
 
 
 # ---- documents ------------------------------------------------------------------------------
@@ -175,9 +390,14 @@ async def add_document(db: SessionFactory, merchant_id: int, data: DocumentCreat
 
 
 async def list_documents(
-    db: SessionFactory, merchant_id: int, category: str | None = None
-) -> list[DocumentView]:
-    """A merchant's documents, oldest first, optionally of one category."""
+    db: SessionFactory,
+    merchant_id: int,
+    category: str | None = None,
+    *,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[DocumentView]:
+    """A merchant's documents, oldest first, optionally of one category; a page of them."""
     if category is not None and not category.strip():
         category = None  # "?category=" is a form's way of saying "any"
     if category is not None:
@@ -188,13 +408,95 @@ async def list_documents(
             raise _invalid("category", str(exc), "query") from None
         if len(category) > 64:
             raise _invalid("category", "must be at most 64 characters", "query")
+    check_limit(limit)
+    after = int_key(decode_cursor("documents", cursor))
     async with db() as session:
         await _merchant(session, merchant_id)
         query = select(Document).where(Document.merchant_id == merchant_id)
         if category is not None:
             query = query.where(Document.category == category)
-        rows = (await session.scalars(query.order_by(Document.id))).all()
-        return [DocumentView.model_validate(row) for row in rows]
+        if after is not None:
+            query = query.where(Document.id > after[0])
+        rows = (await session.scalars(query.order_by(Document.id).limit(limit + 1))).all()
+        return _page("documents", [DocumentView.model_validate(r) for r in rows], limit)
+
+
+def _page(kind: str, items: list[Any], limit: int, key: Any = None) -> Page[Any]:
+    """``items`` holds up to limit + 1 rows: the extra one says there is a next page."""
+    more = len(items) > limit
+    items = items[:limit]
+    last = items[-1] if items else None
+    cursor = None
+    if more and last is not None:
+        cursor = encode_cursor(kind, key(last) if key else [last.id])
+    return Page[Any](items=items, next_cursor=cursor)
+
+
+async def get_document(db: SessionFactory, merchant_id: int, document_id: int) -> DocumentView:
+    async with db() as session:
+        return DocumentView.model_validate(await _document(session, merchant_id, document_id))
+
+
+async def _document(session: AsyncSession, merchant_id: int, document_id: int) -> Document:
+    await _merchant(session, merchant_id)
+    _check_id(document_id, "document")
+    document = await session.get(Document, document_id)
+    if document is None or document.merchant_id != merchant_id:
+        raise _not_found("document", document_id)
+    return document
+
+
+async def update_document(
+    db: SessionFactory, merchant_id: int, document_id: int, data: DocumentUpdate
+) -> DocumentView:
+    changes = _changes(data, required=("category", "title", "content"))
+    async with db() as session:
+        document = await _document(session, merchant_id, document_id)
+        for name, value in changes.items():
+            setattr(document, name, value)
+        document.updated_at = utcnow()
+        await _commit(
+            session, NotificationError(RefusalCode.conflict, "the document could not be changed")
+        )
+        return DocumentView.model_validate(document)
+
+
+async def delete_document(db: SessionFactory, merchant_id: int, document_id: int) -> None:
+    """Delete a document. One an open notification will write its answer into is refused
+    (409); finished notifications that pointed at it keep their history without it."""
+    async with db() as session:
+        document = await _document(session, merchant_id, document_id)
+        open_one = await session.scalar(
+            select(Notification.id)
+            .where(Notification.document_id == document_id)
+            .where(Notification.status.in_(OPEN_STATUSES))
+            .limit(1)
+        )
+        if open_one is not None:
+            raise NotificationError(
+                RefusalCode.conflict,
+                f"document {document_id} belongs to the open notification NOTIF_{open_one}; "
+                "delete it once that notification is finished",
+                details={"notification_id": f"NOTIF_{open_one}"},
+            )
+        await session.execute(
+            update(Notification)
+            .where(Notification.document_id == document_id)
+            .values(document_id=None)
+        )
+        await session.delete(document)
+        await session.commit()
+
+
+def _changes(data: Any, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The PATCH body's fields: at least one, and none of ``required`` set to null."""
+    changes: dict[str, Any] = data.given()
+    if not changes:
+        raise _invalid("/", "give at least one field to change")
+    for name in required:
+        if name in changes and changes[name] is None:
+            raise _invalid(f"/{name}", "must not be null")
+    return changes
 
 
 # ---- conversations --------------------------------------------------------------------------
@@ -254,15 +556,16 @@ async def create_conversation(db: SessionFactory, data: ConversationCreate) -> C
 async def _create_conversation(db: SessionFactory, data: ConversationCreate) -> ConversationView:
     async with db() as session:
         merchant = await _merchant(session, data.merchant_id)
+        phone = data.customer_phone
+        if phone is not None:
+            phone = _phone(phone, merchant.country, "/customer_phone")
         if data.channel == "whatsapp":
-            lookup = ConversationUser.phone == data.customer_phone
+            lookup = ConversationUser.phone == phone
         else:
             lookup = ConversationUser.instagram_user_id == data.instagram_user_id
         person = await session.scalar(select(ConversationUser).where(lookup))
         if person is None:
-            person = ConversationUser(
-                phone=data.customer_phone, instagram_user_id=data.instagram_user_id
-            )
+            person = ConversationUser(phone=phone, instagram_user_id=data.instagram_user_id)
             session.add(person)
             await session.flush()
         else:
@@ -293,6 +596,84 @@ async def _create_conversation(db: SessionFactory, data: ConversationCreate) -> 
             await session.rollback()
             raise
         return _conversation_view(conversation, person)
+
+
+async def _customer_person(session: AsyncSession, conversation: Conversation) -> ConversationUser:
+    person = await session.get(ConversationUser, conversation.conversation_user_id)
+    assert person is not None  # a foreign key
+    return person
+
+
+async def list_conversations(
+    db: SessionFactory,
+    *,
+    merchant_id: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[ConversationView]:
+    """Customer conversations by id, optionally of one merchant."""
+    check_limit(limit)
+    after = int_key(decode_cursor("conversations", cursor))
+    query = (
+        select(Conversation, ConversationUser)
+        .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
+        .where(Conversation.merchant_user_id.is_(None))
+    )
+    if merchant_id is not None:
+        query = query.where(Conversation.merchant_id == merchant_id)
+    if after is not None:
+        query = query.where(Conversation.id > after[0])
+    async with db() as session:
+        rows = (await session.execute(query.order_by(Conversation.id).limit(limit + 1))).all()
+    views = [_conversation_view(c, p) for c, p in rows]
+    return _page("conversations", views, limit)
+
+
+async def get_conversation(db: SessionFactory, conversation_id: int) -> ConversationView:
+    async with db() as session:
+        conversation = await _conversation(session, conversation_id)
+        return _conversation_view(conversation, await _customer_person(session, conversation))
+
+
+async def update_conversation(
+    db: SessionFactory, conversation_id: int, data: ConversationUpdate
+) -> ConversationView:
+    """Change the customer's language (later localization and templates use it)."""
+    changes = _changes(data)
+    async with db() as session:
+        conversation = await _conversation(session, conversation_id)
+        if "language" in changes:
+            if changes["language"] is None:
+                merchant = await _merchant(session, conversation.merchant_id)
+                changes["language"] = merchant.default_language
+            conversation.language = changes["language"]
+        await session.commit()
+        return _conversation_view(conversation, await _customer_person(session, conversation))
+
+
+async def delete_conversation(db: SessionFactory, conversation_id: int) -> None:
+    """Delete a conversation and its messages. One that any notification or delivery refers
+    to is 409: its history is part of theirs. The customer (conversation_user) stays."""
+    async with db() as session:
+        conversation = await _conversation(session, conversation_id)
+        for table, column in (
+            (Notification, Notification.conversation_id),
+            (NotificationRecipient, NotificationRecipient.conversation_id),
+            (Delivery, Delivery.conversation_id),
+        ):
+            if await session.scalar(select(exists().where(column == conversation_id))):
+                raise NotificationError(
+                    RefusalCode.conflict,
+                    f"conversation {conversation_id} has notifications; it is kept with their "
+                    "history",
+                    details={
+                        "conversation_id": conversation_id,
+                        "referenced_by": table.__tablename__,
+                    },
+                )
+        await session.execute(delete(Message).where(Message.conversation_id == conversation_id))
+        await session.delete(conversation)
+        await session.commit()
 
 
 # ---- messages -------------------------------------------------------------------------------
@@ -341,23 +722,50 @@ async def add_message(db: SessionFactory, conversation_id: int, data: MessageCre
 
 
 async def list_messages(
-    db: SessionFactory, conversation_id: int, *, limit: int = MAX_MESSAGES
-) -> list[MessageView]:
+    db: SessionFactory,
+    conversation_id: int,
+    *,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> Page[MessageView]:
     """The conversation's latest ``limit`` messages, oldest first — template sends included
-    (``whatsapp_payload.type == "template"``), as the agent reads its history."""
+    (``whatsapp_payload.type == "template"``), as the agent reads its history. ``next_cursor``
+    pages toward older messages."""
     if not 1 <= limit <= MAX_MESSAGES:
         raise _invalid("limit", f"must be between 1 and {MAX_MESSAGES}", "query")
+    before = decode_cursor("messages", cursor)
+    if before is not None:
+        if len(before) != 2 or not isinstance(before[0], str) or not isinstance(before[1], int):
+            raise _invalid("cursor", "is not a cursor this API issued", "query")
+        try:
+            at = datetime.fromisoformat(before[0])
+        except ValueError:
+            raise _invalid("cursor", "is not a cursor this API issued", "query") from None
     async with db() as session:
         await _conversation(session, conversation_id)
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if before is not None:
+            query = query.where(
+                or_(
+                    Message.created_at < at,
+                    (Message.created_at == at) & (Message.id < before[1]),
+                )
+            )
         rows: Sequence[Message] = (
             await session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conversation_id)
-                .order_by(Message.created_at.desc(), Message.id.desc())
-                .limit(limit)
+                query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit + 1)
             )
         ).all()
-        return [MessageView.model_validate(row) for row in reversed(rows)]
+        views = [MessageView.model_validate(row) for row in rows]
+        more = len(views) > limit
+        views = views[:limit]
+        next_cursor = None
+        if more:
+            oldest = views[-1]
+            next_cursor = encode_cursor(
+                "messages", [oldest.created_at.astimezone(UTC).isoformat(), oldest.id]
+            )
+        return Page[MessageView](items=list(reversed(views)), next_cursor=next_cursor)
 
 
 # ---- campaign templates ---------------------------------------------------------------------

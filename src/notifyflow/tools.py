@@ -129,6 +129,9 @@ class AnswerNotificationTool(_Tool):
         if conversation is None or conversation.merchant_user_id is None:
             return "Only the merchant's own users can answer notifications, in their own chat."
         try:
+            from notifyflow.directory import check_active_answerer
+
+            await check_active_answerer(ctx.db, conversation.merchant_user_id)
             accepted = await starter.answer_notification(
                 ctx.client,
                 ctx.db,

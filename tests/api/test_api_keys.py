@@ -90,7 +90,7 @@ async def test_create_list_revoke_and_only_a_hash_is_stored(
         listed = await api.get(f"/v1/merchants/{shop.merchant_id}/api-keys", headers=OPERATOR)
         assert listed.status_code == 200
         assert key not in listed.text and secret not in listed.text
-        [entry] = listed.json()
+        [entry] = listed.json()["items"]
         assert entry["id"] == created["id"] and entry["prefix"] == created["prefix"]
         assert entry["revoked_at"] is None and entry["last_used_at"] is not None
 
@@ -102,7 +102,7 @@ async def test_create_list_revoke_and_only_a_hash_is_stored(
         assert_envelope(refused, 401, "unauthorized")
         [entry] = (
             await api.get(f"/v1/merchants/{shop.merchant_id}/api-keys", headers=OPERATOR)
-        ).json()
+        ).json()["items"]
         assert entry["revoked_at"] is not None
         # Revoking again changes nothing; an unknown key, or one of another merchant, is 404.
         again = await api.delete(
@@ -347,15 +347,16 @@ async def test_list_filters_cannot_widen_a_keys_view(
         key = bearer((await create_key(api, mine.merchant_id))["key"])
         everything = await api.get("/v1/notifications", params={"limit": 500}, headers=key)
         assert everything.status_code == 200
-        assert everything.json() and {n["merchant_id"] for n in everything.json()} == {
-            mine.merchant_id
-        }
+        items = everything.json()["items"]
+        assert items and {n["merchant_id"] for n in items} == {mine.merchant_id}
         asked_for_theirs = await api.get(
             "/v1/notifications", params={"merchant_id": theirs.merchant_id}, headers=key
         )
-        assert asked_for_theirs.status_code == 200 and asked_for_theirs.json() == []
+        assert asked_for_theirs.status_code == 200 and asked_for_theirs.json()["items"] == []
         both = await api.get("/v1/notifications", params={"limit": 500}, headers=OPERATOR)
-        assert {mine.merchant_id, theirs.merchant_id} <= {n["merchant_id"] for n in both.json()}
+        assert {mine.merchant_id, theirs.merchant_id} <= {
+            n["merchant_id"] for n in both.json()["items"]
+        }
 
 
 async def test_answered_by_must_be_a_user_of_the_keys_merchant(

@@ -119,7 +119,7 @@ async def test_merchant_users_validation_and_unknown_merchant(api: httpx.AsyncCl
     m = await merchant(api)
     response = await api.post(
         f"/v1/merchants/{m['id']}/users",
-        json={"name": "Bo", "phone": "555-0100", "user_type": "Sales Team"},
+        json={"name": "Bo", "phone": "+1 555-0100", "user_type": "Sales Team"},
     )
     assert paths(assert_envelope(response, 422)) == {"/phone", "/user_type"}
 
@@ -156,13 +156,16 @@ async def test_documents_add_and_list_by_category(api: httpx.AsyncClient) -> Non
         assert response.status_code == 201
         assert {k: response.json()[k] for k in doc} == doc
 
-    everything = (await api.get(url)).json()
+    everything = (await api.get(url)).json()["items"]
     assert [d["title"] for d in everything] == ["returns", "Hours?", "sales"]
     classified = await api.get(url, params={"category": "SupportClassification"})
     assert classified.status_code == 200
-    assert [d["title"] for d in classified.json()] == ["returns", "sales"]
-    assert (await api.get(url, params={"category": "Nothing"})).json() == []
-    assert (await api.get(url, params={"category": ""})).json() == everything
+    assert [d["title"] for d in classified.json()["items"]] == ["returns", "sales"]
+    assert (await api.get(url, params={"category": "Nothing"})).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+    assert (await api.get(url, params={"category": ""})).json()["items"] == everything
 
     assert_envelope(await api.get("/v1/merchants/2147483000/documents"), 404, "not_found")
     response = await api.post(url, json={"category": "", "title": "t", "content": "  "})
@@ -296,7 +299,7 @@ async def test_message_validation(api: httpx.AsyncClient) -> None:
     for body, path in cases:
         response = await api.post(url, json=body)
         assert paths(assert_envelope(response, 422)) == {path}, body
-    assert (await api.get(url)).json() == []
+    assert (await api.get(url)).json() == {"items": [], "next_cursor": None}
 
     response = await api.post(
         "/v1/conversations/2147483000/messages", json={"role": "user", "content": "x"}
@@ -336,14 +339,14 @@ async def test_messages_list_oldest_first_with_template_sends(
     )
     response = await api.get(url)
     assert response.status_code == 200
-    listed = response.json()
+    listed = response.json()["items"]
     assert [msg["content"] for msg in listed] == [
         "first",
         "second",
         "Re your question: we open at 9.",
     ]
     assert listed[-1]["whatsapp_payload"]["type"] == "template"
-    latest_two = (await api.get(url, params={"limit": 2})).json()
+    latest_two = (await api.get(url, params={"limit": 2})).json()["items"]
     assert [msg["content"] for msg in latest_two] == ["second", "Re your question: we open at 9."]
     assert_envelope(await api.get(url, params={"limit": 0}), 422)
 

@@ -118,6 +118,22 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("post", "/v1/merchants/{merchant_id}/api-keys"),
         ("get", "/v1/merchants/{merchant_id}/api-keys"),
         ("delete", "/v1/merchants/{merchant_id}/api-keys/{key_id}"),
+        # Directory maintenance (issue 18; tests/api/test_directory_maintenance.py).
+        ("get", "/v1/merchants"),
+        ("get", "/v1/merchants/{merchant_id}"),
+        ("patch", "/v1/merchants/{merchant_id}"),
+        ("delete", "/v1/merchants/{merchant_id}"),
+        ("get", "/v1/merchants/{merchant_id}/users"),
+        ("get", "/v1/merchants/{merchant_id}/users/{user_id}"),
+        ("patch", "/v1/merchants/{merchant_id}/users/{user_id}"),
+        ("delete", "/v1/merchants/{merchant_id}/users/{user_id}"),
+        ("get", "/v1/merchants/{merchant_id}/documents/{document_id}"),
+        ("patch", "/v1/merchants/{merchant_id}/documents/{document_id}"),
+        ("delete", "/v1/merchants/{merchant_id}/documents/{document_id}"),
+        ("get", "/v1/conversations"),
+        ("get", "/v1/conversations/{conversation_id}"),
+        ("patch", "/v1/conversations/{conversation_id}"),
+        ("delete", "/v1/conversations/{conversation_id}"),
         ("put", "/v1/campaigns/{campaign}/templates/{language}"),
         ("post", "/v1/merchants/{merchant_id}/webhooks"),
         ("get", "/v1/merchants/{merchant_id}/settings"),
@@ -143,7 +159,16 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
     assert {(m, p) for p, ops in operations.items() for m in ops} == expected
     assert "security" not in operations["/v1/webhooks/twilio/messages"]["post"]
     schemas = spec["components"]["schemas"]
-    for name in ("MerchantCreate", "NotificationRequest", "AnswerBody", "CampaignTemplateBody"):
+    for name in (
+        "MerchantCreate",
+        "NotificationRequest",
+        "AnswerBody",
+        "CampaignTemplateBody",
+        "MerchantUpdate",
+        "MerchantUserUpdate",
+        "DocumentUpdate",
+        "ConversationUpdate",
+    ):
         assert schemas[name]["examples"], name
 
 

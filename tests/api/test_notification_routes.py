@@ -281,11 +281,13 @@ async def test_close_then_list_with_filters(api: httpx.AsyncClient, shop: Shop) 
     assert_envelope(response, 409, "closed")
 
     mine = {"merchant_id": shop.merchant_id}
-    listed = (await api.get("/v1/notifications", params=mine)).json()
+    listed = (await api.get("/v1/notifications", params=mine)).json()["items"]
     assert [n["notification_id"] for n in listed] == [to_close, open_one]
-    requested = (await api.get("/v1/notifications", params={**mine, "status": "requested"})).json()
+    requested = (await api.get("/v1/notifications", params={**mine, "status": "requested"})).json()[
+        "items"
+    ]
     assert [n["notification_id"] for n in requested] == [open_one]
     by_type = (
         await api.get("/v1/notifications", params={**mine, "type": "user_support_request"})
     ).json()
-    assert by_type == []
+    assert by_type == {"items": [], "next_cursor": None}

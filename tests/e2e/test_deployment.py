@@ -75,7 +75,7 @@ async def test_a_question_answered_inside_the_window_goes_direct(stack: E2EStack
 
         documents = (
             await http.get(f"/v1/merchants/{shop.merchant_id}/documents?category=UserQuestion")
-        ).json()
+        ).json()["items"]
 
     assert body["status"] == "delivered", body
     assert body["delivery"]["method"] == "direct", body["delivery"]
@@ -104,7 +104,9 @@ async def test_a_question_answered_outside_the_window_goes_as_the_answer_campaig
         answerer, other = shop.admins[1], shop.admins[0]
         await answer(http, public, answerer, {"answer": ANSWER})
         body = await settle(stack, http, public)
-        history = (await http.get(f"/v1/conversations/{shop.conversation_id}/messages")).json()
+        history = (await http.get(f"/v1/conversations/{shop.conversation_id}/messages")).json()[
+            "items"
+        ]
 
     assert body["status"] == "delivered", body
     assert body["delivery"]["method"] == "campaign", body["delivery"]

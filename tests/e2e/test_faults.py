@@ -93,7 +93,9 @@ async def _orphan_request(stack: E2EStack, shop: Shop, figures: Figures) -> tupl
     stack.stop_api()
     stack.start_api()
     async with stack.http() as http:
-        listed = (await http.get(f"/v1/notifications?merchant_id={shop.merchant_id}")).json()
+        listed = (await http.get(f"/v1/notifications?merchant_id={shop.merchant_id}")).json()[
+            "items"
+        ]
     assert [n["status"] for n in listed] == ["requested"], listed
     public: str = listed[0]["notification_id"]
     return public, died_at
@@ -120,7 +122,9 @@ async def test_a_request_while_temporal_is_frozen_answers_and_is_carried_through
             figures.add("POST /v1/notifications status, Temporal frozen", response.status_code)
         resumed = time.monotonic()
         if response.status_code != 202:
-            left = (await http.get(f"/v1/notifications?merchant_id={shop.merchant_id}")).json()
+            left = (await http.get(f"/v1/notifications?merchant_id={shop.merchant_id}")).json()[
+                "items"
+            ]
             pytest.fail(
                 f"{response.status_code} {response.text}; rows it left behind: "
                 f"{[(n['notification_id'], n['status']) for n in left]}"

@@ -338,3 +338,21 @@ async def test_an_answer_written_as_json_keeps_its_resolution_notes_internal(
     assert "Supplier" not in to_customer.body and "resolution" not in to_customer.body
     (answer,) = await _answers(db, public)
     assert "Supplier fault, claim 88" in answer.answer_text  # kept, for the merchant only
+
+
+async def test_a_departed_admins_reply_answers_nothing(
+    inbound: Inbound, db: SessionFactory, shop_factory: Any
+) -> None:
+    """Issue 18: once deactivated, an admin's WhatsApp reply is a stranger's — not matched to
+    the user, nor to the user's own conversation — even on a notification that asked them."""
+    from notifyflow import directory
+
+    shop: Shop = await shop_factory()
+    admin = shop.admins[1]
+    public = await inbound.ask(shop, "Is the red chair in stock?")
+    await sent_requests(db, public, 2)
+    await directory.deactivate_user(db, shop.merchant_id, admin.id)
+    response, sid = await inbound.twilio.message(sender=admin.phone, body="Yes, three left")
+    assert response.status_code == 200
+    assert await stored(db, sid) == [] and await events(db, sid) == []
+    assert await _answers(db, public) == []

@@ -590,9 +590,10 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     entrypoint = json.loads(entrypoints[-1])
     assert entrypoint == ["notifyflow"]
     assert entrypoint[0] in scripts
-    assert "pip install ." in " ".join(
-        rest for _, _, body in dockerfile_stages() for op, rest in body if op == "RUN"
-    )
+    runs = " ".join(rest for _, _, body in dockerfile_stages() for op, rest in body if op == "RUN")
+    # The locked runtime set, then the project alone: nothing is resolved at build time.
+    assert "pip install -r requirements/runtime.lock" in runs
+    assert "pip install --no-deps ." in runs
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from notifyflow import __version__
 from notifyflow.api import (
     directory_routes,
     event_routes,
@@ -88,7 +89,7 @@ def create_app(
 
     app = FastAPI(
         title="notifyflow",
-        version="0.1.0",
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         # A trailing slash is a different, unknown route: a redirect would turn a POST into a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from notifyflow import directory
 from notifyflow.api.deps import DB
@@ -20,19 +20,36 @@ from notifyflow.models.directory import (
     CampaignTemplateBody,
     CampaignTemplateView,
     ConversationCreate,
+    ConversationUpdate,
     ConversationView,
     DocumentCreate,
+    DocumentUpdate,
     DocumentView,
     MerchantCreate,
+    MerchantUpdate,
     MerchantUserCreate,
+    MerchantUserUpdate,
     MerchantUserView,
     MerchantView,
     MessageCreate,
     MessageView,
 )
+from notifyflow.models.ids import INT32_MAX
 from notifyflow.models.notification import Campaign
+from notifyflow.models.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 
 router = APIRouter(prefix="/v1")
+
+# Every list route: ?limit= (at most MAX_PAGE_SIZE) and ?cursor= (the previous page's
+# next_cursor); the body is {items, next_cursor}.
+Limit = Annotated[
+    int,
+    Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, at most {MAX_PAGE_SIZE}"),
+]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=512, description="The next_cursor of the previous page; absent for the first"),
+]
 
 _E: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorEnvelope, "description": "A merchant key on an operator-only route"},
@@ -83,10 +100,12 @@ async def list_documents(
     db: DB,
     caller: CallerDep,
     category: Annotated[str | None, Query(max_length=64, examples=["UserQuestion"])] = None,
-) -> list[DocumentView]:
-    """A merchant's documents, oldest first, optionally of one category."""
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[DocumentView]:
+    """A merchant's documents, oldest first, optionally of one category: a page of them."""
     check_merchant(caller, merchant_id)
-    return await directory.list_documents(db, merchant_id, category)
+    return await directory.list_documents(db, merchant_id, category, limit=limit, cursor=cursor)
 
 
 @router.put("/campaigns/{campaign}/templates/{language}", tags=["campaigns"], responses=_E_BODY)
@@ -132,9 +151,180 @@ async def list_messages(
     conversation_id: int,
     db: DB,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=directory.MAX_MESSAGES)] = directory.MAX_MESSAGES,
-) -> list[MessageView]:
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[MessageView]:
     """The latest messages, oldest first, template sends included
-    (``whatsapp_payload.type == "template"``)."""
+    (``whatsapp_payload.type == "template"``); ``next_cursor`` pages toward older ones."""
     await check_conversation(db, caller, conversation_id)
-    return await directory.list_messages(db, conversation_id, limit=limit)
+    return await directory.list_messages(db, conversation_id, limit=limit, cursor=cursor)
+
+
+# ---- maintenance: read, change, delete (issue 18) ------------------------------------------
+
+_E_PATCH = _E_BODY
+
+
+@router.get("/merchants", tags=["merchants"], responses=_E)
+async def list_merchants(
+    db: DB, caller: CallerDep, limit: Limit = DEFAULT_PAGE_SIZE, cursor: Cursor = None
+) -> Page[MerchantView]:
+    """Merchants by id. A merchant key sees its own merchant only."""
+    only = caller.merchant_id if caller.scoped else None
+    return await directory.list_merchants(db, only=only, limit=limit, cursor=cursor)
+
+
+@router.get("/merchants/{merchant_id}", tags=["merchants"], responses=_E)
+async def get_merchant(merchant_id: int, db: DB, caller: CallerDep) -> MerchantView:
+    """A merchant (``deactivated_at`` set once it was deleted)."""
+    check_merchant(caller, merchant_id)
+    return await directory.get_merchant(db, merchant_id)
+
+
+@router.patch("/merchants/{merchant_id}", tags=["merchants"], responses=_E_PATCH)
+async def update_merchant(
+    merchant_id: int, body: MerchantUpdate, db: DB, caller: CallerDep
+) -> MerchantView:
+    """Change the fields given (name, sender, language, time zone, Instagram page, country)."""
+    check_merchant(caller, merchant_id)
+    return await directory.update_merchant(db, merchant_id, body)
+
+
+@router.delete(
+    "/merchants/{merchant_id}",
+    tags=["merchants"],
+    responses=_E,
+    status_code=204,
+    response_class=Response,
+)
+async def deactivate_merchant(merchant_id: int, db: DB, _operator: OperatorOnly) -> Response:
+    """Deactivate a merchant: no new notifications (409); its data, history and open
+    notifications stay. Operator token only."""
+    await directory.deactivate_merchant(db, merchant_id)
+    return Response(status_code=204)
+
+
+@router.get("/merchants/{merchant_id}/users", tags=["merchants"], responses=_E)
+async def list_users(
+    merchant_id: int,
+    db: DB,
+    caller: CallerDep,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[MerchantUserView]:
+    """A merchant's users by id, deactivated ones included."""
+    check_merchant(caller, merchant_id)
+    return await directory.list_users(db, merchant_id, limit=limit, cursor=cursor)
+
+
+@router.get("/merchants/{merchant_id}/users/{user_id}", tags=["merchants"], responses=_E)
+async def get_user(merchant_id: int, user_id: int, db: DB, caller: CallerDep) -> MerchantUserView:
+    check_merchant(caller, merchant_id)
+    return await directory.get_user(db, merchant_id, user_id)
+
+
+@router.patch("/merchants/{merchant_id}/users/{user_id}", tags=["merchants"], responses=_E_PATCH)
+async def update_user(
+    merchant_id: int, user_id: int, body: MerchantUserUpdate, db: DB, caller: CallerDep
+) -> MerchantUserView:
+    """Change a user's name, phone, type or on-call flag (409 once deactivated)."""
+    check_merchant(caller, merchant_id)
+    return await directory.update_user(db, merchant_id, user_id, body)
+
+
+@router.delete(
+    "/merchants/{merchant_id}/users/{user_id}",
+    tags=["merchants"],
+    responses=_E,
+    status_code=204,
+    response_class=Response,
+)
+async def deactivate_user(merchant_id: int, user_id: int, db: DB, caller: CallerDep) -> Response:
+    """Deactivate a departed user: asked nothing more, and refused (403) as an answerer from
+    the next request on, including on notifications that already asked them."""
+    check_merchant(caller, merchant_id)
+    await directory.deactivate_user(db, merchant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.get("/merchants/{merchant_id}/documents/{document_id}", tags=["documents"], responses=_E)
+async def get_document(
+    merchant_id: int, document_id: int, db: DB, caller: CallerDep
+) -> DocumentView:
+    check_merchant(caller, merchant_id)
+    return await directory.get_document(db, merchant_id, document_id)
+
+
+@router.patch(
+    "/merchants/{merchant_id}/documents/{document_id}", tags=["documents"], responses=_E_PATCH
+)
+async def update_document(
+    merchant_id: int, document_id: int, body: DocumentUpdate, db: DB, caller: CallerDep
+) -> DocumentView:
+    """Change a document's category, title or content."""
+    check_merchant(caller, merchant_id)
+    return await directory.update_document(db, merchant_id, document_id, body)
+
+
+@router.delete(
+    "/merchants/{merchant_id}/documents/{document_id}",
+    tags=["documents"],
+    responses=_E,
+    status_code=204,
+    response_class=Response,
+)
+async def delete_document(
+    merchant_id: int, document_id: int, db: DB, caller: CallerDep
+) -> Response:
+    """Delete a document (409 while an open notification will write its answer into it)."""
+    check_merchant(caller, merchant_id)
+    await directory.delete_document(db, merchant_id, document_id)
+    return Response(status_code=204)
+
+
+@router.get("/conversations", tags=["conversations"], responses=_E)
+async def list_conversations(
+    db: DB,
+    caller: CallerDep,
+    merchant_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    cursor: Cursor = None,
+) -> Page[ConversationView]:
+    """Customer conversations by id, optionally of one merchant. A merchant key sees its own
+    merchant's only, whatever ``merchant_id`` says."""
+    if caller.scoped:
+        if merchant_id is not None and merchant_id != caller.merchant_id:
+            return Page[ConversationView](items=[], next_cursor=None)
+        merchant_id = caller.merchant_id
+    return await directory.list_conversations(
+        db, merchant_id=merchant_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/conversations/{conversation_id}", tags=["conversations"], responses=_E)
+async def get_conversation(conversation_id: int, db: DB, caller: CallerDep) -> ConversationView:
+    await check_conversation(db, caller, conversation_id)
+    return await directory.get_conversation(db, conversation_id)
+
+
+@router.patch("/conversations/{conversation_id}", tags=["conversations"], responses=_E_PATCH)
+async def update_conversation(
+    conversation_id: int, body: ConversationUpdate, db: DB, caller: CallerDep
+) -> ConversationView:
+    """Change the customer's language (``null``: the merchant's default)."""
+    await check_conversation(db, caller, conversation_id)
+    return await directory.update_conversation(db, conversation_id, body)
+
+
+@router.delete(
+    "/conversations/{conversation_id}",
+    tags=["conversations"],
+    responses=_E,
+    status_code=204,
+    response_class=Response,
+)
+async def delete_conversation(conversation_id: int, db: DB, caller: CallerDep) -> Response:
+    """Delete a conversation and its messages (409 once a notification refers to it)."""
+    await check_conversation(db, caller, conversation_id)
+    await directory.delete_conversation(db, conversation_id)
+    return Response(status_code=204)

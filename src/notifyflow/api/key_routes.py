@@ -3,15 +3,24 @@ token only: a merchant key can neither mint keys nor revoke its siblings."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from notifyflow import api_keys
 from notifyflow.api.deps import DB
 from notifyflow.api.errors import ErrorEnvelope
 from notifyflow.api.scope import OperatorOnly
 from notifyflow.models.api_keys import ApiKeyCreated, ApiKeyView
+from notifyflow.models.pages import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    int_key,
+)
 
 router = APIRouter(prefix="/v1/merchants/{merchant_id}/api-keys", tags=["api keys"])
 
@@ -29,10 +38,28 @@ async def create_api_key(merchant_id: int, db: DB, _operator: OperatorOnly) -> A
 
 
 @router.get("", responses=_E)
-async def list_api_keys(merchant_id: int, db: DB, _operator: OperatorOnly) -> list[ApiKeyView]:
+async def list_api_keys(
+    merchant_id: int,
+    db: DB,
+    _operator: OperatorOnly,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, at most {MAX_PAGE_SIZE}")
+    ] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="The previous page's next_cursor")
+    ] = None,
+) -> Page[ApiKeyView]:
     """The merchant's keys, oldest first, without the keys themselves; revoked ones carry
-    ``revoked_at``."""
-    return await api_keys.list_keys(db, merchant_id)
+    ``revoked_at``. A page of them."""
+    check_limit(limit)
+    after = int_key(decode_cursor("api-keys", cursor))
+    views = await api_keys.list_keys(
+        db, merchant_id, limit=limit + 1, after=after[0] if after else 0
+    )
+    more = len(views) > limit
+    views = views[:limit]
+    next_cursor = encode_cursor("api-keys", [views[-1].id]) if more and views else None
+    return Page[ApiKeyView](items=views, next_cursor=next_cursor)
 
 
 @router.delete("/{key_id}", status_code=204, response_class=Response, responses=_E)

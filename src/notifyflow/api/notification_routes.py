@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from notifyflow import starter
+from notifyflow import directory, starter
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
 from notifyflow.api.scope import (
@@ -25,9 +25,11 @@ from notifyflow.models.ids import (
     format_notification_id,
 )
 from notifyflow.models.notification import NotificationStatus, NotificationType
+from notifyflow.models.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from notifyflow.models.text import plain_text, unstorable
 from notifyflow.models.views import NotificationView
 from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource
+from notifyflow.notification_pages import list_notifications_page
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -156,6 +158,12 @@ async def request_notification(
     # A user's mistake is a 4xx even while Temporal is down: check before connecting.
     starter.check_request(body.type, body.context)
     await check_request_conversation(db, caller, body.conversation_id)
+    if not await directory.merchant_is_active(db, body.conversation_id):
+        raise NotificationError(
+            RefusalCode.conflict,
+            "this conversation's merchant was deactivated and takes no new notifications",
+            details=[{"in": "body", "path": "/conversation_id", "message": "merchant deactivated"}],
+        )
     view = await starter.request_notification(
         await temporal.get(),
         db,
@@ -184,20 +192,26 @@ async def list_notifications(
     status: NotificationStatus | None = None,
     type: NotificationType | None = None,
     merchant_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[NotificationView]:
-    """Notifications, newest first, filtered by status, type and merchant. A merchant key
-    sees its own merchant's only, whatever ``merchant_id`` says."""
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"Page size, at most {MAX_PAGE_SIZE}")
+    ] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="The previous page's next_cursor")
+    ] = None,
+) -> Page[NotificationView]:
+    """Notifications, newest first, filtered by status, type and merchant: a page of them. A
+    merchant key sees its own merchant's only, whatever ``merchant_id`` says."""
     if caller.scoped:
         if merchant_id is not None and merchant_id != caller.merchant_id:
-            return []
+            return Page[NotificationView](items=[], next_cursor=None)
         merchant_id = caller.merchant_id
-    return await starter.list_notifications(
+    return await list_notifications_page(
         db,
         status=status.value if status else None,
         type=type.value if type else None,
         merchant_id=merchant_id,
         limit=limit,
+        cursor=cursor,
     )
 
 
@@ -249,6 +263,7 @@ async def answer_notification(
     await check_notification(db, caller, public_id)
     try:
         await check_answerer(db, caller, body.answered_by)
+        await directory.check_active_answerer(db, body.answered_by)
     except NotificationError as refusal:
         await starter.record_refused_answer(
             db,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
@@ -61,7 +62,28 @@ def ensure_sqlite_directory(database_url: str) -> None:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What one :func:`upgrade` did: ``notifyflow db upgrade`` prints it."""
+
+    from_revision: str | None
+    to_revision: str | None
+    # (revision, description) of each migration applied, in the order applied.
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    templates_provisioned: int = 0
+
+
+def _applied_between(before: str | None, after: str | None) -> list[tuple[str, str]]:
+    if after is None or after == before:
+        return []
+    script = ScriptDirectory.from_config(alembic_config())
+    scripts = list(script.iterate_revisions(after, before or "base"))
+    return [
+        (s.revision, " ".join((s.doc or "").split("\n\n")[0].split())) for s in reversed(scripts)
+    ]
+
+
+def upgrade(database_url: str, revision: str = "head") -> UpgradeResult:
     """Bring the database at ``database_url`` to ``revision`` (the latest by default).
 
     At head, the default campaign templates that are missing are inserted too.
@@ -72,7 +94,10 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     ensure_sqlite_directory(database_url)
     log.info("upgrading %s to %s", make_url(database_url).render_as_string(), revision)
     with _ALEMBIC_LOCK:
+        before = current_revision(database_url)
         command.upgrade(alembic_config(database_url), revision)
+        after = current_revision(database_url)
+    provisioned = 0
     if revision == "head":
         # The shipped default templates are data the product cannot send without: every
         # upgrade provisions the missing ones (never overwriting an operator's), so a fresh
@@ -80,12 +105,13 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         # a data migration so a default added in a later release reaches old databases too.
         from notifyflow.db.seed import provision_default_templates_sync
 
-        provision_default_templates_sync(database_url)
+        provisioned = provision_default_templates_sync(database_url)
+    return UpgradeResult(before, after, _applied_between(before, after), provisioned)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "head") -> UpgradeResult:
     """:func:`upgrade` in a worker thread, so the caller's event loop keeps running."""
-    await asyncio.to_thread(upgrade, database_url, revision)
+    return await asyncio.to_thread(upgrade, database_url, revision)
 
 
 def head_revision() -> str | None:

@@ -457,4 +457,9 @@ def provision_default_templates_sync(database_url: str) -> int:
 
 def seed_demo_sync(database_url: str) -> str:
     """Seed the demo into an already migrated database; returns :func:`demo_summary`."""
-    return demo_summary(_run_with_engine(database_url, seed_demo))
+    return demo_summary(seed_demo_ids_sync(database_url))
+
+
+def seed_demo_ids_sync(database_url: str) -> DemoIds:
+    """Seed the demo into an already migrated database; returns its ids."""
+    return _run_with_engine(database_url, seed_demo)

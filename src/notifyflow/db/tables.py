@@ -54,6 +54,10 @@ class Merchant(Timestamped, Base):
     instagram_page_id: Mapped[str | None] = mapped_column(String(64), default=None)
     default_language: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # ISO 3166-1 alpha-2: national phone numbers of this merchant are read in this country.
+    country: Mapped[str | None] = mapped_column(String(2), default=None)
+    # DELETE /v1/merchants/{id}: no new notifications; the rows and history stay.
+    deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class MerchantSettings(Base):
@@ -84,6 +88,9 @@ class MerchantUser(Timestamped, Base):
     # admin, sales, returns, technical, … (free text so merchants can add their own).
     user_type: Mapped[str] = mapped_column(String(64), index=True)
     on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    # DELETE …/users/{id}: a departed user is asked nothing more and may answer nothing more;
+    # the row stays for the history (recipients, answers) that names it.
+    deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ConversationUser(Timestamped, Base):

@@ -172,6 +172,10 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                 )
             ).all()
         )
+        # A departed (deactivated) user's reply is a stranger's: it answers nothing, neither
+        # as that user nor through that user's own conversation below.
+        departed = {u.id for u in users if u.deactivated_at is not None}
+        users = [u for u in users if u.deactivated_at is None]
         user = await _pick_user(session, users, quoted) if users else None
         if user is not None:
             return await _merchant_user_conversation(db, user)
@@ -191,6 +195,7 @@ async def _identify(db: SessionFactory, message: InboundMessage) -> _Sender | No
                 )
             ).all()
         )
+        conversations = [c for c in conversations if c.merchant_user_id not in departed]
         if not conversations:
             return None
         conversation = conversations[0]

@@ -12,6 +12,7 @@ import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -22,6 +23,7 @@ from pydantic import (
 )
 
 from notifyflow.models.ids import INT32_MAX
+from notifyflow.models.languages import normalize_language
 from notifyflow.models.text import plain_text
 
 # ---- field types ---------------------------------------------------------------------------
@@ -33,25 +35,99 @@ def _not_blank(value: str) -> str:
     return value
 
 
-_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
-_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+# What people type around the digits; anything else (letters, "ext.") is refused up front,
+# so phonenumbers' lenient parsing never turns junk into a number.
+_PHONE_TEXT = re.compile(r"^\+?[0-9\s().\-/]{1,40}$")
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_NATIONAL = re.compile(r"^[0-9]{2,17}$")
+_E164_EXAMPLE = "like +14155550100"
+
+_WHY_IMPOSSIBLE = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has no such country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "is too short",
+    phonenumbers.ValidationResult.TOO_LONG: "is too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number of its country has",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "lacks the area code",
+}
 
 
-def normalize_phone(value: str) -> str:
-    """``+`` and 8–15 digits. Spaces, dots, dashes and brackets people type are dropped, and a
-    ``whatsapp:`` prefix (as Twilio writes addresses) is accepted."""
+def _strip_whatsapp(value: str) -> str:
     text = value.strip()
     if text.lower().startswith("whatsapp:"):
-        text = text[len("whatsapp:") :]
-    text = _PHONE_PUNCTUATION.sub("", text)
-    if not _E164.match(text):
-        raise ValueError("must be an E.164 phone number: + and 8 to 15 digits, like +14155550100")
+        text = text[len("whatsapp:") :].strip()
     return text
 
 
-def normalize_whatsapp_sender(value: str) -> str:
-    """Twilio's sender form ``whatsapp:+E164``; a bare E.164 number is accepted."""
-    return f"whatsapp:{normalize_phone(value)}"
+def check_country(value: str) -> str:
+    """An ISO 3166-1 alpha-2 region phonenumbers knows (``US``, ``ES``, ``GB``), upper case."""
+    text = value.strip().upper()
+    if text not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code like 'US', 'ES' or 'BR'")
+    return text
+
+
+def normalize_phone(value: str, country: str | None = None) -> str:
+    """A phone number in E.164 (``+14155550100``), by ``phonenumbers``.
+
+    International input (``+…``, Twilio's ``whatsapp:+…``) needs no country; a national number
+    (``(415) 555-0100``, ``0612 34 56 78``) is read as one of ``country``. Spaces, dots, dashes
+    and brackets are dropped. An *impossible* number (no such country code, a length no number
+    of that country has) is refused; a possible number that is not yet assigned is not —
+    validity depends on numbering-plan metadata that ages, and the provider refuses unknown
+    numbers anyway.
+    """
+    text = _strip_whatsapp(value)
+    if not _PHONE_TEXT.match(text) or not any(c.isdigit() for c in text):
+        raise ValueError(
+            f"must be a phone number: + and the country code, {_E164_EXAMPLE} (digits, "
+            "spaces, dots, dashes and brackets only)"
+        )
+    if not text.startswith("+") and country is None:
+        raise ValueError(
+            f"must be in international format, {_E164_EXAMPLE}: a national number needs "
+            "the merchant's country"
+        )
+    try:
+        number = phonenumbers.parse(text, country)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"is not a phone number; write it {_E164_EXAMPLE}") from None
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        why = _WHY_IMPOSSIBLE.get(reason, "is not a possible phone number")
+        raise ValueError(f"is an impossible phone number: it {why} ({_E164_EXAMPLE})")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_input(value: str) -> str:
+    """An input model's phone: international numbers are normalized at once; a national one
+    is kept as its digits for ``notifyflow.directory`` to read with the merchant's country."""
+    text = _strip_whatsapp(value)
+    if text.startswith("+") or text != value.strip():
+        # Twilio's "whatsapp:" form is always international.
+        return normalize_phone(text)
+    if not _PHONE_TEXT.match(text) or not _NATIONAL.match(_PHONE_PUNCTUATION.sub("", text)):
+        raise ValueError(
+            f"must be a phone number: + and the country code, {_E164_EXAMPLE}, or a national "
+            "number (digits, spaces, dots, dashes and brackets only)"
+        )
+    return _PHONE_PUNCTUATION.sub("", text)
+
+
+def is_national(phone: str) -> bool:
+    """A phone ``phone_input`` kept national (no ``+``): the directory must resolve it."""
+    return not _strip_whatsapp(phone).startswith("+")
+
+
+def normalize_whatsapp_sender(value: str, country: str | None = None) -> str:
+    """Twilio's sender form ``whatsapp:+E164``; a bare E.164 number is accepted, and a national
+    one with the merchant's ``country``."""
+    return f"whatsapp:{normalize_phone(value, country)}"
+
+
+def whatsapp_sender_input(value: str) -> str:
+    """As :func:`phone_input`, in Twilio's sender form once international."""
+    phone = phone_input(value)
+    return phone if is_national(phone) else f"whatsapp:{phone}"
 
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -63,29 +139,6 @@ def _slug(value: str) -> str:
             "must be a lowercase slug: a-z first, then a-z, 0-9, '_' or '-' (like 'admin')"
         )
     return value
-
-
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
-
-
-def normalize_language(value: str) -> str:
-    """A BCP 47 tag in canonical case: ``pt_br`` → ``pt-BR``, ``zh-hant`` → ``zh-Hant``.
-
-    Canonical case matters: template lookup compares tags as strings.
-    """
-    text = value.strip()
-    if len(text) > 16 or not _LANGUAGE.match(text):
-        raise ValueError("must be a language tag like 'en', 'es' or 'pt-BR'")
-    primary, *rest = text.replace("_", "-").split("-")
-    parts = [primary.lower()]
-    for sub in rest:
-        if len(sub) == 2 and sub.isalpha():
-            parts.append(sub.upper())  # region
-        elif len(sub) == 4 and sub.isalpha():
-            parts.append(sub.title())  # script
-        else:
-            parts.append(sub.lower())
-    return "-".join(parts)
 
 
 def check_timezone(value: str) -> str:
@@ -135,10 +188,13 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(plain_text),
 ]
-Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalize_phone)]
+# E.164 once international; a national number stays digits until the directory reads it with
+# the merchant's country (phone_input).
+Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(phone_input)]
 WhatsAppSender = Annotated[
-    str, StringConstraints(max_length=64), AfterValidator(normalize_whatsapp_sender)
+    str, StringConstraints(max_length=64), AfterValidator(whatsapp_sender_input)
 ]
+Country = Annotated[str, StringConstraints(max_length=8), AfterValidator(check_country)]
 UserType = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_slug)]
 Language = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_language)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_timezone)]
@@ -179,11 +235,17 @@ class _Input(BaseModel):
 class MerchantCreate(_Input):
     name: Name
     whatsapp_sender: WhatsAppSender = Field(
-        description="Twilio WhatsApp sender, 'whatsapp:+E164' (a bare +E164 is accepted)"
+        description="Twilio WhatsApp sender, 'whatsapp:+E164' (a bare +E164 is accepted, and a "
+        "national number with country)"
     )
     default_language: Language = "en"
     timezone: TimeZone = "UTC"
     instagram_page_id: ExternalId | None = None
+    country: Country | None = Field(
+        default=None,
+        description="ISO 3166-1 alpha-2 (US, ES, BR): phones of this merchant, its users and "
+        "its customers may then be given in national format",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -194,6 +256,7 @@ class MerchantCreate(_Input):
                     "whatsapp_sender": "whatsapp:+14155550100",
                     "default_language": "en",
                     "timezone": "America/New_York",
+                    "country": "US",
                 }
             ]
         },
@@ -243,7 +306,10 @@ class DocumentCreate(_Input):
 class ConversationCreate(_Input):
     merchant_id: Id
     channel: Literal["whatsapp", "instagram"]
-    customer_phone: Phone | None = Field(default=None, description="E.164; WhatsApp only")
+    customer_phone: Phone | None = Field(
+        default=None,
+        description="E.164, or national with the merchant's country; WhatsApp only",
+    )
     instagram_user_id: ExternalId | None = Field(default=None, description="Instagram only")
     language: Language | None = Field(
         default=None, description="The customer's language; the merchant's default if absent"
@@ -299,6 +365,55 @@ class CampaignTemplateBody(_Input):
     )
 
 
+# ---- updates (PATCH): every field optional, at least one given --------------------------
+
+
+class _Update(_Input):
+    def given(self) -> dict[str, Any]:
+        """The fields the request named (``null`` included where the field allows it)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class MerchantUpdate(_Update):
+    name: Name | None = None
+    whatsapp_sender: WhatsAppSender | None = None
+    default_language: Language | None = None
+    timezone: TimeZone | None = None
+    instagram_page_id: ExternalId | None = None
+    country: Country | None = None
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"timezone": "Europe/Madrid"}]}
+    )
+
+
+class MerchantUserUpdate(_Update):
+    name: Name | None = None
+    phone: Phone | None = None
+    user_type: UserType | None = None
+    on_call: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"on_call": True}]})
+
+
+class DocumentUpdate(_Update):
+    category: Category | None = None
+    title: Title | None = None
+    content: LongText | None = None
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"content": "Ten to six, daily."}]}
+    )
+
+
+class ConversationUpdate(_Update):
+    language: Language | None = Field(
+        default=None, description="The customer's language (the customer's identity is fixed)"
+    )
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"language": "es"}]})
+
+
 # ---- views ----------------------------------------------------------------------------------
 
 
@@ -313,7 +428,11 @@ class MerchantView(_View):
     instagram_page_id: str | None = None
     default_language: str
     timezone: str
+    country: str | None = None
     created_at: datetime
+    deactivated_at: datetime | None = Field(
+        default=None, description="Set by DELETE: no new notifications for this merchant"
+    )
 
 
 class MerchantUserView(_View):
@@ -324,6 +443,9 @@ class MerchantUserView(_View):
     user_type: str
     on_call: bool
     created_at: datetime
+    deactivated_at: datetime | None = Field(
+        default=None, description="Set by DELETE: asked no more, may answer no more"
+    )
 
 
 class DocumentView(_View):
