@@ -56,14 +56,6 @@ def _tree(spans: list[ReadableSpan]) -> dict[int, ReadableSpan]:
     return {s.context.span_id: s for s in spans if s.context is not None}
 
 
-def _ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[str]:
-    names = []
-    while span.parent is not None and span.parent.span_id in by_id:
-        span = by_id[span.parent.span_id]
-        names.append(span.name)
-    return names
-
-
 async def test_one_notification_is_one_trace(
     traced: InMemorySpanExporter,
     dev_env,  # type: ignore[no-untyped-def]
