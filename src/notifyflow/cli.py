@@ -88,10 +88,12 @@ def dev(as_json: JsonLogsOption = False) -> None:
 def worker(as_json: JsonLogsOption = False) -> None:
     """Run a worker: the notification workflow and its activities."""
     from notifyflow.logs import setup_logging
+    from notifyflow.tracing import setup_tracing
     from notifyflow.worker import run_worker
 
     settings = _settings_or_exit()
     setup_logging(json_lines=True if as_json else None)
+    setup_tracing("notifyflow-worker")
     try:
         asyncio.run(run_worker(settings))
     except SettingsError as exc:
@@ -113,9 +115,11 @@ def api(
 
     from notifyflow.api.app import create_app
     from notifyflow.logs import setup_logging
+    from notifyflow.tracing import setup_tracing
 
     settings = _settings_or_exit()
     setup_logging(json_lines=True if as_json else None)
+    setup_tracing("notifyflow-api")
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
@@ -264,7 +268,9 @@ def _redacted(url: str) -> str:
 async def _backend(settings: Settings, *, temporal: bool) -> AsyncIterator[tuple[Any, Any]]:
     """The session factory and (when asked) a Temporal client, closed on the way out."""
     from notifyflow.db.session import create_engine, session_factory
+    from notifyflow.tracing import setup_tracing
 
+    setup_tracing("notifyflow-cli")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     engine = create_engine(settings.database_url)
     try:
         client = None

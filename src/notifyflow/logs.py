@@ -44,9 +44,12 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from notifyflow.tracing import current_ids as current_trace_ids
+
 LOG_LEVEL_ENV = "NOTIFYFLOW_LOG_LEVEL"
 
 CONTEXT_FIELDS = ("notification_id", "workflow_id", "merchant_id")
+# With tracing on (notifyflow.tracing), records also carry ``trace_id`` and ``span_id``.
 
 # Libraries that log every request at INFO; they are only interesting when debugging.
 NOISY_LOGGERS = (
@@ -98,6 +101,11 @@ class ContextFilter(logging.Filter):
         for key, value in _context.get().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        if not hasattr(record, "trace_id"):
+            # The current span's ids when tracing is on (one flag check when it is off).
+            ids = current_trace_ids()
+            if ids is not None:
+                record.trace_id, record.span_id = ids
         if not hasattr(record, "workflow_id"):
             for name in _TEMPORAL_EXTRAS:
                 details = getattr(record, name, None)

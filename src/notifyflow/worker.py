@@ -47,8 +47,11 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
-    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud.
+    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud; the
+    tracing interceptor when tracing is on (notifyflow.tracing).
     ``runtime``: the SDK runtime its workers report metrics through (default: the SDK's)."""
+    from notifyflow.tracing import temporal_interceptors
+
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
@@ -57,6 +60,9 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         tls=bool(api_key),
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        # With tracing on, the TracingInterceptor: workers built from this client inherit it,
+        # so the workflow's and activities' spans join the caller's trace. None otherwise.
+        interceptors=temporal_interceptors(),
     )
 
 

@@ -119,6 +119,9 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
 
     _document(app, bearer=bool(token))
+    from notifyflow.tracing import instrument_app
+
+    instrument_app(app)  # a server span per request when tracing is on; nothing otherwise
     return app
 
 

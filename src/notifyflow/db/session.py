@@ -21,12 +21,18 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+psycopg://`` or ``sqlite+aiosqlite://``)."""
+    from notifyflow.tracing import instrument_engine
+
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         sync: Engine = engine.sync_engine
         event.listen(sync, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    instrument_engine(engine)  # a span per statement when tracing is on; nothing otherwise
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
