@@ -108,7 +108,9 @@ def instrument_engine(engine: AsyncEngine) -> None:
     usage = metrics.get_meter("notifyflow.db").create_up_down_counter(
         "db.client.connections.usage", unit="connections"
     )
-    EngineTracer(trace.get_tracer("notifyflow.db"), engine.sync_engine, usage)
+    EngineTracer(  # type: ignore[no-untyped-call]  # the instrumentation ships no types
+        trace.get_tracer("notifyflow.db"), engine.sync_engine, usage
+    )
 
 
 def teardown_for_tests() -> None:
