@@ -38,12 +38,16 @@ def timing_for(type: NotificationType, settings: Settings) -> Timing:
 
 
 async def admin_ids(session: AsyncSession, merchant_id: int) -> list[int]:
-    """The merchant's admins: who may always answer."""
+    """The merchant's active admins: who may always answer."""
     return list(
         (
             await session.scalars(
                 select(MerchantUser.id)
-                .where(MerchantUser.merchant_id == merchant_id, MerchantUser.user_type == "admin")
+                .where(
+                    MerchantUser.merchant_id == merchant_id,
+                    MerchantUser.user_type == "admin",
+                    MerchantUser.deactivated_at.is_(None),
+                )
                 .order_by(MerchantUser.id)
             )
         ).all()

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from notifyflow import launch, starter
 from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
+from notifyflow.directory import check_active_answerer
 from notifyflow.intake import record_request
 from notifyflow.models.errors import NotificationError
 from notifyflow.models.ids import format_notification_id, workflow_id_for
@@ -100,6 +101,8 @@ class NotificationServiceHandler:
         self, ctx: StartOperationContext, input: NexusAnswer
     ) -> NexusAnswerAccepted:
         try:
+            # A departed user may not answer, as on every other path (DESIGN §9's rule).
+            await check_active_answerer(self._db, input.answered_by)
             accepted = await starter.answer_notification(
                 nexus.client(),
                 self._db,

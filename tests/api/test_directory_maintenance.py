@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
@@ -301,11 +300,6 @@ async def test_a_departed_admin_loses_the_right_to_answer_at_once(
     assert departed.id in {r["merchant_user_id"] for r in done["recipients"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routing (activities/notification.py, being refactored on arch) does not yet skip "
-    "merchant_user.deactivated_at; the lead wires it in, then this passes",
-)
 async def test_a_departed_admin_is_not_asked_again(
     live: httpx.AsyncClient, shop_factory: Callable[..., Any]
 ) -> None:

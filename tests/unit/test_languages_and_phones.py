@@ -100,3 +100,12 @@ def test_check_country() -> None:
     for bad in ("", "XX", "ESP", "Spain"):
         with pytest.raises(ValueError, match="ISO 3166-1"):
             check_country(bad)
+
+
+def test_template_lookup_walks_the_language_chain_then_the_merchant_default_then_en() -> None:
+    from notifyflow.outreach.templates import language_candidates
+
+    assert language_candidates("zh-Hant-TW", "es") == ["zh-Hant-TW", "zh-Hant", "zh", "es", "en"]
+    assert language_candidates("pt-BR", None) == ["pt-BR", "pt", "en"]
+    assert language_candidates("nb", "en")[:2] == ["nb", "no"]
+    assert language_candidates(None, "es-MX") == ["es-MX", "es", "en"]

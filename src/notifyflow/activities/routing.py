@@ -108,10 +108,14 @@ class Router:
                 raise non_retryable(
                     f"{format_notification_id(notification.id)} is {notification.status}"
                 )
+            # Departed (deactivated) users are neither asked nor allowed to answer.
             users = list(
                 (
                     await session.scalars(
-                        select(MerchantUser).where(MerchantUser.merchant_id == merchant.id)
+                        select(MerchantUser).where(
+                            MerchantUser.merchant_id == merchant.id,
+                            MerchantUser.deactivated_at.is_(None),
+                        )
                     )
                 ).all()
             )

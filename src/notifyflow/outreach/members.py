@@ -21,12 +21,15 @@ ATTEMPTS = 3
 
 
 async def merchant_users(db: SessionFactory, merchant_id: int) -> list[MerchantUser]:
-    """Every user of a merchant."""
+    """Every active user of a merchant: a departed (deactivated) one is told nothing more."""
     async with db() as session:
         return list(
             (
                 await session.scalars(
-                    select(MerchantUser).where(MerchantUser.merchant_id == merchant_id)
+                    select(MerchantUser).where(
+                        MerchantUser.merchant_id == merchant_id,
+                        MerchantUser.deactivated_at.is_(None),
+                    )
                 )
             ).all()
         )

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.tables import CampaignTemplate
+from notifyflow.models.languages import language_fallbacks
 
 MAX_BODY = 1024
 _SLOT = re.compile(r"\{\{(\d+)\}\}")
@@ -72,12 +73,14 @@ def render(template: CampaignTemplate, values: list[str]) -> RenderedTemplate:
 
 
 def language_candidates(language: str | None, fallback: str | None) -> list[str]:
-    """``pt-BR`` → ``pt-BR, pt``, then the merchant's default language, then ``en``."""
+    """The customer's language down its chain (``pt-BR`` → ``pt-BR, pt``; ``zh-Hant-TW`` →
+    ``zh-Hant``, ``zh``; ``nb`` ≈ ``no``: models/languages.py), then the merchant's default
+    language down its own, then ``en``."""
     out: list[str] = []
     for lang in (language, fallback, "en"):
         if not lang:
             continue
-        for candidate in (lang, lang.split("-")[0]):
+        for candidate in language_fallbacks(lang):
             if candidate not in out:
                 out.append(candidate)
     return out
