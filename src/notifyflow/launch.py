@@ -6,12 +6,16 @@ joins (or finds finished) the first; its input is built from the recorded row al
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from notifyflow.config import Settings
@@ -80,13 +84,20 @@ def summary(notification: Notification, input: NotificationWorkflowInput) -> str
     return f'{public} · {notification.type} · "{shown}"'
 
 
+class StartOptions(TypedDict):
+    id: str
+    task_queue: str
+    search_attributes: TypedSearchAttributes
+    static_summary: str
+
+
 def start_options(
     notification: Notification,
     input: NotificationWorkflowInput,
     settings: Settings,
     *,
     static_summary: str | None = None,
-) -> dict[str, Any]:
+) -> StartOptions:
     """What every start of a notification's workflow names: its id (the public id), task
     queue, search attributes and summary."""
     return {

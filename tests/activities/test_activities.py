@@ -89,18 +89,10 @@ class FakeOutreach:
         merchant: Merchant,
         users: Sequence[MerchantUser],
         notice: Notice,
+        *,
+        best_effort: bool = False,
     ) -> int:
-        self.notices.append((notification_id, sorted(u.id for u in users), notice, False))
-        return len(users)
-
-    async def notify_members_best_effort(
-        self,
-        notification_id: int,
-        merchant: Merchant,
-        users: Sequence[MerchantUser],
-        notice: Notice,
-    ) -> int:
-        self.notices.append((notification_id, sorted(u.id for u in users), notice, True))
+        self.notices.append((notification_id, sorted(u.id for u in users), notice, best_effort))
         return len(users)
 
     async def reach_customer(

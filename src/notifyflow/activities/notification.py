@@ -165,17 +165,22 @@ class NotificationActivities:
         if not notification.allow_multiple_answers:
             others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
             notice = closure_notice(public)
-            notices = await self._outreach.notify_members_best_effort(
-                notification.id, merchant, others, Notice.plain(DeliveryKind.closure, notice)
+            notices = await self._outreach.notify_members(
+                notification.id,
+                merchant,
+                others,
+                Notice.plain(DeliveryKind.closure, notice),
+                best_effort=True,
             )
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]
             message = delivery_failed_notice(public, outcome.reason)
-            await self._outreach.notify_members_best_effort(
+            await self._outreach.notify_members(
                 notification.id,
                 merchant,
                 answerer,
                 Notice.plain(DeliveryKind.delivery_failed, message),
+                best_effort=True,
             )
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         return DeliverResult(
@@ -199,11 +204,12 @@ class NotificationActivities:
         merchant = contact.merchant
         users = [u for u in await merchant_users(self._db, merchant.id) if u.id in input.recipients]
         text = end_notice(public, input.status, input.reason)
-        await self._outreach.notify_members_best_effort(
+        await self._outreach.notify_members(
             input.notification_id,
             merchant,
             users,
             Notice.plain(DeliveryKind(input.status.value), text),
+            best_effort=True,
         )
         if input.tell_customer:
             localized = await self._answers.localize(EXPIRY_MESSAGE, contact.language)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
@@ -191,7 +192,7 @@ class Sender:
 
     @staticmethod
     async def _insert_claim(
-        session: Any,
+        session: AsyncSession,
         notification_id: int,
         key: str,
         kind: DeliveryKind,
@@ -226,7 +227,7 @@ class Sender:
 
     @staticmethod
     async def _reclaim(
-        session: Any,
+        session: AsyncSession,
         row: Delivery,
         target: Target,
         channel: Channel,

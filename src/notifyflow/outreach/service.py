@@ -124,8 +124,29 @@ class Outreach:
         merchant: Merchant,
         users: Sequence[MerchantUser],
         notice: Notice,
+        *,
+        best_effort: bool = False,
     ) -> int:
-        """Free-form where the member's own 24 h window is open, else the campaign template."""
+        """Free-form where the member's own 24 h window is open, else the campaign template.
+
+        ``best_effort``: a notice about a notification that has already reached its outcome
+        (closure, the answerer told of a failed delivery): a configuration error is logged, not
+        raised, so the outcome stands; anything retryable is still retried through the ledger."""
+        try:
+            return await self._notify(notification_id, merchant, users, notice)
+        except ConfigurationError as err:
+            if not best_effort:
+                raise
+            log.error("notices not sent: %s", err.message)
+            return 0
+
+    async def _notify(
+        self,
+        notification_id: int,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        notice: Notice,
+    ) -> int:
         members = await self.members(merchant, users)
         now = utcnow()
         direct: list[tuple[str, Target]] = []
@@ -143,22 +164,6 @@ class Outreach:
                 notification_id, templated, notice.kind, rendered=render(template, notice.values)
             )
         return sent
-
-    async def notify_members_best_effort(
-        self,
-        notification_id: int,
-        merchant: Merchant,
-        users: Sequence[MerchantUser],
-        notice: Notice,
-    ) -> int:
-        """Notices about a notification that has already reached its outcome (closure, the
-        answerer told of a failed delivery): a configuration error is logged, not raised, so
-        the outcome stands; anything retryable is still retried through the ledger."""
-        try:
-            return await self.notify_members(notification_id, merchant, users, notice)
-        except ConfigurationError as err:
-            log.error("notices not sent: %s", err.message)
-            return 0
 
     async def _fan_out(
         self,
