@@ -27,6 +27,8 @@ from notifyflow.nexus_service import (
     NexusAnswer,
     NexusAnswerAccepted,
     NexusClose,
+    NexusCustomerMessage,
+    NexusCustomerMessageAccepted,
     NexusNotificationRef,
     NexusNotificationRequest,
     NexusNotificationState,
@@ -143,3 +145,19 @@ class NotificationServiceHandler:
             return _state(await starter.get_notification(self._db, input.notification_id))
         except NotificationError as err:
             raise _failed(err) from None
+
+    @sync_operation
+    async def add_customer_message(
+        self, ctx: StartOperationContext, input: NexusCustomerMessage
+    ) -> NexusCustomerMessageAccepted:
+        """A follow-up from the customer, forwarded to the recipients (withdrawal is
+        ``close_notification`` with reason ``withdrawn``)."""
+        try:
+            accepted = await starter.add_customer_message(
+                nexus.client(), self._db, input.notification_id, input.text, settings=self._settings
+            )
+        except NotificationError as err:
+            raise _failed(err) from None
+        return NexusCustomerMessageAccepted(
+            notification_id=accepted.notification_id, seq=accepted.seq
+        )

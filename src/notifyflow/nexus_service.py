@@ -56,6 +56,18 @@ class NexusClose(BaseModel):
     reason: str | None = None
 
 
+class NexusCustomerMessage(BaseModel):
+    """The customer wrote again about an open notification."""
+
+    notification_id: str
+    text: str
+
+
+class NexusCustomerMessageAccepted(BaseModel):
+    notification_id: str
+    seq: int
+
+
 class NexusNotificationRef(BaseModel):
     notification_id: str
 
@@ -79,6 +91,7 @@ class NotificationService:
     answer_notification: nexusrpc.Operation[NexusAnswer, NexusAnswerAccepted]
     close_notification: nexusrpc.Operation[NexusClose, NexusNotificationState]
     get_notification: nexusrpc.Operation[NexusNotificationRef, NexusNotificationState]
+    add_customer_message: nexusrpc.Operation[NexusCustomerMessage, NexusCustomerMessageAccepted]
 
 
 __all__ = [
@@ -86,6 +99,8 @@ __all__ = [
     "NexusAnswer",
     "NexusAnswerAccepted",
     "NexusClose",
+    "NexusCustomerMessage",
+    "NexusCustomerMessageAccepted",
     "NexusNotificationRef",
     "NexusNotificationRequest",
     "NexusNotificationState",

@@ -4,6 +4,7 @@ timeline an operator reads. Reads the database only; nothing here talks to Tempo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -178,6 +179,15 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
             ).all()
         }
     entries = [TimelineEntry(at=view.created_at, event="requested", detail=view.type)]
+    for message in view.context.get("customer_messages", []):
+        # The customer's follow-ups (DESIGN §8), forwarded to the recipients.
+        entries.append(
+            TimelineEntry(
+                at=datetime.fromisoformat(message["at"]),
+                event="customer message",
+                detail=f"#{message['seq']}: {message['text']}",
+            )
+        )
     for d in deliveries:
         who = names.get(d.merchant_user_id or -1, "customer")
         outcome = d.status if not d.error_code else f"{d.status} ({d.error_code})"

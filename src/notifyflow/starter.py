@@ -52,6 +52,7 @@ from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
     NotificationStatus,
 )
+from notifyflow.models.text import unstorable
 from notifyflow.models.views import (
     NotificationView,
 )
@@ -60,6 +61,8 @@ from notifyflow.models.workflow_io import (
     AnswerSource,
     AnswerSubmission,
     CloseRequest,
+    CustomerMessage,
+    CustomerMessageAccepted,
 )
 from notifyflow.read_model import (
     get_notification,
@@ -71,6 +74,7 @@ from notifyflow.webhooks import events as webhook_events
 from notifyflow.workflows.notification import NotificationWorkflow
 
 __all__ = [
+    "add_customer_message",
     "answer_new_notification",
     "answer_notification",
     "check_request",
@@ -363,6 +367,60 @@ async def _record_refusal(
         reason=error.message,
         at=utcnow(),
     )
+
+
+MAX_FOLLOW_UP_CHARS = 4_000
+
+
+async def add_customer_message(
+    client: Client,
+    db: SessionFactory,
+    notification_id: str,
+    text: str,
+    *,
+    settings: Settings | None = None,
+) -> CustomerMessageAccepted:
+    """The customer wrote again about an open notification (DESIGN §8): the message joins the
+    notification and is forwarded to its recipients. Refused once it is answered or closed."""
+    n = parse_id(notification_id)
+    public = format_notification_id(n)
+    text = text.strip() if isinstance(text, str) else ""
+    if not text or len(text) > MAX_FOLLOW_UP_CHARS or unstorable(text, "/text"):
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            f"text must be 1 to {MAX_FOLLOW_UP_CHARS} storable characters",
+            details=[{"in": "body", "path": "/text", "message": "required, storable text"}],
+        )
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id_for(n))
+    message = CustomerMessage(notification_id=public, text=text)
+
+    async def update() -> CustomerMessageAccepted:
+        try:
+            accepted: CustomerMessageAccepted = await asyncio.wait_for(
+                handle.execute_update(
+                    "add_customer_message",
+                    message,
+                    result_type=CustomerMessageAccepted,
+                    rpc_timeout=ANSWER_WAIT,
+                ),
+                ANSWER_WAIT.total_seconds(),
+            )
+        except TimeoutError:
+            raise NotificationError(
+                RefusalCode.not_ready, f"{public} did not take the message in time"
+            ) from None
+        return accepted
+
+    try:
+        try:
+            return await update()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            await _start_recorded_or_refuse(client, db, n, settings or get_settings())
+            return await update()
+    except WorkflowUpdateFailedError as exc:
+        raise _refusal_from(exc.cause) from None
 
 
 async def close_notification(

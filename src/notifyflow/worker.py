@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from notifyflow import starter
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
+from notifyflow.activities.follow_ups import FollowUpActivities
 from notifyflow.activities.notification import NotificationActivities
 from notifyflow.activities.webhooks import WebhookActivities
 from notifyflow.ai.base import AIProvider
@@ -88,9 +89,15 @@ class Activities:
     lifecycle: NotificationActivities
     admin_reply: AdminReplyActivities
     fallback: FallbackActivities
+    follow_ups: FollowUpActivities
 
     def all(self) -> list[Callable[..., Any]]:
-        return [*self.lifecycle.all(), *self.admin_reply.all(), *self.fallback.all()]
+        return [
+            *self.lifecycle.all(),
+            *self.admin_reply.all(),
+            *self.fallback.all(),
+            *self.follow_ups.all(),
+        ]
 
 
 def build_activities(
@@ -108,6 +115,7 @@ def build_activities(
             db, ai, Replies(db, sender, whatsapp), starter.answer_notification
         ),
         fallback=FallbackActivities(db, outreach),
+        follow_ups=FollowUpActivities(db, outreach),
     )
 
 

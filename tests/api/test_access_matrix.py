@@ -315,6 +315,13 @@ async def _events(c: Cell) -> Req:
     return Req("GET", f"/v1/notifications/{await c.closed_notification()}/events")
 
 
+async def _customer_message(c: Cell) -> Req:
+    body = {"text": "Also, can it be gift-wrapped?"}
+    return Req(
+        "POST", f"/v1/notifications/{await c.notification(fresh=True)}/customer-messages", body
+    )
+
+
 async def _answer(c: Cell) -> Req:
     body = {"answered_by": c.world.a.admin_ids[0], "answer": {"answer": "Yes, worldwide."}}
     return Req("POST", f"/v1/notifications/{await c.notification(fresh=True)}/answer", body)
@@ -453,6 +460,9 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("GET", "/v1/notifications"): _row("merchant", 200, other=200)(_list_notifications),
     ("GET", "/v1/notifications/{notification_id}"): _row("merchant", 200)(_get_notification),
     ("POST", "/v1/notifications/{notification_id}/answer"): _row("merchant", 200)(_answer),
+    ("POST", "/v1/notifications/{notification_id}/customer-messages"): _row("merchant", 202)(
+        _customer_message
+    ),
     ("GET", "/v1/notifications/{notification_id}/events"): _row("merchant", 200)(_events),
     ("POST", "/v1/notifications/{notification_id}/close"): _row("merchant", 200)(_close),
     # Signed by Twilio, not by us: open to every caller, and unsigned requests are 403.

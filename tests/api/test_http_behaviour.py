@@ -147,6 +147,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("get", "/v1/notifications"),
         ("get", "/v1/notifications/{notification_id}"),
         ("get", "/v1/notifications/{notification_id}/events"),
+        ("post", "/v1/notifications/{notification_id}/customer-messages"),
         ("post", "/v1/notifications/{notification_id}/answer"),
         ("post", "/v1/notifications/{notification_id}/close"),
         ("get", "/healthz"),

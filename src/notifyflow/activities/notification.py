@@ -56,10 +56,16 @@ def delivery_failed_notice(public: str, reason: str | None) -> str:
     return f"Your answer to {public} could not be delivered to the customer: {reason}"
 
 
+# The close reason a customer's agent gives when the customer no longer needs an answer.
+WITHDRAWN = "withdrawn"
+
+
 def end_notice(public: str, status: NotificationStatus, reason: str | None) -> str:
     """What the recipients are told when a notification ends unanswered."""
     if status is NotificationStatus.expired:
         return f"Notification {public} expired without an answer and is now closed."
+    if status is NotificationStatus.closed and reason == WITHDRAWN:
+        return f"Notification {public} was withdrawn by the customer: no answer is needed."
     if status is NotificationStatus.closed:
         why = f": {reason}" if reason else "."
         return f"Notification {public} was closed by an operator{why}"

@@ -28,7 +28,7 @@ from notifyflow.models.notification import NotificationStatus, NotificationType
 from notifyflow.models.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from notifyflow.models.text import plain_text, unstorable
 from notifyflow.models.views import NotificationView
-from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource
+from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource, CustomerMessageAccepted
 from notifyflow.notification_pages import list_notifications_page
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
@@ -304,4 +304,37 @@ async def close_notification(
         reason=body.reason if body else None,
         closed_by="api",
         settings=settings,
+    )
+
+
+class CustomerMessageBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "Also, can it be gift-wrapped?"}]},
+    )
+
+    text: str = Field(min_length=1, max_length=starter.MAX_FOLLOW_UP_CHARS)
+
+
+@router.post(
+    "/{notification_id}/customer-messages",
+    status_code=202,
+    responses=_e(400, 404, 409, 422, 503),
+)
+async def add_customer_message(
+    notification_id: str,
+    body: CustomerMessageBody,
+    db: DB,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: CallerDep,
+) -> CustomerMessageAccepted:
+    """The customer wrote again about an open notification: the message joins it (timeline,
+    ``context.customer_messages``) and is forwarded to its recipients — free-form in each
+    one's 24 h window, a template outside it. 409 once it is answered or closed."""
+    public_id = _public_id(notification_id)
+    _check_storable(body.text, "/text")
+    await check_notification(db, caller, public_id)
+    return await starter.add_customer_message(
+        await temporal.get(), db, public_id, body.text, settings=settings
     )

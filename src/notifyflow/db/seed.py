@@ -16,6 +16,7 @@ customer_support_response          ``{{1}}`` the response, localized as a contin
 notification_closed                ``{{1}}`` the closure notice (contract text, DESIGN §2)
 notification_reminder              ``{{1}}`` notification id, ``{{2}}`` question / reason summary
 customer_request_expired           ``{{1}}`` a polite message in the customer's language
+notification_follow_up             ``{{1}}`` notification id, ``{{2}}`` the customer's new message
 =================================  =================================================================
 
 Bodies never begin or end with a slot (Meta rejects such templates) and leave each value on its
@@ -67,6 +68,7 @@ TEMPLATE_VARIABLES: dict[Campaign, tuple[str, ...]] = {
     Campaign.notification_closed: ("closure_notice",),
     Campaign.notification_reminder: ("notification_id", "request_summary"),
     Campaign.customer_request_expired: ("expiry_message",),
+    Campaign.notification_follow_up: ("notification_id", "customer_message"),
 }
 
 _BODIES: dict[Campaign, dict[str, str]] = {
@@ -131,6 +133,16 @@ _BODIES: dict[Campaign, dict[str, str]] = {
             "Recordatorio: un cliente sigue esperando una respuesta.\n\n"
             "Referencia: {{1}}\nSolicitud: {{2}}\n\n"
             "Por favor, responde a este mensaje con tu respuesta."
+        ),
+    },
+    Campaign.notification_follow_up: {
+        "en": (
+            "The customer wrote again about a request.\n\nReference: {{1}}\nMessage: {{2}}\n\n"
+            "Reply to this message to answer."
+        ),
+        "es": (
+            "El cliente volvió a escribir sobre una solicitud.\n\nReferencia: {{1}}\n"
+            "Mensaje: {{2}}\n\nResponde a este mensaje para contestar."
         ),
     },
     Campaign.customer_request_expired: {

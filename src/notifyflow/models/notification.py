@@ -51,6 +51,8 @@ class Campaign(StrEnum):
     notification_closed = "notification_closed"
     notification_reminder = "notification_reminder"
     customer_request_expired = "customer_request_expired"
+    # The customer wrote again about an open notification (DESIGN §8 follow-ups).
+    notification_follow_up = "notification_follow_up"
 
 
 def headline(type: str, context: Mapping[str, Any]) -> str:

@@ -18,6 +18,8 @@ class DeliveryKind(StrEnum):
     answer = "answer"
     expiry = "expiry"
     admin_reply = "admin_reply"
+    # A customer's follow-up forwarded to the recipients; its key carries the follow-up's number.
+    customer_message = "customer_message"
     # The notices of a notification's end carry its final status as their kind.
     expired = "expired"
     closed = "closed"

@@ -175,3 +175,27 @@ class RecordRejectionInput(BaseModel):
     notification_id: int
     attempt: RejectedAttempt
     answer_json: str
+
+
+# ---- the customer's follow-ups (DESIGN §8) ------------------------------------------------
+
+
+class CustomerMessage(BaseModel):
+    """Payload of update ``add_customer_message``: the customer wrote again about it."""
+
+    notification_id: str
+    text: str
+
+
+class CustomerMessageAccepted(BaseModel):
+    notification_id: str
+    # The follow-up's number within the notification (1, 2, …).
+    seq: int
+
+
+class ForwardInput(BaseModel):
+    notification_id: int
+    seq: int
+    text: str
+    at: datetime
+    recipients: list[int]

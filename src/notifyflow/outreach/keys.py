@@ -10,9 +10,13 @@ from notifyflow.models.ids import format_notification_id
 from notifyflow.models.vocabulary import DeliveryKind, RecipientKind
 
 
-def member_key(notification_id: int, kind: DeliveryKind, merchant_user_id: int) -> str:
-    """A message to one merchant user about a notification."""
-    return f"{format_notification_id(notification_id)}:{kind}:{merchant_user_id}"
+def member_key(
+    notification_id: int, kind: DeliveryKind, merchant_user_id: int, part: int | None = None
+) -> str:
+    """A message to one merchant user about a notification; ``part`` tells apart several of
+    one kind (the customer's follow-ups: ``NOTIF_7:customer_message-2:3``)."""
+    step = f"{kind}-{part}" if part is not None else f"{kind}"
+    return f"{format_notification_id(notification_id)}:{step}:{merchant_user_id}"
 
 
 def customer_key(notification_id: int, kind: DeliveryKind) -> str:

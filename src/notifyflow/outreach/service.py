@@ -62,6 +62,8 @@ class Notice:
     text: str
     campaign: Campaign
     values: list[str]
+    # Several notices of one kind (the customer's follow-ups) each have their own ledger key.
+    part: int | None = None
 
     @classmethod
     def plain(cls, kind: DeliveryKind, text: str) -> Notice:
@@ -152,7 +154,7 @@ class Outreach:
         direct: list[tuple[str, Target]] = []
         templated: list[tuple[str, Target]] = []
         for m in members.values():
-            key = keys.member_key(notification_id, notice.kind, m.user.id)
+            key = keys.member_key(notification_id, notice.kind, m.user.id, notice.part)
             pair = (key, _member_target(merchant, m))
             (direct if window_open(m.conversation.last_inbound_at, now) else templated).append(pair)
         sent = 0

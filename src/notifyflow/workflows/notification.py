@@ -18,6 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from notifyflow.activities.follow_ups import FollowUpActivities
     from notifyflow.activities.notification import NotificationActivities
     from notifyflow.models.answers import parse_answer, validate_answer
     from notifyflow.models.errors import NotificationError, RefusalCode
@@ -34,12 +35,15 @@ with workflow.unsafe.imports_passed_through():
         AnswerAccepted,
         AnswerSubmission,
         CloseRequest,
+        CustomerMessage,
+        CustomerMessageAccepted,
         DeliverInput,
         DeliverResult,
         FinishInput,
         FollowUpInput,
         FollowUpKind,
         FollowUpResult,
+        ForwardInput,
         NotificationOutcome,
         NotificationWorkflowInput,
         OpenInput,
@@ -85,6 +89,9 @@ class NotificationWorkflow:
         self._reminders = 0
         self._escalated = False
         self._reason: str | None = None
+        # The customer's follow-ups waiting to be forwarded, and how many were taken.
+        self._follow_ups: list[ForwardInput] = []
+        self._follow_up_count = 0
         if input.answered_directly:
             self._allowed = set(input.allowed_answerers)
 
@@ -146,6 +153,9 @@ class NotificationWorkflow:
             if self._to_record:
                 await self._record_rejections()
                 continue
+            if self._follow_ups:
+                await self._forward(self._follow_ups.pop(0))
+                continue
             if self._queue:
                 outcome = await self._deliver(self._queue.pop(0))
                 continue
@@ -192,7 +202,30 @@ class NotificationWorkflow:
         return outcome
 
     def _has_work(self) -> bool:
-        return bool(self._queue) or self._close is not None or bool(self._to_record)
+        return (
+            bool(self._queue)
+            or self._close is not None
+            or bool(self._to_record)
+            or bool(self._follow_ups)
+        )
+
+    async def _forward(self, item: ForwardInput) -> None:
+        """The customer's follow-up to every recipient (best effort: the notification waits on
+        for its answer whatever becomes of it)."""
+        try:
+            await workflow.execute_activity_method(
+                FollowUpActivities.forward_customer_message,
+                item.model_copy(update={"recipients": list(self._recipients)}),
+                start_to_close_timeout=policies.FOLLOW_UP_TIMEOUT,
+                heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+                retry_policy=policies.SIDE_EFFECT_RETRY,
+                summary=f"{self._public_id}: forward the customer's message {item.seq}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "%s: follow-up %d gave up: %s", self._public_id, item.seq, err.cause
+            )
 
     async def _deliver(self, item: _Accepted) -> NotificationOutcome | None:
         self._stage = Stage.delivering
@@ -444,6 +477,53 @@ class NotificationWorkflow:
             self._refuse(sub, err)
             return
         self._accept(sub, answer)
+
+    def _check_follow_up(self, message: CustomerMessage) -> None:
+        try:
+            n = parse_notification_id(message.notification_id)
+        except MalformedNotificationId as exc:
+            raise NotificationError(RefusalCode.malformed_id, str(exc)) from None
+        if n != self._input.notification_id:
+            raise NotificationError(
+                RefusalCode.wrong_notification,
+                f"this is {self._public_id}, not {format_notification_id(n)}",
+            )
+        if self._close is not None or self._status in (
+            NotificationStatus.closed,
+            NotificationStatus.expired,
+        ):
+            raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
+        if self._queue or self._answers_accepted or self._status.is_terminal:
+            raise NotificationError(
+                RefusalCode.already_answered,
+                f"{self._public_id} has already been answered: start a new notification",
+            )
+
+    @workflow.update(name="add_customer_message")
+    def add_customer_message(self, message: CustomerMessage) -> CustomerMessageAccepted:
+        """The customer wrote again about this notification: forwarded to its recipients."""
+        try:
+            self._check_follow_up(message)
+        except NotificationError as err:
+            raise _to_application_error(err) from None
+        self._follow_up_count += 1
+        self._follow_ups.append(
+            ForwardInput(
+                notification_id=self._input.notification_id,
+                seq=self._follow_up_count,
+                text=message.text,
+                at=workflow.now(),
+                recipients=[],
+            )
+        )
+        return CustomerMessageAccepted(notification_id=self._public_id, seq=self._follow_up_count)
+
+    @add_customer_message.validator
+    def _validate_customer_message(self, message: CustomerMessage) -> None:
+        try:
+            self._check_follow_up(message)
+        except NotificationError as err:
+            raise _to_application_error(err) from None
 
     @workflow.signal(name="close")
     def close(self, request: CloseRequest) -> None:
