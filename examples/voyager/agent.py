@@ -18,7 +18,10 @@ few lines, and each model call is one activity an operator can read in the Tempo
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +33,8 @@ from temporalio.exceptions import NexusOperationError
 with workflow.unsafe.imports_passed_through():
     from notifyflow.nexus_service import (
         NexusAnswer,
+        NexusClose,
+        NexusCustomerMessage,
         NexusNotificationRequest,
         NotificationOutcome,
         NotificationService,
@@ -132,6 +137,10 @@ class LLMActivities:
         )
 
 
+async def _wait(handle: Awaitable[NotificationOutcome]) -> NotificationOutcome:
+    return await handle
+
+
 async def _think(call: ModelCall) -> ModelTurn:
     return await workflow.execute_activity_method(
         LLMActivities.think,
@@ -154,8 +163,35 @@ def _assistant(turn: ModelTurn) -> ChatMessage:
     )
 
 
+# What a customer says when they no longer need the answer (a real agent asks its model).
+WITHDRAWALS = frozenset({"never mind", "nevermind", "no longer needed", "cancel", "olvídalo"})
+
+
+def notification_id_from(token: str | None) -> str | None:
+    """The notification a started ``request_notification`` operation is backed by: its token
+    is the base64url JSON of the handler's workflow (``{"t": 1, "ns": …, "wid": "NOTIF_12"}``),
+    and notifyflow's workflow id is the notification id."""
+    if not token:
+        return None
+    padded = token + "=" * (-len(token) % 4)
+    try:
+        wid = json.loads(base64.urlsafe_b64decode(padded)).get("wid")
+    except ValueError:
+        return None
+    return wid if isinstance(wid, str) else None
+
+
 @workflow.defn
 class CustomerAgentWorkflow:
+    def __init__(self) -> None:
+        # What the customer wrote while the merchant's team was being asked.
+        self._customer_wrote: list[str] = []
+
+    @workflow.signal
+    def customer_wrote(self, text: str) -> None:
+        """The customer wrote again: forwarded as a follow-up, or a withdrawal."""
+        self._customer_wrote.append(text)
+
     @workflow.run
     async def run(self, input: CustomerTurnInput) -> CustomerTurnResult:
         notifyflow = workflow.create_nexus_client(
@@ -203,11 +239,33 @@ class CustomerAgentWorkflow:
             )
         except (ValueError, KeyError, TypeError) as exc:
             return f"The arguments are invalid: {exc}"
-        # Durable: the workflow sleeps until the merchant's team has answered (or it expired).
-        outcome: NotificationOutcome = await notifyflow.execute_operation(
-            NotificationService.request_notification, request
-        )
-        return outcome
+        # Durable: the workflow sleeps until the merchant's team has answered (or it expired),
+        # passing on what the customer writes meanwhile.
+        handle = await notifyflow.start_operation(NotificationService.request_notification, request)
+        notification_id = notification_id_from(handle.operation_token)
+        result: asyncio.Future[NotificationOutcome] = asyncio.ensure_future(_wait(handle))
+        while True:
+            await workflow.wait_condition(lambda: result.done() or bool(self._customer_wrote))
+            while self._customer_wrote and notification_id and not result.done():
+                await self._pass_on(notifyflow, notification_id, self._customer_wrote.pop(0))
+            if result.done():
+                return result.result()
+
+    async def _pass_on(self, notifyflow: Any, notification_id: str, text: str) -> None:
+        try:
+            if text.strip().lower().rstrip(".!") in WITHDRAWALS:
+                await notifyflow.execute_operation(
+                    NotificationService.close_notification,
+                    NexusClose(notification_id=notification_id, reason="withdrawn"),
+                )
+            else:
+                await notifyflow.execute_operation(
+                    NotificationService.add_customer_message,
+                    NexusCustomerMessage(notification_id=notification_id, text=text),
+                )
+        except NexusOperationError as err:
+            # Answered or closed meanwhile: the outcome arrives on its own.
+            workflow.logger.info("not passed on: %s", err.cause)
 
 
 @workflow.defn
