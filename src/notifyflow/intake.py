@@ -9,12 +9,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from notifyflow import service_levels
+from notifyflow.config import Settings, get_settings
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Conversation, ConversationUser, Document, Notification
+from notifyflow.db.tables import Conversation, ConversationUser, Document, Merchant, Notification
+from notifyflow.db.types import utcnow
 from notifyflow.launch import admin_ids
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NOTIFICATION_CONFIG, NotificationStatus, NotificationType
 from notifyflow.models.text import unstorable
+from notifyflow.models.workflow_io import Priority
 from notifyflow.webhooks import events as webhook_events
 
 MAX_CONTEXT_BYTES = 32_000
@@ -73,6 +77,9 @@ async def record_request(
     context: dict[str, Any],
     conversation_id: int,
     idempotency_key: str | None,
+    *,
+    priority: Priority = Priority.normal,
+    settings: Settings | None = None,
 ) -> tuple[Notification, list[int], bool]:
     """Write the notification (and a question's Document) in one transaction; with an
     ``idempotency_key`` seen before, return that notification instead. Returns the row, the
@@ -102,7 +109,24 @@ async def record_request(
             )
         customer = await session.get(ConversationUser, conversation.conversation_user_id)
         context["lead_phone"] = customer.phone if customer else None
+        merchant = await session.get(Merchant, conversation.merchant_id)
+        service = service_levels.snapshot(
+            await service_levels.load(session, conversation.merchant_id),
+            merchant.timezone if merchant is not None else "UTC",
+            settings or get_settings(),
+            {
+                "remind_after": cfg.remind_after,
+                "escalate_after": cfg.escalate_after,
+                "auto_close_after": cfg.auto_close_after,
+            },
+            urgent=priority is Priority.urgent,
+        )
+        now = utcnow()
         notification = Notification(
+            priority=priority.value,
+            service_level=service,
+            first_answer_due_at=service_levels.due_at(service, now, service["sla_target"]),
+            created_at=now,
             type=kind.value,
             status=NotificationStatus.requested.value,
             merchant_id=conversation.merchant_id,

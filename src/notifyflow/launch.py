@@ -22,7 +22,13 @@ from notifyflow.config import Settings
 from notifyflow.db.tables import MerchantUser, Notification
 from notifyflow.models.ids import format_notification_id, workflow_id_for
 from notifyflow.models.notification import NOTIFICATION_CONFIG, NotificationType, headline
-from notifyflow.models.workflow_io import CloseRequest, NotificationWorkflowInput, Timing
+from notifyflow.models.workflow_io import (
+    CloseRequest,
+    NotificationWorkflowInput,
+    Priority,
+    ServiceLevel,
+    Timing,
+)
 from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
 
 # A request is recorded first; its workflow start then gets this long. Past it (Temporal away or
@@ -72,8 +78,35 @@ def workflow_input(
         answer_schema=notification.answer_schema,
         answered_fields=list(cfg.answered_fields),
         allow_multiple_answers=notification.allow_multiple_answers,
-        timing=timing_for(kind, settings),
+        timing=_timing(notification, kind, settings),
         admin_ids=admin_ids,
+        priority=Priority(notification.priority or Priority.normal),
+        service=_service(notification),
+    )
+
+
+def _timing(notification: Notification, kind: NotificationType, settings: Settings) -> Timing:
+    """The timers recorded with the notification (the merchant's, halved when urgent), else
+    the type's and the deployment's."""
+    service = notification.service_level
+    if not service:
+        return timing_for(kind, settings)
+    return Timing(
+        remind_after=timedelta(seconds=service["remind_after"]),
+        escalate_after=timedelta(seconds=service["escalate_after"]),
+        auto_close_after=timedelta(seconds=service["auto_close_after"]),
+    )
+
+
+def _service(notification: Notification) -> ServiceLevel | None:
+    service = notification.service_level
+    if not service:
+        return None
+    target = service.get("first_answer_target")
+    return ServiceLevel(
+        timezone=service.get("timezone") or "UTC",
+        business_hours=service.get("business_hours"),
+        first_answer_target=timedelta(seconds=target) if target else None,
     )
 
 
@@ -81,7 +114,8 @@ def summary(notification: Notification, input: NotificationWorkflowInput) -> str
     """The workflow's static summary in the Temporal UI."""
     public = format_notification_id(notification.id)
     shown = input.headline if len(input.headline) <= 80 else input.headline[:79] + "…"
-    return f'{public} · {notification.type} · "{shown}"'
+    urgent = " · URGENT" if input.priority is Priority.urgent else ""
+    return f'{public} · {notification.type}{urgent} · "{shown}"'
 
 
 class StartOptions(TypedDict):

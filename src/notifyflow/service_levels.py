@@ -3,7 +3,10 @@ overriding the global defaults; read by the starter when a notification is recor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +15,13 @@ from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Merchant, MerchantSettings
 from notifyflow.db.types import utcnow
-from notifyflow.models.business_hours import ScheduleError, is_closed_always, parse_schedule
+from notifyflow.models.business_hours import (
+    Schedule,
+    ScheduleError,
+    add_business_time,
+    is_closed_always,
+    parse_schedule,
+)
 from notifyflow.models.errors import NotificationError, RefusalCode
 
 MAX_SECONDS = 30 * 24 * 3600
@@ -145,3 +154,59 @@ async def load(session: AsyncSession, merchant_id: int) -> MerchantSettings | No
 
 def as_timedelta(seconds: int) -> timedelta:
     return timedelta(seconds=seconds)
+
+
+def snapshot(
+    row: MerchantSettings | None,
+    timezone: str,
+    defaults: Settings,
+    type_timing: dict[str, timedelta | None],
+    urgent: bool,
+) -> dict[str, Any]:
+    """What a new notification runs on: the merchant's timers (else the type's, else the
+    deployment's), halved when urgent; its hours and timezone; its first-answer target."""
+    out: dict[str, Any] = {}
+    for name in TIMERS:
+        own = getattr(row, name) if row is not None else None
+        by_type = type_timing.get(name)
+        seconds = (
+            own
+            if own is not None
+            else int(by_type.total_seconds())
+            if by_type is not None
+            else int(getattr(defaults, name).total_seconds())
+        )
+        out[name] = seconds // 2 if urgent else seconds
+    # A target the merchant set escalates when breached; without one, the report measures
+    # against the reminder deadline and nothing escalates early.
+    own_target = row.first_answer_target if row is not None else None
+    out["first_answer_target"] = (
+        None if own_target is None else own_target // 2 if urgent else own_target
+    )
+    out["sla_target"] = out["first_answer_target"] or out["remind_after"]
+    out["timezone"] = timezone
+    out["business_hours"] = row.business_hours if row is not None else None
+    return out
+
+
+def schedule_of(service: Mapping[str, Any]) -> tuple[Schedule, tzinfo] | None:
+    """The business-hours clock of a snapshot, or None when the clock always runs (no hours,
+    hours with no open time, or an unknown timezone)."""
+    hours = service.get("business_hours")
+    if not hours:
+        return None
+    try:
+        schedule = parse_schedule(hours)
+        zone = ZoneInfo(str(service.get("timezone") or "UTC"))
+    except (ScheduleError, ZoneInfoNotFoundError, ValueError):
+        return None
+    return None if is_closed_always(schedule) else (schedule, zone)
+
+
+def due_at(service: Mapping[str, Any], start: datetime, seconds: int) -> datetime:
+    """``seconds`` after ``start``, in business time when the snapshot has hours."""
+    clock = schedule_of(service)
+    delta = timedelta(seconds=seconds)
+    if clock is None:
+        return start + delta
+    return add_business_time(clock[0], clock[1], start, delta) or start + delta

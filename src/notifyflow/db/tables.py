@@ -185,6 +185,12 @@ class Notification(Timestamped, Base):
     # Set once the workflow is known to run (its first activity, or the sweeper). NULL on a
     # requested row older than a few seconds means its start failed: the sweeper starts it.
     workflow_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # normal | urgent (DESIGN §10); when the first answer is due by the merchant's target.
+    priority: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
+    first_answer_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    # {"remind_after": s, "escalate_after": s, "auto_close_after": s, "timezone": …,
+    #  "business_hours": {…} | None, "first_answer_target": s | None}; None: the defaults.
+    service_level: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
 
 
 class NotificationRecipient(Base):

@@ -132,3 +132,29 @@ def business_time_between(
             total += min(closes, end) - opens
         last_end = max(last_end, closes)
     return total
+
+
+def deadline(
+    hours: Mapping[str, Sequence[str]] | None, timezone: str, start: datetime, after: timedelta
+) -> datetime:
+    """``after`` past ``start``: in open business time when ``hours`` has any (the workflow's
+    timers, computed from ``workflow.now()`` alone), else in wall time."""
+    if hours:
+        try:
+            schedule = parse_schedule(hours)
+            zone = _zone(timezone)
+        except (ScheduleError, ValueError):
+            return start + after
+        found = add_business_time(schedule, zone, start, after)
+        if found is not None:
+            return found
+    return start + after
+
+
+def _zone(name: str) -> tzinfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {name!r}") from exc

@@ -18,6 +18,29 @@ class Timing(BaseModel):
     escalate_after: timedelta
     auto_close_after: timedelta
 
+    def halved(self) -> Timing:
+        """Urgent notifications run on half the timers."""
+        return Timing(
+            remind_after=self.remind_after / 2,
+            escalate_after=self.escalate_after / 2,
+            auto_close_after=self.auto_close_after / 2,
+        )
+
+
+class Priority(StrEnum):
+    normal = "normal"
+    urgent = "urgent"
+
+
+class ServiceLevel(BaseModel):
+    """The merchant's clock (DESIGN §10): timers count open business time when it has hours."""
+
+    timezone: str = "UTC"
+    # {"monday": ["09:00-18:00"], …}; None: the clock always runs.
+    business_hours: dict[str, list[str]] | None = None
+    # When the first answer is due (a breach escalates at once); None: no target.
+    first_answer_target: timedelta | None = None
+
 
 class NotificationWorkflowInput(BaseModel):
     notification_id: int
@@ -37,6 +60,8 @@ class NotificationWorkflowInput(BaseModel):
     # The merchant's admins when the notification was recorded: they may always answer, so an
     # admin's answer is taken at once even while the fan-out is still being retried.
     admin_ids: list[int] = Field(default_factory=list)
+    priority: Priority = Priority.normal
+    service: ServiceLevel | None = None
 
 
 class AnswerSource(StrEnum):
@@ -199,3 +224,11 @@ class ForwardInput(BaseModel):
     text: str
     at: datetime
     recipients: list[int]
+
+
+class ServiceChange(BaseModel):
+    """Payload of signal ``service_level``: a merchant's new timers and clock, for waiting
+    notifications (the workflow halves the timers when it is urgent)."""
+
+    timing: Timing
+    service: ServiceLevel | None = None

@@ -11,7 +11,7 @@ refused before anything is written to history and no database query runs for it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from notifyflow.activities.follow_ups import FollowUpActivities
     from notifyflow.activities.notification import NotificationActivities
+    from notifyflow.models import business_hours
     from notifyflow.models.answers import parse_answer, validate_answer
     from notifyflow.models.errors import NotificationError, RefusalCode
     from notifyflow.models.ids import (
@@ -47,8 +48,10 @@ with workflow.unsafe.imports_passed_through():
         NotificationOutcome,
         NotificationWorkflowInput,
         OpenInput,
+        Priority,
         RecordRejectionInput,
         RejectedAttempt,
+        ServiceChange,
         Stage,
         WorkflowStatus,
     )
@@ -89,6 +92,9 @@ class NotificationWorkflow:
         self._reminders = 0
         self._escalated = False
         self._reason: str | None = None
+        self._timing = input.timing
+        self._service = input.service
+        self._service_changed = False
         # The customer's follow-ups waiting to be forwarded, and how many were taken.
         self._follow_ups: list[ForwardInput] = []
         self._follow_up_count = 0
@@ -140,16 +146,11 @@ class NotificationWorkflow:
         self._stage = Stage.waiting
         self._set_details()
 
-        timing = input.timing
-        phases: list[tuple[timedelta, str]] = [
-            (timing.remind_after, "reminder"),
-            (timing.escalate_after, "escalation"),
-            (timing.auto_close_after, "auto-close"),
-        ]
-        phase = 0
         started = workflow.info().start_time
+        done: set[str] = set()
         outcome: NotificationOutcome | None = None
         while outcome is None:
+            self._service_changed = False
             if self._to_record:
                 await self._record_rejections()
                 continue
@@ -164,8 +165,8 @@ class NotificationWorkflow:
                     NotificationStatus.closed, self._close.reason, tell_customer=False
                 )
                 continue
-            after, name = phases[phase]
-            remaining = started + after - workflow.now()
+            at, name = next((d, n) for d, n in self._deadlines(started) if n not in done)
+            remaining = at - workflow.now()
             if remaining > timedelta(0):
                 try:
                     await workflow.wait_condition(
@@ -174,8 +175,14 @@ class NotificationWorkflow:
                     continue
                 except TimeoutError:
                     pass
-            phase += 1
-            if name == "auto-close":
+            done.add(name)
+            if name == "breach":
+                # The first-answer target passed unanswered: escalate now if not done yet.
+                if self._answers_accepted == 0 and not self._escalated:
+                    await self._follow_up(FollowUpKind.escalation)
+            elif name == "escalation" and self._escalated:
+                pass  # a breach escalated already
+            elif name == "auto-close":
                 if self._answers_accepted:
                     # A multi-answer notification that was answered simply ends here.
                     outcome = NotificationOutcome(
@@ -201,9 +208,27 @@ class NotificationWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return outcome
 
+    def _deadlines(self, started: datetime) -> list[tuple[datetime, str]]:
+        """When to remind, escalate and auto-close (and, with a first-answer target, when the
+        target is breached), in the merchant's business time when it has hours."""
+        timing, service = self._timing, self._service
+        hours = service.business_hours if service else None
+        zone = service.timezone if service else "UTC"
+        phases = [
+            (timing.remind_after, "reminder"),
+            (timing.escalate_after, "escalation"),
+            (timing.auto_close_after, "auto-close"),
+        ]
+        if service is not None and service.first_answer_target is not None:
+            phases.append((service.first_answer_target, "breach"))
+        order = {"reminder": 0, "breach": 1, "escalation": 2, "auto-close": 3}
+        out = [(business_hours.deadline(hours, zone, started, after), n) for after, n in phases]
+        return sorted(out, key=lambda pair: (pair[0], order[pair[1]]))
+
     def _has_work(self) -> bool:
         return (
-            bool(self._queue)
+            self._service_changed
+            or bool(self._queue)
             or self._close is not None
             or bool(self._to_record)
             or bool(self._follow_ups)
@@ -525,6 +550,16 @@ class NotificationWorkflow:
         except NotificationError as err:
             raise _to_application_error(err) from None
 
+    @workflow.signal(name="service_level")
+    def service_level(self, change: ServiceChange) -> None:
+        """The merchant changed its settings: the waiting notification's timers follow."""
+        timing = (
+            change.timing.halved() if self._input.priority is Priority.urgent else change.timing
+        )
+        self._timing = timing
+        self._service = change.service
+        self._service_changed = True
+
     @workflow.signal(name="close")
     def close(self, request: CloseRequest) -> None:
         if self._answers_accepted or self._status.is_terminal or self._close is not None:
@@ -568,7 +603,12 @@ def _to_application_error(err: NotificationError) -> ApplicationError:
 
 def initial_search_attributes(input: NotificationWorkflowInput) -> TypedSearchAttributes:
     """Set at start (free of charge); only the status changes later."""
-    from notifyflow.search_attributes import MERCHANT_ID, NOTIFICATION_ID, NOTIFICATION_TYPE
+    from notifyflow.search_attributes import (
+        MERCHANT_ID,
+        NOTIFICATION_ID,
+        NOTIFICATION_PRIORITY,
+        NOTIFICATION_TYPE,
+    )
 
     return TypedSearchAttributes(
         [
@@ -576,5 +616,6 @@ def initial_search_attributes(input: NotificationWorkflowInput) -> TypedSearchAt
             SearchAttributePair(NOTIFICATION_TYPE, input.type.value),
             SearchAttributePair(NOTIFICATION_STATUS, NotificationStatus.requested.value),
             SearchAttributePair(MERCHANT_ID, input.merchant_id),
+            SearchAttributePair(NOTIFICATION_PRIORITY, input.priority.value),
         ]
     )
