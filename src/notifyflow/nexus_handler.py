@@ -19,10 +19,10 @@ from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
 from notifyflow.directory import check_active_answerer
 from notifyflow.intake import record_request
-from notifyflow.models.errors import NotificationError
+from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import format_notification_id, workflow_id_for
 from notifyflow.models.views import NotificationView
-from notifyflow.models.workflow_io import AnswerSource, NotificationOutcome
+from notifyflow.models.workflow_io import AnswerSource, NotificationOutcome, Priority
 from notifyflow.nexus_service import (
     NexusAnswer,
     NexusAnswerAccepted,
@@ -77,8 +77,20 @@ class NotificationServiceHandler:
             kind, context = starter.check_request(input.type, input.context)
             # A retried Nexus start carries the same request id: it must join, not duplicate.
             key = input.idempotency_key or f"nexus:{ctx.request_id}"
+            try:
+                priority = Priority(input.priority)
+            except ValueError:
+                raise NotificationError(
+                    RefusalCode.invalid_input, "priority must be normal or urgent"
+                ) from None
             notification, admin_ids, _ = await record_request(
-                self._db, kind, context, input.conversation_id, key
+                self._db,
+                kind,
+                context,
+                input.conversation_id,
+                key,
+                priority=priority,
+                settings=self._settings,
             )
         except NotificationError as err:
             raise _failed(err) from None

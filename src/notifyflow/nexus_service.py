@@ -37,6 +37,7 @@ class NexusNotificationRequest(BaseModel):
     # The same key returns the same notification; without one, the Nexus request id serves, so
     # a retried start joins the notification it started.
     idempotency_key: str | None = None
+    priority: str = "normal"  # or "urgent": on-call users asked at once, timers halved
 
 
 class NexusAnswer(BaseModel):

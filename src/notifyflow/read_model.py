@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from notifyflow import service_levels
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Delivery,
@@ -17,6 +18,8 @@ from notifyflow.db.tables import (
     NotificationAnswer,
     NotificationRecipient,
 )
+from notifyflow.db.types import utcnow
+from notifyflow.models.business_hours import business_time_between
 from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationStatus, NotificationType
@@ -25,6 +28,7 @@ from notifyflow.models.views import (
     DeliveryView,
     NotificationView,
     RecipientView,
+    SlaView,
     TimelineEntry,
 )
 from notifyflow.models.vocabulary import DeliveryKind, RecipientKind
@@ -63,6 +67,32 @@ async def get_notification(db: SessionFactory, notification_id: str) -> Notifica
             .limit(1)
         )
     return notification_view(row, recipients, answers, delivery)
+
+
+def sla_view(row: Notification, now: datetime | None = None) -> SlaView:
+    """Due time, whether the first answer came within it, when it was breached, and how long
+    the first answer took (business time when the merchant has hours)."""
+    due = row.first_answer_due_at
+    if due is None:
+        return SlaView()
+    answered = row.answered_at
+    moment = now or utcnow()
+    breached = due if (answered or moment) > due else None
+    taken: float | None = None
+    if answered is not None:
+        clock = service_levels.schedule_of(row.service_level or {})
+        span = (
+            business_time_between(clock[0], clock[1], row.created_at, answered)
+            if clock is not None
+            else answered - row.created_at
+        )
+        taken = round(span.total_seconds(), 3)
+    return SlaView(
+        first_answer_due_at=due,
+        answered_within_target=None if answered is None and breached is None else breached is None,
+        breached_at=breached,
+        time_to_first_answer_s=taken,
+    )
 
 
 def notification_view(
@@ -118,6 +148,8 @@ def notification_view(
         closed_at=row.closed_at,
         delivered_at=row.delivered_at,
         close_reason=row.close_reason,
+        priority=row.priority or "normal",
+        sla=sla_view(row),
     )
 
 

@@ -52,6 +52,8 @@ class MerchantSettingsView(MerchantSettingsBody):
     effective: dict[str, int]
     # True when business hours are set but have no open time: timers run on wall time.
     business_hours_ignored: bool = False
+    # After a PUT: how many waiting notifications were retimed (null: not attempted or failed).
+    waiting_retimed: int | None = None
 
 
 def _invalid(path: str, message: str) -> NotificationError:
@@ -210,3 +212,103 @@ def due_at(service: Mapping[str, Any], start: datetime, seconds: int) -> datetim
     if clock is None:
         return start + delta
     return add_business_time(clock[0], clock[1], start, delta) or start + delta
+
+
+async def retime_waiting(
+    client: Any, merchant_id: int, service: Mapping[str, Any], *, limit: int = 10_000
+) -> int:
+    """Signal every waiting notification of the merchant with its new timers and clock (one
+    signal each: the cost of a settings change, not of a notification). Returns how many."""
+    from notifyflow.models.workflow_io import ServiceChange, ServiceLevel, Timing
+
+    target = service.get("first_answer_target")
+    change = ServiceChange(
+        timing=Timing(
+            remind_after=timedelta(seconds=service["remind_after"]),
+            escalate_after=timedelta(seconds=service["escalate_after"]),
+            auto_close_after=timedelta(seconds=service["auto_close_after"]),
+        ),
+        service=ServiceLevel(
+            timezone=service.get("timezone") or "UTC",
+            business_hours=service.get("business_hours"),
+            first_answer_target=timedelta(seconds=target) if target else None,
+        ),
+    )
+    query = (
+        f'WorkflowType = "NotificationWorkflow" AND ExecutionStatus = "Running" '
+        f"AND MerchantId = {int(merchant_id)}"
+    )
+    count = 0
+    async for execution in client.list_workflows(query, limit=limit):
+        await client.get_workflow_handle(execution.id).signal("service_level", change)
+        count += 1
+    return count
+
+
+REPORT_MAX_ROWS = 100_000
+DEFAULT_REPORT_DAYS = 30
+
+
+class SlaReport(BaseModel):
+    merchant_id: int
+    since: datetime
+    until: datetime
+    count: int
+    answered_within_target_pct: float | None = None
+    time_to_first_answer_p50_s: float | None = None
+    time_to_first_answer_p90_s: float | None = None
+    breaches: int = 0
+    # Customer satisfaction is not collected yet: null.
+    csat_average: float | None = None
+    csat_response_rate: float | None = None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+async def report(
+    db: SessionFactory, merchant_id: int, since: datetime | None, until: datetime | None
+) -> SlaReport:
+    """The merchant's first-answer figures for notifications requested in [since, until)."""
+    from sqlalchemy import select
+
+    from notifyflow.db.tables import Notification
+    from notifyflow.read_model import sla_view
+
+    end = until or utcnow()
+    start = since or end - timedelta(days=DEFAULT_REPORT_DAYS)
+    if start >= end:
+        raise _invalid("/since", "must be before until")
+    async with db() as session:
+        await _merchant(session, merchant_id)
+        rows = (
+            await session.scalars(
+                select(Notification)
+                .where(
+                    Notification.merchant_id == merchant_id,
+                    Notification.created_at >= start,
+                    Notification.created_at < end,
+                )
+                .order_by(Notification.id)
+                .limit(REPORT_MAX_ROWS)
+            )
+        ).all()
+    slas = [sla_view(r) for r in rows]
+    decided = [s for s in slas if s.answered_within_target is not None]
+    times = [s.time_to_first_answer_s for s in slas if s.time_to_first_answer_s is not None]
+    within = sum(1 for s in decided if s.answered_within_target)
+    return SlaReport(
+        merchant_id=merchant_id,
+        since=start,
+        until=end,
+        count=len(rows),
+        answered_within_target_pct=round(100 * within / len(decided), 1) if decided else None,
+        time_to_first_answer_p50_s=_percentile(times, 0.5),
+        time_to_first_answer_p90_s=_percentile(times, 0.9),
+        breaches=sum(1 for s in slas if s.breached_at is not None),
+    )

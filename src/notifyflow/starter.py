@@ -63,6 +63,7 @@ from notifyflow.models.workflow_io import (
     CloseRequest,
     CustomerMessage,
     CustomerMessageAccepted,
+    Priority,
 )
 from notifyflow.read_model import (
     get_notification,
@@ -103,6 +104,7 @@ async def request_notification(
     context: dict[str, Any],
     idempotency_key: str | None = None,
     settings: Settings | None = None,
+    priority: Priority | str = Priority.normal,
 ) -> NotificationView:
     """Validate, record and start a notification. Raises NotificationError on bad input.
 
@@ -111,8 +113,16 @@ async def request_notification(
     """
     settings = settings or get_settings()
     kind, context = check_request(type, context)
+    try:
+        level = Priority(priority)
+    except ValueError:
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            f"priority must be normal or urgent, not {priority!r}",
+            details=[{"in": "body", "path": "/priority", "message": "normal or urgent"}],
+        ) from None
     notification, admins, created = await record_request(
-        db, kind, context, conversation_id, idempotency_key
+        db, kind, context, conversation_id, idempotency_key, priority=level, settings=settings
     )
     fault_point("exit_after_record")
     await _start_soon(client, notification, admins, settings)

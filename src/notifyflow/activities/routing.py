@@ -162,6 +162,10 @@ class Router:
                 # No user of the classified type: fall back to the admins.
                 chosen = typed or admins
                 support_type = support_type or "General"
+            if notification.priority == "urgent":
+                # Urgent (DESIGN §10): the on-call users are asked at once, with the first
+                # fan-out, not only at escalation.
+                chosen = chosen + [u for u in users if u.on_call and u not in chosen]
             members = await self.add_recipients(
                 notification, merchant, chosen, "initial", support_type=support_type
             )

@@ -108,6 +108,7 @@ def create_app(
     app.include_router(ops_routes.router)
     app.include_router(outbound_webhook_routes.router)
     app.include_router(settings_routes.router)
+    app.include_router(settings_routes.sla_router)
     app.include_router(webhook_routes.router)  # Twilio webhooks: signed, no bearer token
 
     # Added innermost first: the catch-all wraps everything, then auth, then the body limit,

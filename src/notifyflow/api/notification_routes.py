@@ -28,7 +28,12 @@ from notifyflow.models.notification import NotificationStatus, NotificationType
 from notifyflow.models.pages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
 from notifyflow.models.text import plain_text, unstorable
 from notifyflow.models.views import NotificationView
-from notifyflow.models.workflow_io import AnswerAccepted, AnswerSource, CustomerMessageAccepted
+from notifyflow.models.workflow_io import (
+    AnswerAccepted,
+    AnswerSource,
+    CustomerMessageAccepted,
+    Priority,
+)
 from notifyflow.notification_pages import list_notifications_page
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
@@ -70,6 +75,10 @@ class NotificationRequest(BaseModel):
         ]
         | None
     ) = Field(default=None, description="The same key returns the same notification")
+    priority: Priority = Field(
+        default=Priority.normal,
+        description="urgent: the on-call users are asked at once and the timers are halved",
+    )
 
 
 class NotificationAccepted(BaseModel):
@@ -172,6 +181,7 @@ async def request_notification(
         context=body.context,
         idempotency_key=body.idempotency_key,
         settings=settings,
+        priority=body.priority,
     )
     if caller.scoped and view.merchant_id != caller.merchant_id:
         # Idempotency keys are global: another merchant's request used this one. Say no

@@ -33,6 +33,17 @@ class RecipientView(BaseModel):
     reason: str  # initial | escalation
 
 
+class SlaView(BaseModel):
+    """The first-answer service level (DESIGN §10)."""
+
+    first_answer_due_at: datetime | None = None
+    # None while unanswered and not yet due.
+    answered_within_target: bool | None = None
+    breached_at: datetime | None = None
+    # In the merchant's business time when it has hours.
+    time_to_first_answer_s: float | None = None
+
+
 class NotificationView(BaseModel):
     notification_id: str
     type: str
@@ -51,6 +62,8 @@ class NotificationView(BaseModel):
     closed_at: datetime | None = None
     delivered_at: datetime | None = None
     close_reason: str | None = None
+    priority: str = "normal"
+    sla: SlaView = Field(default_factory=SlaView)
 
 
 class TimelineEntry(BaseModel):
