@@ -263,6 +263,10 @@ async def _get_settings(c: Cell) -> Req:
     return Req("GET", f"/v1/merchants/{c.merchant_id}/settings")
 
 
+async def _sla(c: Cell) -> Req:
+    return Req("GET", f"/v1/merchants/{c.merchant_id}/sla")
+
+
 async def _put_settings(c: Cell) -> Req:
     body = {"business_hours": {"monday": ["09:00-17:00"]}, "first_answer_target": 3600}
     return Req("PUT", f"/v1/merchants/{c.merchant_id}/settings", body)
@@ -449,6 +453,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 201)(_create_webhook),
     ("GET", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_get_settings),
     ("PUT", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_put_settings),
+    ("GET", "/v1/merchants/{merchant_id}/sla"): _row("merchant", 200)(_sla),
     ("GET", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 200)(_list_webhooks),
     ("DELETE", "/v1/merchants/{merchant_id}/webhooks/{webhook_id}"): _row("merchant", 204)(
         _delete_webhook

@@ -138,6 +138,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("post", "/v1/merchants/{merchant_id}/webhooks"),
         ("get", "/v1/merchants/{merchant_id}/settings"),
         ("put", "/v1/merchants/{merchant_id}/settings"),
+        ("get", "/v1/merchants/{merchant_id}/sla"),
         ("get", "/v1/merchants/{merchant_id}/webhooks"),
         ("delete", "/v1/merchants/{merchant_id}/webhooks/{webhook_id}"),
         ("post", "/v1/conversations"),
