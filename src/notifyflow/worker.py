@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -48,23 +50,44 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
-    """A Temporal client with the pydantic converter; API key and TLS for Temporal Cloud; the
-    tracing interceptor when tracing is on (notifyflow.tracing).
+    """A Temporal client with the pydantic converter, connected by Temporal's own client
+    configuration (``temporalio.envconfig``: a ``TEMPORAL_PROFILE`` in ``TEMPORAL_CONFIG_FILE``
+    or the default ``temporal.toml``, and the ``TEMPORAL_*`` variables — TLS, mTLS client
+    certificates, gRPC metadata), with notifyflow's settings for the address, namespace and
+    API key on top; the tracing interceptor when tracing is on (notifyflow.tracing).
     ``runtime``: the SDK runtime its workers report metrics through (default: the SDK's)."""
     from notifyflow.tracing import temporal_interceptors
 
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    options = temporal_connect_options(settings)
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        api_key=api_key,
-        tls=bool(api_key),
         data_converter=pydantic_data_converter,
         runtime=runtime,
         # With tracing on, the TracingInterceptor: workers built from this client inherit it,
         # so the workflow's and activities' spans join the caller's trace. None otherwise.
         interceptors=temporal_interceptors(),
+        **options,
     )
+
+
+def temporal_connect_options(settings: Settings) -> dict[str, Any]:
+    """Connect options: the envconfig profile, then notifyflow's own settings (which read the
+    same TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE / TEMPORAL_API_KEY, with defaults). TLS comes
+    from the profile (e.g. ``TEMPORAL_TLS_CLIENT_CERT_PATH`` for mTLS), and is on whenever an
+    API key is used."""
+    try:
+        profile = ClientConfigProfile.load(profile=os.environ.get("TEMPORAL_PROFILE") or None)
+    except Exception as exc:  # a malformed temporal.toml: one line naming it
+        raise SettingsError(
+            f"TEMPORAL_CONFIG_FILE: cannot read the client profile: {exc}"
+        ) from None
+    options: dict[str, Any] = dict(profile.to_client_connect_config())
+    options["target_host"] = settings.temporal_address
+    options["namespace"] = settings.temporal_namespace
+    if settings.temporal_api_key is not None:
+        options["api_key"] = settings.temporal_api_key.get_secret_value()
+    if options.get("api_key") and not options.get("tls"):
+        options["tls"] = True
+    return options
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
