@@ -1,21 +1,24 @@
-"""Prometheus metrics, served by the API at ``GET /metrics``.
+"""Prometheus metrics, served by the API at ``GET /metrics``: nothing grows with the tables.
 
-The numbers that matter — notifications by type and status, time to the first answer,
-deliveries by method and outcome, refused answers by reason — are computed from the database at
-scrape time with a few cheap GROUP BY queries. The database is the one place every API and
-worker process writes to, so any replica answers a scrape with the same, complete numbers, and
-nothing is lost when a process restarts.
+Counted where the thing happens, never by aggregating history at scrape time:
 
-``observe_answer`` feeds a process-local histogram for code (an activity, a benchmark) that
-wants to observe latency as it happens; it is exposed next to the database-derived metrics by
-whichever process serves ``REGISTRY``.
+- in this API process (``REGISTRY``): ``notifyflow_http_requests_total`` and
+  ``notifyflow_http_request_duration_seconds`` by route template and status,
+  ``notifyflow_notifications_requested_total{type, priority}``,
+  ``notifyflow_answers_refused_total{reason}``, ``notifyflow_auth_failures_total{reason}``;
+  each API replica counts its own and Prometheus sums them;
+- in the workers' activities, through the Temporal SDK's meter (``notifyflow.worker_metrics``):
+  deliveries, notifications ended, time to first answer, first answers within target and SLA
+  breaches, webhook attempts — served with the SDK's own metrics at
+  ``NOTIFYFLOW_WORKER_METRICS_ADDRESS``;
+- at scrape time, one indexed query: ``notifyflow_notifications_open{type, status}``
+  (requested and answered only, on the ``(status, created_at)`` index) and
+  ``notifyflow_database_up``.
 
-The Temporal SDK's worker metrics (``temporal_*``: task slots, pollers, task latencies) live in
-the worker process, which serves them itself when ``NOTIFYFLOW_WORKER_METRICS_ADDRESS`` is set
-(see ``notifyflow.worker.metrics_runtime``). When the API has the same variable, its scrape
-fetches that endpoint and appends the text, so one scrape of a single-worker deployment (the
-dev stack) shows everything; ``notifyflow_worker_metrics_up`` says whether the fetch worked.
-With several workers, Prometheus scrapes each worker directly instead.
+When the API has ``NOTIFYFLOW_WORKER_METRICS_ADDRESS`` too, its scrape fetches that endpoint
+and appends the text, so one scrape of a single-worker deployment (the dev stack) shows
+everything; ``notifyflow_worker_metrics_up`` says whether the fetch worked. With several
+workers, Prometheus scrapes each worker directly instead.
 """
 
 from __future__ import annotations
@@ -24,22 +27,16 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Delivery, Notification, NotificationAnswer
+from notifyflow.db.tables import Notification
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +47,50 @@ WORKER_SCRAPE_TIMEOUT_SECONDS = 2.0
 # More than any worker's SDK metrics; a bigger answer is not a metrics endpoint.
 WORKER_SCRAPE_MAX_BYTES = 4 * 1024 * 1024
 
-# From "answered while the customer waits" to "answered the next day".
-ANSWER_BUCKETS: tuple[float, ...] = (
-    30.0,
-    60.0,
-    300.0,
-    900.0,
-    1800.0,
-    3600.0,
-    7200.0,
-    14400.0,
-    43200.0,
-    86400.0,
-    172800.0,
-)
-
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-_ANSWER_OBSERVED = Histogram(
-    "notification_time_to_first_answer_observed_seconds",
-    "Time from request to the first accepted answer, observed by this process",
-    buckets=ANSWER_BUCKETS,
+HTTP_REQUESTS = Counter(
+    "notifyflow_http_requests",
+    "HTTP requests by method, route template and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "notifyflow_http_request_duration_seconds",
+    "HTTP request latency by method and route template",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+REQUESTED = Counter(
+    "notifyflow_notifications_requested",
+    "Notifications recorded through this API process, by type and priority",
+    ["type", "priority"],
+    registry=REGISTRY,
+)
+ANSWERS_REFUSED = Counter(
+    "notifyflow_answers_refused",
+    "Answers refused through this API process, by reason",
+    ["reason"],
     registry=REGISTRY,
 )
 
 
+def count_request(type: str, priority: str) -> None:
+    REQUESTED.labels(type=type, priority=priority).inc()
+
+
+def count_refused_answer(reason: str) -> None:
+    ANSWERS_REFUSED.labels(reason=reason).inc()
+
+
+def observe_http(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    HTTP_DURATION.labels(method=method, route=route).observe(seconds)
+
+
 # Refused authentications, by reason (missing, malformed_header, invalid_token, malformed_key,
-# unknown_key, revoked_key). Process-local, like the histogram above: each API replica counts
-# its own, and Prometheus sums them.
+# unknown_key, revoked_key).
 AUTH_FAILURES = Counter(
     "notifyflow_auth_failures",
     "Requests refused 401 by authentication, by reason",
@@ -90,90 +103,35 @@ def count_auth_failure(reason: str) -> None:
     AUTH_FAILURES.labels(reason=reason).inc()
 
 
-def observe_answer(seconds: float) -> None:
-    """Record one request-to-first-answer latency in this process's histogram."""
-    if seconds >= 0:
-        _ANSWER_OBSERVED.observe(seconds)
+OPEN_STATUSES = ("requested", "answered")
 
 
 @dataclass
 class Snapshot:
-    """What the database says at one scrape."""
+    """What the database says at one scrape: the open notifications only."""
 
     database_up: bool = False
-    notifications: list[tuple[str, str, int]] = field(default_factory=list)
-    answer_count: int = 0
-    answer_sum: float = 0.0
-    # Cumulative counts per upper bound, as Prometheus wants them.
-    answer_buckets: list[tuple[float, int]] = field(default_factory=list)
-    deliveries: list[tuple[str, str, int]] = field(default_factory=list)
-    refusals: list[tuple[str, int]] = field(default_factory=list)
-
-
-def _seconds_between(dialect: str) -> ColumnElement[Any]:
-    """``answered_at - created_at`` in seconds, in the dialect's own date arithmetic."""
-    if dialect == "postgresql":
-        return func.extract("epoch", Notification.answered_at - Notification.created_at)
-    # SQLite keeps timestamps as text; julianday() reads them, in days.
-    return (func.julianday(Notification.answered_at) - func.julianday(Notification.created_at)) * (
-        86400.0
-    )
+    open: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 async def collect_snapshot(db: SessionFactory) -> Snapshot:
-    """Run the scrape queries; a database that does not answer gives ``database_up=False``."""
-    snapshot = Snapshot()
+    """One query on the ``(status, created_at)`` index; a database that does not answer gives
+    ``database_up=False``."""
     try:
         async with db() as session:
-            dialect = (await session.connection()).dialect.name
             rows = await session.execute(
-                select(Notification.type, Notification.status, func.count()).group_by(
-                    Notification.type, Notification.status
-                )
+                select(Notification.type, Notification.status, func.count())
+                .where(Notification.status.in_(OPEN_STATUSES))
+                .group_by(Notification.type, Notification.status)
             )
-            snapshot.notifications = [(t, s, int(n)) for t, s, n in rows.all()]
-
-            seconds = _seconds_between(dialect)
-            columns: list[ColumnElement[Any]] = [
-                func.count(),
-                func.coalesce(func.sum(seconds), 0.0),
-            ] + [
-                func.coalesce(func.sum(case((seconds <= bound, 1), else_=0)), 0)
-                for bound in ANSWER_BUCKETS
-            ]
-            answered = (
-                await session.execute(select(*columns).where(Notification.answered_at.is_not(None)))
-            ).one()
-            snapshot.answer_count = int(answered[0])
-            snapshot.answer_sum = float(answered[1])
-            snapshot.answer_buckets = [
-                (bound, int(count))
-                for bound, count in zip(ANSWER_BUCKETS, answered[2:], strict=True)
-            ]
-
-            deliveries = await session.execute(
-                select(Delivery.method, Delivery.status, func.count()).group_by(
-                    Delivery.method, Delivery.status
-                )
-            )
-            snapshot.deliveries = [(m, s, int(n)) for m, s, n in deliveries.all()]
-
-            refusals = await session.execute(
-                select(NotificationAnswer.reason_code, func.count())
-                .where(NotificationAnswer.accepted.is_(False))
-                .group_by(NotificationAnswer.reason_code)
-            )
-            snapshot.refusals = [(r or "unknown", int(n)) for r, n in refusals.all()]
-            snapshot.database_up = True
+            return Snapshot(database_up=True, open=[(t, st, int(n)) for t, st, n in rows.all()])
     except (SQLAlchemyError, OSError) as exc:
         # A scrape must still answer, so the alert on notifyflow_database_up can fire.
         log.warning("metrics: database query failed: %s", exc.__class__.__name__)
         return Snapshot(database_up=False)
-    return snapshot
 
 
 def families(snapshot: Snapshot) -> list[Metric]:
-    """The snapshot as Prometheus metric families."""
     up = GaugeMetricFamily(
         "notifyflow_database_up", "1 if the database answered the last scrape, else 0"
     )
@@ -181,48 +139,14 @@ def families(snapshot: Snapshot) -> list[Metric]:
     out: list[Metric] = [up]
     if not snapshot.database_up:
         return out
-
-    # A gauge, though named *_total: a notification moves between statuses, so a
-    # status's count goes down as well as up.
-    notifications = GaugeMetricFamily(
-        "notifications_total",
-        "Notifications by type and current status",
+    open_ = GaugeMetricFamily(
+        "notifyflow_notifications_open",
+        "Notifications waiting (requested) or being delivered (answered), by type",
         labels=["type", "status"],
     )
-    for type_, status, count in snapshot.notifications:
-        notifications.add_metric([type_, status], float(count))
-    out.append(notifications)
-
-    buckets: list[tuple[str, float]] = [
-        (str(float(bound)), float(count)) for bound, count in snapshot.answer_buckets
-    ]
-    buckets.append(("+Inf", float(snapshot.answer_count)))
-    out.append(
-        HistogramMetricFamily(
-            "notification_time_to_first_answer_seconds",
-            "Time from request to the first accepted answer",
-            buckets=buckets,
-            sum_value=snapshot.answer_sum,
-        )
-    )
-
-    # A gauge too: a delivery moves from pending to sent to delivered or failed.
-    deliveries = GaugeMetricFamily(
-        "deliveries_total",
-        "Outbound sends by method (campaign|direct) and current outcome",
-        labels=["method", "outcome"],
-    )
-    for method, outcome, count in snapshot.deliveries:
-        deliveries.add_metric([method, outcome], float(count))
-    out.append(deliveries)
-
-    # Rejected attempts are never deleted or changed: a true counter.
-    refused = CounterMetricFamily(
-        "answers_refused", "Answer attempts refused, by reason", labels=["reason"]
-    )
-    for reason, count in snapshot.refusals:
-        refused.add_metric([reason], float(count))
-    out.append(refused)
+    for type_, status, count in snapshot.open:
+        open_.add_metric([type_, status], float(count))
+    out.append(open_)
     return out
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from notifyflow import worker_metrics
 from notifyflow.activities.common import fall_back
 from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
 from notifyflow.db.session import SessionFactory
@@ -126,10 +128,42 @@ class Answers:
                     merchant_id=notification.merchant_id,
                     event=webhook_events.EventType.answered,
                 )
+                _count_first_answer(notification, input.answered_at)
             await session.execute(
                 update(Notification).where(Notification.id == notification.id).values(**values)
             )
             await session.commit()
+
+
+def _count_first_answer(notification: Notification, answered_at: datetime) -> None:
+    """Time to first answer, and whether it came within the merchant's target (SLA)."""
+    priority = notification.priority or "normal"
+    worker_metrics.observe_seconds(
+        "notifyflow_time_to_first_answer_seconds",
+        "From request to the first accepted answer",
+        (answered_at - notification.created_at).total_seconds(),
+        {"type": notification.type, "priority": priority},
+    )
+    due = notification.first_answer_due_at
+    if due is None:
+        return
+    within = answered_at <= due
+    labels = {"merchant": str(notification.merchant_id), "priority": priority}
+    worker_metrics.count(
+        "notifyflow_first_answers",
+        "First answers, by merchant, priority and whether within the target",
+        {**labels, "within_target": "true" if within else "false"},
+    )
+    if not within:
+        worker_metrics.count("notifyflow_sla_breaches", "First-answer targets missed", labels)
+
+
+def _count_end(status: str) -> None:
+    worker_metrics.count(
+        "notifyflow_notifications_ended",
+        "Notifications that reached a terminal state",
+        {"status": status},
+    )
 
 
 async def _apply_to_document(session: AsyncSession, notification: Notification, answer: str) -> int:
@@ -212,6 +246,7 @@ async def record_outcome(
             event=webhook_events.event_for_status(status.value),
         )
         await session.commit()
+    _count_end(status.value)
 
 
 async def record_end(db: SessionFactory, input: FinishInput) -> CustomerContact | None:
@@ -234,4 +269,15 @@ async def record_end(db: SessionFactory, input: FinishInput) -> CustomerContact 
                 event=webhook_events.event_for_status(input.status.value),
             )
             await session.commit()
+            _count_end(input.status.value)
+            due = notification.first_answer_due_at
+            if input.status.value == "expired" and due is not None and utcnow() > due:
+                worker_metrics.count(
+                    "notifyflow_sla_breaches",
+                    "First-answer targets missed",
+                    {
+                        "merchant": str(notification.merchant_id),
+                        "priority": notification.priority or "normal",
+                    },
+                )
         return await load_contact(session, notification)

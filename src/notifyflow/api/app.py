@@ -32,6 +32,7 @@ from notifyflow.api.errors import (
     ErrorEnvelope,
     install_error_handlers,
 )
+from notifyflow.api.http_metrics import HttpMetricsMiddleware
 from notifyflow.config import Settings
 from notifyflow.db import session as db_session
 from notifyflow.db.session import SessionFactory
@@ -118,6 +119,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(AuthMiddleware, token=token, db=db)
     app.add_middleware(CatchAllMiddleware)
+    # Outermost: every answer is counted, refusals by the middlewares above included.
+    app.add_middleware(HttpMetricsMiddleware)
 
     _document(app, bearer=bool(token))
     from notifyflow.tracing import instrument_app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from notifyflow import directory, starter
+from notifyflow import directory, metrics, starter
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
 from notifyflow.api.scope import (
@@ -192,6 +192,7 @@ async def request_notification(
             details=[{"in": "body", "path": "/idempotency_key", "message": "already used"}],
         )
     response.headers["Location"] = f"/v1/notifications/{view.notification_id}"
+    metrics.count_request(view.type, view.priority)
     return NotificationAccepted(notification_id=view.notification_id, status=view.status)
 
 
@@ -283,16 +284,21 @@ async def answer_notification(
             source=AnswerSource.api,
             error=refusal,
         )
+        metrics.count_refused_answer(refusal.code.value)
         raise
-    return await starter.answer_notification(
-        await temporal.get(),
-        db,
-        public_id,
-        answered_by=body.answered_by,
-        answer=answer,
-        source=AnswerSource.api,
-        settings=settings,
-    )
+    try:
+        return await starter.answer_notification(
+            await temporal.get(),
+            db,
+            public_id,
+            answered_by=body.answered_by,
+            answer=answer,
+            source=AnswerSource.api,
+            settings=settings,
+        )
+    except NotificationError as refusal:
+        metrics.count_refused_answer(refusal.code.value)
+        raise
 
 
 @router.post("/{notification_id}/close", responses=_e(400, 404, 409, 503))

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifyflow import worker_metrics
 from notifyflow.ai.offline import truncate_words
 from notifyflow.channels.base import (
     ACCEPTED_STATUSES,
@@ -57,6 +58,14 @@ class Sent:
     provider_message_id: str
     method: SendMethod
     duplicate: bool  # the ledger already had it: nothing was sent this time
+
+
+def _count_delivery(outcome: str, kind: str, method: str) -> None:
+    worker_metrics.count(
+        "notifyflow_deliveries",
+        "Sends the provider accepted, or refused for good, by kind and method",
+        {"outcome": outcome, "kind": str(kind), "method": str(method)},
+    )
 
 
 class Sender:
@@ -140,6 +149,8 @@ class Sender:
                     )
                 )
         except SendError as err:
+            if not (err.retryable or err.ambiguous):
+                _count_delivery("refused", kind, method)
             await self._record_failure(delivery.id, err)
             raise
         await self._record_success(
@@ -269,6 +280,7 @@ class Sender:
         }
         if not (err.retryable or err.ambiguous):
             values["status"] = "failed"
+
         async with self._db() as session:
             await session.execute(
                 update(Delivery).where(Delivery.id == delivery_id).values(**values)
@@ -287,6 +299,7 @@ class Sender:
         other_data: dict[str, Any],
         notification_id: int,
     ) -> None:
+        _count_delivery("accepted", kind, "campaign" if template else "direct")
         payload: dict[str, Any]
         if template is not None:
             # The agent's history shows template sends (whatsapp_payload.type == "template").
