@@ -24,7 +24,6 @@ from tests.fixtures.lifecycle import (
     FakeTwilioChannel,
     RecordingChannel,
     Shop,
-    running_worker,
     settings_for,
 )
 
