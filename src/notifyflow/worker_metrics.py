@@ -6,7 +6,7 @@ Outside an activity (a unit test, the API process) they are not counted.
 - ``notifyflow_deliveries_total{kind, method, outcome}``: sends accepted or refused by the
   provider (retries of an accepted send are not counted again: the ledger answers them).
 - ``notifyflow_notifications_ended_total{status}``: terminal states reached.
-- ``notifyflow_time_to_first_answer_seconds{type, priority}``: request to accepted answer.
+- ``notifyflow_time_to_first_answer_seconds{type, priority, merchant}``: request to accepted answer.
 - ``notifyflow_first_answers_total{merchant, priority, within_target}`` and
   ``notifyflow_sla_breaches_total{merchant, priority}``: the service level (DESIGN §10).
 """

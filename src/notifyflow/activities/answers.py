@@ -142,7 +142,11 @@ def _count_first_answer(notification: Notification, answered_at: datetime) -> No
         "notifyflow_time_to_first_answer_seconds",
         "From request to the first accepted answer",
         (answered_at - notification.created_at).total_seconds(),
-        {"type": notification.type, "priority": priority},
+        {
+            "type": notification.type,
+            "priority": priority,
+            "merchant": str(notification.merchant_id),
+        },
     )
     due = notification.first_answer_due_at
     if due is None:
