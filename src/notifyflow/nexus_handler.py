@@ -8,11 +8,13 @@ whose message starts with its refusal code, never a retry loop.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import nexusrpc
 from nexusrpc.handler import StartOperationContext, service_handler, sync_operation
 from temporalio import nexus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from notifyflow import launch, starter
 from notifyflow.config import Settings
@@ -97,6 +99,22 @@ class NotificationServiceHandler:
         workflow_input = launch.workflow_input(notification, admin_ids, self._settings)
         public = format_notification_id(notification.id)
         log.info("nexus: %s requested by a caller workflow", public)
+        try:
+            return await self._start(ctx, notification, workflow_input)
+        except WorkflowAlreadyStartedError:
+            raise _failed(
+                NotificationError(
+                    RefusalCode.closed,
+                    f"{public} has already ended; its outcome is in get_notification",
+                )
+            ) from None
+
+    async def _start(
+        self,
+        ctx: nexus.WorkflowRunOperationContext,
+        notification: Any,
+        workflow_input: Any,
+    ) -> nexus.WorkflowHandle[NotificationOutcome]:
         return await ctx.start_workflow(
             NotificationWorkflow.run,
             workflow_input,

@@ -30,9 +30,12 @@ from notifyflow.models.workflow_io import NotificationOutcome
 SERVICE_NAME = "NotificationService"
 
 
+INT32_MAX = 2_147_483_647
+
+
 class NexusNotificationRequest(BaseModel):
     type: str
-    conversation_id: int
+    conversation_id: int = Field(ge=1, le=INT32_MAX)
     context: dict[str, Any]
     # The same key returns the same notification; without one, the Nexus request id serves, so
     # a retried start joins the notification it started.
@@ -42,7 +45,7 @@ class NexusNotificationRequest(BaseModel):
 
 class NexusAnswer(BaseModel):
     notification_id: str
-    answered_by: int
+    answered_by: int = Field(ge=1, le=INT32_MAX)
     answer_json: str
 
 

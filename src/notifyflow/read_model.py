@@ -76,8 +76,12 @@ def sla_view(row: Notification, now: datetime | None = None) -> SlaView:
     if due is None:
         return SlaView()
     answered = row.answered_at
-    moment = now or utcnow()
-    breached = due if (answered or moment) > due else None
+    # Closed or withdrawn unanswered: judged at its end, not by today's clock.
+    ended = row.closed_at if answered is None else None
+    moment = answered or ended or now or utcnow()
+    breached = due if moment > due else None
+    if answered is None and ended is not None and breached is None:
+        return SlaView(first_answer_due_at=due)
     taken: float | None = None
     if answered is not None:
         clock = service_levels.schedule_of(row.service_level or {})

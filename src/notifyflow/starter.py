@@ -226,6 +226,14 @@ async def _start_soon(
             START_WAIT.total_seconds(),
         )
     except (TimeoutError, RPCError) as exc:
+        if isinstance(exc, RPCError) and exc.status not in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+        ):
+            # Not Temporal being away: a refusal an operator must fix (e.g. a search
+            # attribute the namespace lacks). The row stays for the sweeper.
+            log.error("%s: Temporal refused to start its workflow: %s", public, exc.message)
+            return
         log.warning(
             "%s: recorded, but its workflow could not be started now (%s); the sweeper will "
             "start it once Temporal answers",

@@ -21,13 +21,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from notifyflow.config import Settings
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import MerchantUser, Notification
+from notifyflow.db.tables import Notification
 from notifyflow.db.types import utcnow
-from notifyflow.launch import ensure_started
+from notifyflow.launch import admin_ids, ensure_started
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationStatus
 
@@ -67,26 +67,20 @@ async def sweep_once(
         )
         if not rows:
             return 0
-        admins: dict[int, list[int]] = {}
-        for user_id, merchant_id in (
-            await session.execute(
-                select(MerchantUser.id, MerchantUser.merchant_id)
-                .where(
-                    MerchantUser.merchant_id.in_({r.merchant_id for r in rows}),
-                    MerchantUser.user_type == "admin",
-                )
-                .order_by(MerchantUser.id)
-            )
-        ).all():
-            admins.setdefault(merchant_id, []).append(user_id)
+        # The active admins, as every other start computes them (launch.admin_ids).
+        admins = {m: await admin_ids(session, m) for m in {r.merchant_id for r in rows}}
     done: list[int] = []
     for row in rows:
         public = format_notification_id(row.id)
         try:
             started = await ensure_started(client, row, admins.get(row.merchant_id, []), settings)
         except RPCError as exc:
-            # Temporal is still away: the next tick tries again.
-            log.info("sweep: %s not started yet: %s", public, exc.message)
+            if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                # Temporal is still away: the next tick tries again.
+                log.info("sweep: %s not started yet: %s", public, exc.message)
+            else:
+                # Refused (a missing search attribute, a permission): an operator must act.
+                log.error("sweep: Temporal refused to start %s: %s", public, exc.message)
             break
         if started:
             log.warning(

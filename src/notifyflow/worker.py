@@ -81,8 +81,13 @@ def temporal_connect_options(settings: Settings) -> dict[str, Any]:
             f"TEMPORAL_CONFIG_FILE: cannot read the client profile: {exc}"
         ) from None
     options: dict[str, Any] = dict(profile.to_client_connect_config())
-    options["target_host"] = settings.temporal_address
-    options["namespace"] = settings.temporal_namespace
+    # The profile's address and namespace stand unless notifyflow's settings name them (their
+    # defaults, 127.0.0.1:7233 and default, apply only when the profile has none either).
+    given = settings.model_fields_set
+    if "temporal_address" in given or "target_host" not in options:
+        options["target_host"] = settings.temporal_address
+    if "temporal_namespace" in given or "namespace" not in options:
+        options["namespace"] = settings.temporal_namespace
     if settings.temporal_api_key is not None:
         options["api_key"] = settings.temporal_api_key.get_secret_value()
     if options.get("api_key") and not options.get("tls"):

@@ -151,6 +151,10 @@ async def test_a_breached_target_escalates_at_once(
     async with db() as session:
         stored = await session.get(Notification, parse_notification_id(view.notification_id))
     assert stored is not None and stored.first_answer_due_at is not None
+    # Closed before its (real-time) due time, it is not a breach ...
+    assert sla_view(stored).breached_at is None
+    # ... while still open past it, it is.
+    stored.closed_at = None
     sla = sla_view(stored, now=stored.first_answer_due_at + timedelta(seconds=1))
     assert sla.breached_at == stored.first_answer_due_at and sla.answered_within_target is False
 

@@ -232,9 +232,16 @@ async def record_outcome(
     status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
     async with db() as session:
         now = utcnow()
-        await session.execute(
+        # Only the first record of the outcome counts: a retried delivery (the same sends,
+        # answered by the ledger) must not write a second webhook event or count twice.
+        changed = await session.execute(
             update(Notification)
-            .where(Notification.id == notification_id)
+            .where(
+                Notification.id == notification_id,
+                Notification.status.not_in(
+                    [NotificationStatus.delivered.value, NotificationStatus.delivery_failed.value]
+                ),
+            )
             .values(
                 status=status.value,
                 delivery_method=outcome.method,
@@ -243,14 +250,17 @@ async def record_outcome(
                 updated_at=now,
             )
         )
-        await webhook_events.enqueue(
-            session,
-            notification_id=notification_id,
-            merchant_id=merchant_id,
-            event=webhook_events.event_for_status(status.value),
-        )
+        first = bool(changed.rowcount)  # type: ignore[attr-defined]
+        if first:
+            await webhook_events.enqueue(
+                session,
+                notification_id=notification_id,
+                merchant_id=merchant_id,
+                event=webhook_events.event_for_status(status.value),
+            )
         await session.commit()
-    _count_end(status.value)
+    if first:
+        _count_end(status.value)
 
 
 async def record_end(db: SessionFactory, input: FinishInput) -> CustomerContact | None:

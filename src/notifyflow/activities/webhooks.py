@@ -16,7 +16,12 @@ from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import WebhookEvent, WebhookSubscription
 from notifyflow.db.types import utcnow
 from notifyflow.models.webhooks import WebhookDeliveryInput, WebhookDeliveryResult
-from notifyflow.webhooks.addresses import WebhookAddressRefused, check_url
+from notifyflow.webhooks.addresses import (
+    WebhookAddressRefused,
+    WebhookAddressUnresolved,
+    check_url,
+    pinned,
+)
 from notifyflow.webhooks.payload import event_body
 from notifyflow.webhooks.signing import headers
 
@@ -38,7 +43,10 @@ class WebhookActivities:
     def __init__(self, db: SessionFactory, *, allow_private: bool) -> None:
         self._db = db
         self._allow_private = allow_private
-        self._http = httpx.AsyncClient(timeout=POST_TIMEOUT, follow_redirects=False)
+        # trust_env=False: a proxy from the environment would resolve the host itself.
+        self._http = httpx.AsyncClient(
+            timeout=POST_TIMEOUT, follow_redirects=False, trust_env=False
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -68,14 +76,24 @@ class WebhookActivities:
                 await session.commit()
             body, url, secret = event.body, subscription.url, subscription.secret
         try:
-            await check_url(url, allow_private=self._allow_private)
+            address = await check_url(url, allow_private=self._allow_private)
+        except WebhookAddressUnresolved as exc:
+            # A DNS hiccup: retried like a refusal by the receiver.
+            await self._failed(input.event_id, str(exc))
+            raise ApplicationError(str(exc), type="WebhookFailed") from None
         except WebhookAddressRefused as exc:
             await self._failed(input.event_id, str(exc))
             raise ApplicationError(str(exc), type="WebhookRefused", non_retryable=True) from None
         message_id = f"evt_{input.event_id}"
+        # Connect to the address just checked, never to a fresh resolution of the name.
+        target, host_header, server_name = pinned(url, address)
+        sent = headers(secret, message_id, int(time.time()), body)
         try:
             response = await self._http.post(
-                url, content=body, headers=headers(secret, message_id, int(time.time()), body)
+                target,
+                content=body,
+                headers={**sent, "host": host_header},
+                extensions={"sni_hostname": server_name},
             )
             ok, error = 200 <= response.status_code < 300, f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:

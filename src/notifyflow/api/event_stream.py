@@ -85,8 +85,11 @@ class TimelineHub:
         watched.timeline = await notification_timeline(self._db, format_notification_id(n))
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
+        # Quiet from this change on (closure notices do not touch the row's updated_at); a
+        # notification that ended long ago (first read) is quiet from its last update.
         updated = version[1]
-        watched.quiet_since = updated if isinstance(updated, datetime) else utcnow()
+        first_read = not watched.timeline or watched.quiet_since is None
+        watched.quiet_since = updated if first_read and isinstance(updated, datetime) else utcnow()
         self._settle(watched)
         async with watched.changed:
             watched.changed.notify_all()
@@ -102,7 +105,11 @@ class TimelineHub:
         return False
 
     async def _load(self, n: int, watched: _Watched) -> None:
-        await self._refresh(n, watched, (await self._version([n]))[n])
+        try:
+            await self._refresh(n, watched, (await self._version([n]))[n])
+        except Exception:
+            watched.loading = None  # the next listener tries again
+            raise
 
     async def _run(self) -> None:
         while self._watched:

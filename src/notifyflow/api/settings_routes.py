@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import AwareDatetime
 
 from notifyflow import service_levels
 from notifyflow.api.deps import DB, AppSettings, Temporal
@@ -80,8 +80,8 @@ async def sla_report(
     merchant_id: MerchantId,
     db: DB,
     caller: CallerDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
 ) -> SlaReport:
     """First-answer service level of the notifications requested in [since, until) (default:
     the last 30 days): how many, the share answered within target, time-to-first-answer

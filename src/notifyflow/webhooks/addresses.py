@@ -8,26 +8,46 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 MAX_URL = 2000
+RESOLVE_TIMEOUT = 5.0
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class WebhookAddressRefused(ValueError):
     """The receiver URL may not be used; the message says why."""
 
 
-def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> str:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_link_local:
-        return f"{address} is link-local (never allowed)"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
+class WebhookAddressUnresolved(WebhookAddressRefused):
+    """The host did not resolve now (a DNS hiccup): worth trying again later."""
+
+
+# Cloud metadata services outside the link-local range.
+METADATA = frozenset(
+    ipaddress.ip_address(a) for a in ("100.100.100.200", "fd00:ec2::254", "169.254.169.254")
+)
+
+
+def _embedded(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (mapped ``::ffff:a.b.c.d`` or 6to4 ``2002::``)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return address.ipv4_mapped or address.sixtofour or address
+    return address
+
+
+def _refusal(address: IPAddress, allow_private: bool) -> str:
+    address = _embedded(address)
+    if address in METADATA or address.is_link_local:
+        return f"{address} is link-local or a metadata service (never allowed)"
+    if address.is_multicast or address.is_unspecified:
         return f"{address} is not a unicast address"
-    if not allow_private and (address.is_private or address.is_loopback):
+    if allow_private and (address.is_private or address.is_loopback):
+        return ""
+    if not address.is_global:
         return (
-            f"{address} is a private or loopback address "
-            "(allowed only with NOTIFYFLOW_WEBHOOK_ALLOW_PRIVATE=true)"
+            f"{address} is a private, loopback or reserved address "
+            "(private and loopback are allowed only with NOTIFYFLOW_WEBHOOK_ALLOW_PRIVATE=true)"
         )
     return ""
 
@@ -50,24 +70,41 @@ def check_url_shape(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse the URL unless every address its host resolves to is allowed."""
+async def check_url(url: str, *, allow_private: bool) -> IPAddress:
+    """The address to connect to: every address the host resolves to must be allowed, and the
+    caller connects to the one returned (never resolving again, so a name cannot point
+    somewhere else between this check and the request)."""
     host, port = check_url_shape(url)
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     if literal is not None:
-        addresses = {literal}
+        addresses = [literal]
     else:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                RESOLVE_TIMEOUT,
             )
-        except OSError as exc:
-            raise WebhookAddressRefused(f"url host {host!r} does not resolve: {exc}") from None
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    for address in sorted(addresses, key=str):
+        except UnicodeError:
+            raise WebhookAddressRefused(f"url host {host!r} is not a valid host name") from None
+        except (OSError, TimeoutError) as exc:
+            raise WebhookAddressUnresolved(
+                f"url host {host!r} does not resolve: {exc or 'timed out'}"
+            ) from None
+        addresses = sorted({ipaddress.ip_address(info[4][0]) for info in infos}, key=str)
+    for address in addresses:
         why = _refusal(address, allow_private)
         if why:
             raise WebhookAddressRefused(f"url host {host!r} resolves to {why}")
+    return addresses[0]
+
+
+def pinned(url: str, address: IPAddress) -> tuple[str, str, str]:
+    """``url`` with its host replaced by ``address``, the original ``host[:port]`` (the Host
+    header) and host name (TLS's server name, so the certificate is checked for it)."""
+    parts = urlsplit(url)
+    shown = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    netloc = shown + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc, parts.hostname or ""

@@ -11,7 +11,8 @@ from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import WebhookEvent
 from notifyflow.models.ids import format_notification_id
 
-PRIVATE_FIELDS = frozenset({"resolution_notes"})
+# Resolution notes never leave the database; the customer's phone is not an integrator's.
+PRIVATE_FIELDS = frozenset({"resolution_notes", "lead_phone"})
 
 
 def _without_private(answer_text: str) -> str:

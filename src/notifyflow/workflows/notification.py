@@ -134,7 +134,9 @@ class NotificationWorkflow:
                 # an admin gave meanwhile is still delivered; otherwise end in a terminal state
                 # with the reason instead of failing the workflow.
                 self._allowed = set(input.admin_ids)
-                if not self._queue:
+                if not self._queue or not workflow.patched(
+                    policies.PATCH_DELIVER_AFTER_OPEN_FAILURE
+                ):
                     return await self._end(
                         await self._finish(
                             NotificationStatus.closed, _open_failure(err), tell_customer=False
@@ -372,10 +374,10 @@ class NotificationWorkflow:
 
     # ---- answers ------------------------------------------------------------------------
 
-    def _check(self, sub: AnswerSubmission) -> dict[str, object]:
-        """Every refusal of DESIGN §2/§4, decided from workflow state; raises NotificationError."""
+    def _check_addressed(self, notification_id: str) -> None:
+        """The payload names this notification (well-formed, and not another one)."""
         try:
-            n = parse_notification_id(sub.notification_id)
+            n = parse_notification_id(notification_id)
         except MalformedNotificationId as exc:
             raise NotificationError(RefusalCode.malformed_id, str(exc)) from None
         if n != self._input.notification_id:
@@ -383,6 +385,17 @@ class NotificationWorkflow:
                 RefusalCode.wrong_notification,
                 f"this is {self._public_id}, not {format_notification_id(n)}",
             )
+
+    def _check_open(self) -> None:
+        if self._close is not None or self._status in (
+            NotificationStatus.closed,
+            NotificationStatus.expired,
+        ):
+            raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
+
+    def _check(self, sub: AnswerSubmission) -> dict[str, object]:
+        """Every refusal of DESIGN §2/§4, decided from workflow state; raises NotificationError."""
+        self._check_addressed(sub.notification_id)
         # Who first: a stranger learns nothing about the notification's state or schema.
         if (
             self._allowed is not None
@@ -393,11 +406,7 @@ class NotificationWorkflow:
                 RefusalCode.not_allowed,
                 f"merchant user {sub.answered_by} may not answer {self._public_id}",
             )
-        if self._close is not None or self._status in (
-            NotificationStatus.closed,
-            NotificationStatus.expired,
-        ):
-            raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
+        self._check_open()
         if not self._input.allow_multiple_answers and (self._queue or self._answers_accepted):
             if self._is_last_accepted(sub):
                 # The same person sending the same answer again (a client retrying after a
@@ -496,6 +505,15 @@ class NotificationWorkflow:
         try:
             answer = self._check(sub)
         except _SameAnswer:
+            if workflow.patched(policies.PATCH_SAME_ANSWER_SIGNAL):
+                return
+            # Recorded before this change: the same answer again was refused.
+            self._refuse(
+                sub,
+                NotificationError(
+                    RefusalCode.already_answered, f"{self._public_id} has already been answered"
+                ),
+            )
             return
         except NotificationError as err:
             workflow.logger.info("refused answer to %s: %s", self._public_id, err.message)
@@ -504,20 +522,8 @@ class NotificationWorkflow:
         self._accept(sub, answer)
 
     def _check_follow_up(self, message: CustomerMessage) -> None:
-        try:
-            n = parse_notification_id(message.notification_id)
-        except MalformedNotificationId as exc:
-            raise NotificationError(RefusalCode.malformed_id, str(exc)) from None
-        if n != self._input.notification_id:
-            raise NotificationError(
-                RefusalCode.wrong_notification,
-                f"this is {self._public_id}, not {format_notification_id(n)}",
-            )
-        if self._close is not None or self._status in (
-            NotificationStatus.closed,
-            NotificationStatus.expired,
-        ):
-            raise NotificationError(RefusalCode.closed, f"{self._public_id} is closed")
+        self._check_addressed(message.notification_id)
+        self._check_open()
         if self._queue or self._answers_accepted or self._status.is_terminal:
             raise NotificationError(
                 RefusalCode.already_answered,
@@ -556,8 +562,17 @@ class NotificationWorkflow:
         timing = (
             change.timing.halved() if self._input.priority is Priority.urgent else change.timing
         )
+        service = change.service
+        if (
+            self._input.priority is Priority.urgent
+            and service is not None
+            and service.first_answer_target is not None
+        ):
+            service = service.model_copy(
+                update={"first_answer_target": service.first_answer_target / 2}
+            )
         self._timing = timing
-        self._service = change.service
+        self._service = service
         self._service_changed = True
 
     @workflow.signal(name="close")

@@ -58,6 +58,8 @@ LOCAL_RETRY = RetryPolicy(
 # workflow.patched markers: histories recorded before each change replay the old branch.
 PATCH_CLOSE_BEFORE_OPEN = "close-before-open"
 PATCH_BOUNDED_ANSWER_WAIT = "bounded-answer-wait"
+PATCH_DELIVER_AFTER_OPEN_FAILURE = "deliver-after-open-failure"
+PATCH_SAME_ANSWER_SIGNAL = "same-answer-signal"
 
 # Outbound webhooks (DESIGN §8): the first retry within 10 s, then doubling, capped at 10 min,
 # for 24 h; one attempt is a single HTTP POST with a 10 s timeout.
