@@ -397,6 +397,7 @@ async def add_customer_message(
     text: str,
     *,
     settings: Settings | None = None,
+    message_id: str | None = None,
 ) -> CustomerMessageAccepted:
     """The customer wrote again about an open notification (DESIGN §8): the message joins the
     notification and is forwarded to its recipients. Refused once it is answered or closed."""
@@ -420,13 +421,24 @@ async def add_customer_message(
                     message,
                     result_type=CustomerMessageAccepted,
                     rpc_timeout=ANSWER_WAIT,
+                    # Temporal keeps one update per id: the same message_id again (a client
+                    # retrying after a timeout) returns the first one's result.
+                    id=f"customer-message:{message_id}" if message_id else None,
                 ),
                 ANSWER_WAIT.total_seconds(),
             )
         except TimeoutError:
             raise NotificationError(
-                RefusalCode.not_ready, f"{public} did not take the message in time"
+                RefusalCode.not_ready,
+                f"{public} did not take the message in time"
+                + ("; sending it again with the same message_id is safe" if message_id else ""),
             ) from None
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+                raise NotificationError(
+                    RefusalCode.not_ready, f"the workflow service did not answer for {public}"
+                ) from None
+            raise
         return accepted
 
     try:

@@ -99,3 +99,33 @@ async def test_a_follow_up_with_no_text_is_refused_before_anything(dev_env, db) 
     with pytest.raises(NotificationError) as missing:
         await starter.add_customer_message(dev_env.client, db, "NOTIF_2147483000", "Hello")
     assert missing.value.code is RefusalCode.not_found
+
+
+async def test_the_same_message_id_again_is_the_same_follow_up(
+    dev_env, db, task_queue, channel, shop_factory
+) -> None:
+    """A client retrying after a timeout sends the same message_id: one follow-up, one send
+    to each recipient."""
+    shop = await shop_factory()
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        public = await _open(dev_env, db, task_queue, shop)
+        await until(lambda: all(channel.to(a.phone) for a in shop.admins))
+        first = await starter.add_customer_message(
+            dev_env.client, db, public, "Gift wrap, please.", message_id="voyager-msg-77"
+        )
+        again = await starter.add_customer_message(
+            dev_env.client, db, public, "Gift wrap, please.", message_id="voyager-msg-77"
+        )
+        other = await starter.add_customer_message(
+            dev_env.client, db, public, "And a card.", message_id="voyager-msg-78"
+        )
+        assert (first.seq, again.seq, other.seq) == (1, 1, 2)
+        await until(lambda: all(len(channel.to(a.phone)) == 3 for a in shop.admins))
+        await starter.close_notification(dev_env.client, db, public)
+    follow_up_sid = default_content_sid(Campaign.notification_follow_up, "en")
+    for admin in shop.admins:
+        forwarded = [s for s in channel.to(admin.phone) if s.content_sid == follow_up_sid]
+        assert [s.variables["2"] for s in forwarded if s.variables] == [
+            "Gift wrap, please.",
+            "And a card.",
+        ]

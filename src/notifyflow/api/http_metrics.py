@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifyflow import metrics
 
+# Label values come from this set only: a client inventing methods cannot grow the series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -33,6 +36,10 @@ class HttpMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
+            method = scope.get("method", "GET")
             metrics.observe_http(
-                scope.get("method", "GET"), template, status, time.perf_counter() - started
+                method if method in METHODS else "OTHER",
+                template,
+                status,
+                time.perf_counter() - started,
             )

@@ -330,6 +330,17 @@ class CustomerMessageBody(BaseModel):
     )
 
     text: str = Field(min_length=1, max_length=starter.MAX_FOLLOW_UP_CHARS)
+    message_id: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            AfterValidator(plain_text),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Voyager's id for the message: sending it again is the same follow-up",
+    )
 
 
 @router.post(
@@ -352,5 +363,10 @@ async def add_customer_message(
     _check_storable(body.text, "/text")
     await check_notification(db, caller, public_id)
     return await starter.add_customer_message(
-        await temporal.get(), db, public_id, body.text, settings=settings
+        await temporal.get(),
+        db,
+        public_id,
+        body.text,
+        settings=settings,
+        message_id=body.message_id,
     )
