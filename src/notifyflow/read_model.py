@@ -122,6 +122,7 @@ def notification_view(
                 name=user.name,
                 user_type=user.user_type,
                 reason=rec.reason,
+                conversation_id=rec.conversation_id,
             )
             for rec, user in recipients
         ],

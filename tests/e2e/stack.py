@@ -22,18 +22,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import select
 
-from notifyflow.db.seed import SUPPORT_CLASSIFICATION_CATEGORY, SUPPORT_CLASSIFICATIONS
-from notifyflow.db.session import create_engine, session_factory
-from notifyflow.db.tables import CampaignTemplate, Message
+# The product's shipped data (template definitions, classification texts), not its database.
+from notifyflow.db.seed import (
+    DEFAULT_TEMPLATES,
+    SUPPORT_CLASSIFICATION_CATEGORY,
+    SUPPORT_CLASSIFICATIONS,
+)
 from tests.fakes.openai_server import FAKE_OPENAI_KEY, FakeOpenAI
 from tests.fakes.twilio_server import FakeTwilio, normalize_number
 from tests.faults.harness import until
@@ -342,25 +344,14 @@ class E2EStack:
     def http(self, timeout: float = 30.0) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.api_url, timeout=timeout)
 
-    @contextlib.asynccontextmanager
-    async def _read_db(self) -> AsyncIterator[Any]:
-        engine = create_engine(self.database_url)
-        try:
-            async with session_factory(engine)() as session:
-                yield session
-        finally:
-            await engine.dispose()
-
     async def register_templates(self) -> None:
-        """Tell the fake Twilio the templates the product provisioned (as approving them at
-        Twilio would): it then renders them and checks their variables."""
-        async with self._read_db() as session:
-            rows = (await session.scalars(select(CampaignTemplate))).all()
+        """Approve at the fake Twilio the Content definitions the product ships (what an operator
+        does once in the Twilio console): it then renders them and checks their variables.
+        Nothing is read from the product's database."""
         self.templates = {}
-        for row in rows:
-            self.twilio.register_template(row.content_sid, row.body)
-            if row.merchant_scope == 0:
-                self.templates[(row.campaign, row.language)] = row.content_sid
+        for (campaign, language), template in DEFAULT_TEMPLATES.items():
+            self.twilio.register_template(template.content_sid, template.body)
+            self.templates[(str(campaign), language)] = template.content_sid
 
     def requests_to(self, phone: str, public: str) -> list[dict[str, Any]]:
         """The request campaigns of ``public`` the fake Twilio accepted for ``phone`` (not
@@ -369,15 +360,22 @@ class E2EStack:
         return requests_for(self.twilio, phone, public, sids or None)
 
     async def instructions(self, public: str) -> list[str]:
-        """The instruction messages the product wrote for the recipients of ``public``."""
-        async with self._read_db() as session:
-            rows = (await session.scalars(select(Message).where(Message.role == "assistant"))).all()
-        return [
-            row.content
-            for row in rows
-            if (row.other_data or {}).get("kind") == "notification_instruction"
-            and public in (row.other_data or {}).get("notification_ids", [])
-        ]
+        """The instruction messages the product wrote for the recipients of ``public``, read
+        over HTTP from each recipient's own conversation."""
+        out: list[str] = []
+        async with self.http() as http:
+            view = (await http.get(f"/v1/notifications/{public}")).json()
+            for recipient in view["recipients"]:
+                page = (
+                    await http.get(f"/v1/conversations/{recipient['conversation_id']}/messages")
+                ).json()
+                for message in page["items"] if isinstance(page, dict) else page:
+                    data = message.get("other_data") or {}
+                    if data.get("kind") == "notification_instruction" and public in data.get(
+                        "notification_ids", []
+                    ):
+                        out.append(message["content"])
+        return out
 
 
 # ---- a shop, made over HTTP ----------------------------------------------------------------

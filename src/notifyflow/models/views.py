@@ -31,6 +31,9 @@ class RecipientView(BaseModel):
     name: str
     user_type: str
     reason: str  # initial | escalation
+    # The recipient's own conversation: the instruction message and what was sent to them
+    # (GET /v1/conversations/{id}/messages).
+    conversation_id: int | None = None
 
 
 class SlaView(BaseModel):
