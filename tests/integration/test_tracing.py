@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,9 +36,17 @@ def test_tracing_is_off_without_an_otlp_endpoint() -> None:
     assert not tracing.tracing_configured(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}
     )
-    if tracing.enabled():
-        pytest.skip("tracing was set up earlier in this process")
-    assert tracing.temporal_interceptors() == [] and tracing.current_ids() is None
+    # In a process of its own: another test of this run may have set tracing up in this one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    probe = (
+        "from notifyflow import tracing\n"
+        "assert not tracing.enabled()\n"
+        "assert tracing.temporal_interceptors() == [] and tracing.current_ids() is None\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest_asyncio.fixture
