@@ -5,7 +5,7 @@ the same paths end to end."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,12 @@ class FakeOutreach:
     notices: list[tuple[int, list[int], Notice, bool]] = field(default_factory=list)
     reached: list[tuple[int, DeliveryKind, Campaign, str]] = field(default_factory=list)
 
-    async def members(self, merchant: Merchant, users: Sequence[MerchantUser]) -> dict[int, Member]:
+    async def members(
+        self,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        known: Mapping[int, Member] | None = None,
+    ) -> dict[int, Member]:
         return await member_conversations(
             self.db, merchant.id, merchant.default_language, list(users)
         )
@@ -91,6 +96,7 @@ class FakeOutreach:
         notice: Notice,
         *,
         best_effort: bool = False,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
         self.notices.append((notification_id, sorted(u.id for u in users), notice, best_effort))
         return len(users)

@@ -153,7 +153,12 @@ class NotificationActivities:
             # transaction: one commit before the customer's send.
             localized = await self._answers.localize(text, language)
             await self._answers.record(
-                notification, input, text, localized, first=not loaded.recorded
+                notification,
+                input,
+                text,
+                localized,
+                first=not loaded.recorded,
+                subscriptions=merchant.webhook_subscriptions,
             )
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         outcome = await self._outreach.reach_customer(
@@ -164,9 +169,15 @@ class NotificationActivities:
             cfg.answered_campaign,
             compose=self._answers.compose,
         )
-        await record_outcome(self._db, notification.id, notification.merchant_id, outcome)
+        await record_outcome(
+            self._db,
+            notification.id,
+            notification.merchant_id,
+            outcome,
+            subscriptions=merchant.webhook_subscriptions,
+        )
 
-        users = await merchant_users(self._db, merchant.id)
+        users, known = loaded.roster.users, loaded.roster.known
         notices = 0
         if not notification.allow_multiple_answers:
             others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
@@ -177,6 +188,7 @@ class NotificationActivities:
                 others,
                 Notice.plain(DeliveryKind.closure, notice),
                 best_effort=True,
+                known=known,
             )
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]
@@ -187,6 +199,7 @@ class NotificationActivities:
                 answerer,
                 Notice.plain(DeliveryKind.delivery_failed, message),
                 best_effort=True,
+                known=known,
             )
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         return DeliverResult(

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
+    Conversation,
     Document,
     Merchant,
     MerchantUser,
@@ -31,7 +33,7 @@ from notifyflow.models.notification import (
     NotificationType,
 )
 from notifyflow.models.vocabulary import MessageRole
-from notifyflow.outreach.members import Member, merchant_users
+from notifyflow.outreach.members import Member, Roster, join_own_conversation, merchant_users
 from notifyflow.outreach.service import Outreach
 
 log = logging.getLogger(__name__)
@@ -92,16 +94,41 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
-            loaded = (
+            # One statement: the notification, its merchant, the merchant's active users with
+            # their own conversations, and which of them an earlier attempt recorded.
+            rows = (
                 await session.execute(
-                    select(Notification, Merchant)
-                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    join_own_conversation(
+                        select(
+                            Notification,
+                            Merchant,
+                            MerchantUser,
+                            Conversation,
+                            NotificationRecipient.id,
+                        )
+                        .join(Merchant, Merchant.id == Notification.merchant_id)
+                        .outerjoin(
+                            MerchantUser,
+                            and_(
+                                MerchantUser.merchant_id == Merchant.id,
+                                MerchantUser.deactivated_at.is_(None),
+                            ),
+                        )
+                    )
+                    .outerjoin(
+                        NotificationRecipient,
+                        and_(
+                            NotificationRecipient.notification_id == Notification.id,
+                            NotificationRecipient.merchant_user_id == MerchantUser.id,
+                        ),
+                    )
                     .where(Notification.id == notification_id)
+                    .order_by(MerchantUser.id)
                 )
-            ).first()
-            if loaded is None:
+            ).all()
+            if not rows:
                 raise non_retryable(f"notification {notification_id} does not exist")
-            notification, merchant = loaded
+            notification, merchant = rows[0][0], rows[0][1]
             if notification.status != NotificationStatus.requested.value:
                 # Closed while its workflow was starting (an operator's close of an orphan):
                 # nobody is to be asked any more.
@@ -109,25 +136,9 @@ class Router:
                     f"{format_notification_id(notification.id)} is {notification.status}"
                 )
             # Departed (deactivated) users are neither asked nor allowed to answer.
-            users = list(
-                (
-                    await session.scalars(
-                        select(MerchantUser).where(
-                            MerchantUser.merchant_id == merchant.id,
-                            MerchantUser.deactivated_at.is_(None),
-                        )
-                    )
-                ).all()
-            )
-            recorded = list(
-                (
-                    await session.scalars(
-                        select(NotificationRecipient).where(
-                            NotificationRecipient.notification_id == notification.id
-                        )
-                    )
-                ).all()
-            )
+            roster = Roster.of([(r[2], r[3]) for r in rows])
+            users = roster.users
+            recorded = {r[2].id for r in rows if r[4] is not None}
             categories: list[SupportCategory] = []
             if not recorded and notification.type == NotificationType.user_support_request:
                 docs = (
@@ -147,9 +158,8 @@ class Router:
         support_type: str | None = notification.context.get("support_request_type")
         if recorded:
             # A retry: routing was decided and written by an earlier attempt.
-            chosen_ids = [r.merchant_user_id for r in recorded]
-            chosen = [u for u in users if u.id in chosen_ids]
-            members = await self._outreach.members(merchant, chosen)
+            chosen = [u for u in users if u.id in recorded]
+            members = await self._outreach.members(merchant, chosen, roster.known)
         else:
             chosen = admins
             if notification.type == NotificationType.user_support_request:
@@ -167,7 +177,12 @@ class Router:
                 # fan-out, not only at escalation.
                 chosen = chosen + [u for u in users if u.on_call and u not in chosen]
             members = await self.add_recipients(
-                notification, merchant, chosen, "initial", support_type=support_type
+                notification,
+                merchant,
+                chosen,
+                "initial",
+                support_type=support_type,
+                known=roster.known,
             )
         return Routed(notification, merchant, chosen, admins, members, support_type)
 
@@ -192,10 +207,11 @@ class Router:
         reason: str,
         *,
         support_type: str | None,
+        known: Mapping[int, Member] | None = None,
     ) -> dict[int, Member]:
         """Recipients, their instruction messages and the routing result, in one transaction.
         Returns each recipient's own conversation."""
-        members = await self._outreach.members(merchant, users)
+        members = await self._outreach.members(merchant, users, known)
         notification_id = notification.id
         async with self._db() as session:
             instruction = instruction_text(notification, support_type)

@@ -7,9 +7,8 @@ rule decided at send time, on WhatsApp or Instagram. Every send goes through the
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +40,7 @@ from notifyflow.models.vocabulary import (
 from notifyflow.outreach import keys
 from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.errors import ConfigurationError, retry_later
-from notifyflow.outreach.ledger import Sender, Sent, Target
+from notifyflow.outreach.ledger import Send, Sender, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome, instagram_decision, shortened_variable, window_open
 from notifyflow.outreach.templates import RenderedTemplate, TemplateMissing, find_template, render
@@ -80,11 +79,24 @@ class Outreach:
 
     # ---- merchant users -------------------------------------------------------------------
 
-    async def members(self, merchant: Merchant, users: Sequence[MerchantUser]) -> dict[int, Member]:
-        """Each user's own conversation with the merchant, created when missing."""
-        return await member_conversations(
-            self._db, merchant.id, merchant.default_language, list(users)
-        )
+    async def members(
+        self,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        known: Mapping[int, Member] | None = None,
+    ) -> dict[int, Member]:
+        """Each user's own conversation with the merchant, created when missing. ``known``:
+        members already loaded (:class:`~notifyflow.outreach.members.Roster`): only the
+        others are looked up, so the common case costs no statement here."""
+        have = {u.id: known[u.id] for u in users if known and u.id in known}
+        missing = [u for u in users if u.id not in have]
+        if missing:
+            have.update(
+                await member_conversations(
+                    self._db, merchant.id, merchant.default_language, missing
+                )
+            )
+        return {u.id: have[u.id] for u in users}
 
     async def template(
         self, campaign: Campaign, language: str | None, merchant: Merchant
@@ -128,6 +140,7 @@ class Outreach:
         notice: Notice,
         *,
         best_effort: bool = False,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
         """Free-form where the member's own 24 h window is open, else the campaign template.
 
@@ -135,7 +148,7 @@ class Outreach:
         (closure, the answerer told of a failed delivery): a configuration error is logged, not
         raised, so the outcome stands; anything retryable is still retried through the ledger."""
         try:
-            return await self._notify(notification_id, merchant, users, notice)
+            return await self._notify(notification_id, merchant, users, notice, known)
         except ConfigurationError as err:
             if not best_effort:
                 raise
@@ -148,8 +161,9 @@ class Outreach:
         merchant: Merchant,
         users: Sequence[MerchantUser],
         notice: Notice,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
-        members = await self.members(merchant, users)
+        members = await self.members(merchant, users, known)
         now = utcnow()
         direct: list[tuple[str, Target]] = []
         templated: list[tuple[str, Target]] = []
@@ -179,19 +193,10 @@ class Outreach:
         """Send to several people at once; a permanent refusal for one person is logged and
         does not stop the others; a retryable one fails the activity (the ledger skips the
         sends that went through when Temporal retries)."""
-        results = await asyncio.gather(
-            *(
-                self._sender.send(
-                    notification_id=notification_id,
-                    key=key,
-                    kind=kind,
-                    target=target,
-                    template=rendered,
-                    text=text,
-                )
-                for key, target in targets
-            ),
-            return_exceptions=True,
+        results = await self._sender.send_many(
+            notification_id=notification_id,
+            kind=kind,
+            sends=[Send(key, target, text=text, template=rendered) for key, target in targets],
         )
         sent = 0
         retry: SendError | None = None
