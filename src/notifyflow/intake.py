@@ -18,10 +18,11 @@ from notifyflow.db.tables import (
     Document,
     Merchant,
     MerchantSettings,
+    MerchantUser,
     Notification,
 )
 from notifyflow.db.types import utcnow
-from notifyflow.launch import admin_ids
+from notifyflow.launch import admin_ids, is_admin_of
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NOTIFICATION_CONFIG, NotificationStatus, NotificationType
 from notifyflow.models.text import unstorable
@@ -112,26 +113,35 @@ async def record_request(
             return existing, await admin_ids(session, existing.merchant_id), False
 
         # One read for everything the row needs: the conversation, its customer's phone, the
-        # merchant's timezone and webhook count, and the merchant's service levels.
+        # merchant's timezone and webhook count, its service levels and its active admins
+        # (one row per admin).
         found = (
             await session.execute(
-                select(Conversation, ConversationUser.phone, Merchant, MerchantSettings)
+                select(
+                    Conversation,
+                    ConversationUser.phone,
+                    Merchant,
+                    MerchantSettings,
+                    MerchantUser.id,
+                )
                 .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
                 .join(Merchant, Merchant.id == Conversation.merchant_id)
                 .outerjoin(
                     MerchantSettings, MerchantSettings.merchant_id == Conversation.merchant_id
                 )
+                .outerjoin(MerchantUser, is_admin_of(Conversation.merchant_id))
                 .where(Conversation.id == conversation_id)
+                .order_by(MerchantUser.id)
             )
-        ).first()
-        if found is None or found[0].merchant_user_id is not None:
+        ).all()
+        if not found or found[0][0].merchant_user_id is not None:
             if (replay := await earlier()) is not None:
                 return replay
             raise NotificationError(
                 RefusalCode.not_found, f"conversation {conversation_id} not found"
             )
-        conversation, phone, merchant, merchant_settings = found
-        admins = await admin_ids(session, conversation.merchant_id)
+        conversation, phone, merchant, merchant_settings = found[0][:4]
+        admins = [row[4] for row in found if row[4] is not None]
         if not admins:
             if (replay := await earlier()) is not None:
                 return replay

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from temporalio import activity
 
 from notifyflow import worker_metrics
-from notifyflow.activities.common import fall_back
+from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
@@ -23,6 +24,7 @@ from notifyflow.db.tables import (
     ConversationUser,
     Document,
     Merchant,
+    MerchantUser,
     Message,
     Notification,
     NotificationAnswer,
@@ -33,7 +35,7 @@ from notifyflow.models.notification import NotificationStatus, NotificationType,
 from notifyflow.models.vocabulary import MessageRole
 from notifyflow.models.workflow_io import DeliverInput, FinishInput
 from notifyflow.outreach.contacts import CustomerContact, load_contact
-from notifyflow.outreach.members import Roster, with_conversations
+from notifyflow.outreach.members import Roster, join_own_conversation
 from notifyflow.outreach.policy import Outcome
 from notifyflow.webhooks import events as webhook_events
 
@@ -213,8 +215,8 @@ class ForDelivery:
 
 
 async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
-    """Two statements: the notification with its customer, merchant and whether this answer
-    is recorded already (a retry); the merchant's users with their conversations."""
+    """One statement: the notification with its customer, merchant and whether this answer
+    is recorded already (a retry), and the merchant's users with their own conversations."""
     already = (
         select(NotificationAnswer.id)
         .where(
@@ -224,19 +226,45 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
         )
         .exists()
     )
+    customer_conversation = aliased(Conversation)
+    customer = aliased(ConversationUser)
     async with db() as session:
-        notification, conversation, merchant, customer, recorded = (
+        rows = (
             await session.execute(
-                select(Notification, Conversation, Merchant, ConversationUser, already)
-                .join(Conversation, Conversation.id == Notification.conversation_id)
-                .join(Merchant, Merchant.id == Notification.merchant_id)
-                .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
+                join_own_conversation(
+                    select(
+                        Notification,
+                        customer_conversation,
+                        Merchant,
+                        customer,
+                        already,
+                        MerchantUser,
+                        Conversation,
+                    )
+                    .join(
+                        customer_conversation,
+                        customer_conversation.id == Notification.conversation_id,
+                    )
+                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    .join(customer, customer.id == customer_conversation.conversation_user_id)
+                    .outerjoin(
+                        MerchantUser,
+                        and_(
+                            MerchantUser.merchant_id == Merchant.id,
+                            MerchantUser.deactivated_at.is_(None),
+                        ),
+                    )
+                )
                 .where(Notification.id == input.notification_id)
+                .order_by(MerchantUser.id)
             )
-        ).one()
-        rows = (await session.execute(with_conversations(merchant.id))).all()
-    contact = CustomerContact(merchant, conversation, customer)
-    return ForDelivery(notification, contact, bool(recorded), Roster.of(rows))
+        ).all()
+    if not rows:
+        raise non_retryable(f"notification {input.notification_id} does not exist")
+    notification, conversation, merchant, person, recorded = rows[0][:5]
+    contact = CustomerContact(merchant, conversation, person)
+    roster = Roster.of([(r[5], r[6]) for r in rows])
+    return ForDelivery(notification, contact, bool(recorded), roster)
 
 
 async def record_outcome(

@@ -132,8 +132,8 @@ class Sender:
         this returns."""
         if len({s.key for s in sends}) != len(sends):
             raise ValueError("one key per send")
-        prepared = [self._prepare(s) for s in sends]
-        claims = await self._claim_many(notification_id, kind, prepared)
+        prepared = [self._prepare(s, kind) for s in sends]
+        claims = await self._claim_many(notification_id, prepared)
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def call(p: _Prepared) -> SendResult:
@@ -167,7 +167,7 @@ class Sender:
             got = outcome[p.send.key]
             if isinstance(got, SendError):
                 if not (got.retryable or got.ambiguous):
-                    _count_delivery("refused", kind, p.method)
+                    _count_delivery("refused", p.kind, p.method)
                 refused.append((claim.delivery_id, got))
                 results.append(got)
             elif isinstance(got, BaseException):
@@ -177,10 +177,10 @@ class Sender:
             else:
                 accepted.append((p, claim.delivery_id, got.provider_message_id, p.body))
                 results.append(Sent(got.provider_message_id, p.method, duplicate=False))
-        await self._record(notification_id, kind, accepted, refused)
+        await self._record(notification_id, accepted, refused)
         return results
 
-    def _prepare(self, send: Send) -> _Prepared:
+    def _prepare(self, send: Send, kind: DeliveryKind) -> _Prepared:
         if (send.text is None) == (send.template is None):
             raise ValueError("send exactly one of text or template")
         channel = self._channel(send.target)
@@ -190,7 +190,7 @@ class Sender:
             # Cut here, before the ledger records it: the ledger's body is the one sent.
             text = truncate_words(text, WHATSAPP_BODY_LIMIT)
         body = send.template.body if send.template else (text or "")
-        return _Prepared(send, channel, method, body)
+        return _Prepared(send, send.kind or kind, channel, method, body)
 
     @staticmethod
     async def _call(p: _Prepared) -> SendResult:
@@ -217,7 +217,7 @@ class Sender:
         )
 
     async def _claim_many(
-        self, notification_id: int, kind: DeliveryKind, prepared: list[_Prepared]
+        self, notification_id: int, prepared: list[_Prepared]
     ) -> dict[str, _Claim]:
         """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
@@ -227,7 +227,7 @@ class Sender:
             {
                 "notification_id": notification_id,
                 "idempotency_key": p.send.key,
-                "kind": str(kind),
+                "kind": str(p.kind),
                 "recipient_kind": str(p.send.target.recipient_kind),
                 "merchant_user_id": p.send.target.merchant_user_id,
                 "conversation_id": p.send.target.conversation_id,
@@ -316,7 +316,6 @@ class Sender:
     async def _record(
         self,
         notification_id: int,
-        kind: DeliveryKind,
         accepted: list[tuple[_Prepared, int, str, str]],
         refused: list[tuple[int, SendError]],
     ) -> None:
@@ -346,13 +345,13 @@ class Sender:
                 await session.execute(
                     insert(Message).values(
                         [
-                            _history_row(p, body, kind, notification_id, now)
+                            _history_row(p, body, notification_id, now)
                             for p, _, _, body in accepted
                         ]
                     )
                 )
                 for p, _, _, _ in accepted:
-                    _count_delivery("accepted", kind, p.method)
+                    _count_delivery("accepted", p.kind, p.method)
             for delivery_id, err in refused:
                 values: dict[str, Any] = {
                     "error_code": "ambiguous" if err.ambiguous else err.code,
@@ -380,11 +379,15 @@ class Send:
     template: RenderedTemplate | None = None
     human_agent: bool = False
     other_data: dict[str, Any] | None = None
+    # The step this send belongs to, when it is not the call's (a closure notice sent with
+    # the customer's answer).
+    kind: DeliveryKind | None = None
 
 
 @dataclass(frozen=True)
 class _Prepared:
     send: Send
+    kind: DeliveryKind
     channel: Channel
     method: SendMethod
     body: str
@@ -406,7 +409,7 @@ class _Claim:
 
 
 def _history_row(
-    p: _Prepared, body: str, kind: DeliveryKind, notification_id: int, now: datetime
+    p: _Prepared, body: str, notification_id: int, now: datetime
 ) -> dict[str, Any]:
     """The message as the conversation's history shows it."""
     payload: dict[str, Any]
@@ -428,7 +431,7 @@ def _history_row(
         "content": body,
         "other_data": {
             "notification_id": notification_id,
-            "kind": str(kind),
+            "kind": str(p.kind),
             "delivery_key": p.send.key,
             **(p.send.other_data or {}),
         },

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVarTuple
+from typing import TypeVarTuple
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.exc import IntegrityError
@@ -36,23 +36,6 @@ def join_own_conversation(stmt: Select[*Ts]) -> Select[*Ts]:
             Conversation.channel == ChannelName.whatsapp.value,
         ),
     )
-
-
-def with_conversations(merchant_id: Any) -> Select[MerchantUser, Conversation]:
-    """Every active user of a merchant and their own conversation (None when none exists
-    yet), in one statement."""
-    return join_own_conversation(
-        select(MerchantUser, Conversation)
-        .where(MerchantUser.merchant_id == merchant_id, MerchantUser.deactivated_at.is_(None))
-        .order_by(MerchantUser.id)
-    )
-
-
-async def load_members(db: SessionFactory, merchant_id: int) -> Roster:
-    """A merchant's active users with the conversations they have, in one statement."""
-    async with db() as session:
-        rows = (await session.execute(with_conversations(merchant_id))).all()
-    return Roster.of(rows)
 
 
 @dataclass(frozen=True)
