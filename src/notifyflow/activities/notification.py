@@ -88,7 +88,11 @@ class NotificationActivities:
     async def open_notification(self, input: OpenInput) -> OpenResult:
         routed = await self._router.route(input.notification_id)
         await self._outreach.ask(
-            routed.notification, routed.merchant, routed.members, DeliveryKind.request
+            routed.notification,
+            routed.merchant,
+            routed.members,
+            DeliveryKind.request,
+            claim_with=routed.writes,
         )
         allowed = sorted({u.id for u in routed.chosen} | {u.id for u in routed.admins})
         return OpenResult(

@@ -116,8 +116,11 @@ class Outreach:
         merchant: Merchant,
         members: dict[int, Member],
         kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
     ) -> int:
-        """The request campaign to each member (first ask or escalation)."""
+        """The request campaign to each member (first ask or escalation). ``claim_with``: the
+        routing's own writes, committed with the claim of these sends."""
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
         template = await self.template(cfg.requested_campaign, merchant.default_language, merchant)
@@ -133,6 +136,7 @@ class Outreach:
                 for m in members.values()
             ],
             kind,
+            claim_with=claim_with,
         )
 
     async def notify_members(
@@ -195,14 +199,21 @@ class Outreach:
         sends = await self.notice_sends(notification_id, merchant, users, notice, known)
         return await self._fan_out(notification_id, sends, notice.kind)
 
-    async def _fan_out(self, notification_id: int, sends: list[Send], kind: DeliveryKind) -> int:
+    async def _fan_out(
+        self,
+        notification_id: int,
+        sends: list[Send],
+        kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
+    ) -> int:
         """Send to several people at once; a permanent refusal for one person is logged and
         does not stop the others; a retryable one fails the activity (the ledger skips the
         sends that went through when Temporal retries)."""
-        if not sends:
+        if not sends and not claim_with:
             return 0
         results = await self._sender.send_many(
-            notification_id=notification_id, kind=kind, sends=sends
+            notification_id=notification_id, kind=kind, sends=sends, claim_with=claim_with
         )
         return tally(sends, results)
 
