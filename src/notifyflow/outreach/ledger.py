@@ -139,9 +139,7 @@ class Sender:
             raise ValueError("one key per send")
         if not sends:
             # Nothing to send; the step's own writes still go in.
-            async with self._db() as session:
-                await _run(session, claim_with)
-                await session.commit()
+            await self.write(claim_with)
             return []
         prepared = [self._prepare(s, kind) for s in sends]
         claims = await self._claim_many(notification_id, prepared, claim_with)
@@ -190,6 +188,15 @@ class Sender:
                 results.append(Sent(got.provider_message_id, p.method, duplicate=False))
         await self._record(notification_id, accepted, refused)
         return results
+
+    async def write(self, statements: Sequence[Any]) -> None:
+        """A step's own writes, in a transaction of their own (when they have no send to
+        ride with)."""
+        if not statements:
+            return
+        async with self._db() as session:
+            await _run(session, statements)
+            await session.commit()
 
     def _prepare(self, send: Send, kind: DeliveryKind) -> _Prepared:
         if (send.text is None) == (send.template is None):

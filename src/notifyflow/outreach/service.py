@@ -247,13 +247,16 @@ class Outreach:
         *,
         compose: Compose | None = None,
         alongside: Sequence[Send] = (),
+        claim_with: Sequence[Any] = (),
     ) -> Reached:
         """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
         step) sent with the customer's message: one ledger claim and one record for all of
-        them on the common path (inside the window). Their results come back in order."""
+        them on the common path (inside the window). Their results come back in order.
+        ``claim_with``: the step's own writes (the answer), committed with the claim of the
+        customer's message, or on their own before any send on the other paths."""
         extra = list(alongside)
         reached = await self._reach(
-            notification_id, kind, contact, localized, campaign, compose, extra
+            notification_id, kind, contact, localized, campaign, compose, extra, claim_with
         )
         if extra and reached.alongside is None:
             # Not sent with the customer's message (Instagram, a template, no phone): alone.
@@ -272,20 +275,25 @@ class Outreach:
         campaign: Campaign,
         compose: Compose | None,
         alongside: list[Send],
+        claim_with: Sequence[Any],
     ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
         conversation = contact.conversation
         last = conversation.last_inbound_at
         language = contact.language
+        target = customer_target(contact)
+        inside = conversation.channel != ChannelName.instagram and bool(target.to)
+        inside = inside and window_open(last, now)
+        if not inside:
+            await self._sender.write(claim_with)
         if conversation.channel == ChannelName.instagram:
             return Reached(
                 await self._reach_instagram(notification_id, kind, contact, localized, now)
             )
-        target = customer_target(contact)
         if not target.to:
             return Reached(Outcome(False, None, None, "the customer has no phone number"))
-        if window_open(last, now):
+        if inside:
             body = (
                 await compose(conversation, localized.full_sentence, language)
                 if compose
@@ -293,7 +301,10 @@ class Outreach:
             )
             customer = Send(keys.customer_key(notification_id, kind), target, text=body)
             first, *along = await self._sender.send_many(
-                notification_id=notification_id, kind=kind, sends=[customer, *alongside]
+                notification_id=notification_id,
+                kind=kind,
+                sends=[customer, *alongside],
+                claim_with=claim_with,
             )
             if isinstance(first, Sent):
                 return Reached(
