@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import EventType
@@ -19,6 +20,7 @@ from temporalio.testing import ActivityEnvironment
 
 from notifyflow import metrics
 from notifyflow.ai.offline import OfflineProvider
+from notifyflow.cli import _print_notification
 from notifyflow.db.seed import DEFAULT_TEMPLATES
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Conversation, CsatResponse
@@ -27,7 +29,7 @@ from notifyflow.history_costs import history_cost
 from notifyflow.models.ids import parse_notification_id
 from notifyflow.models.notification import Campaign
 from notifyflow.models.workflow_io import AskSatisfactionInput, NotificationOutcome
-from notifyflow.read_model import notification_timeline
+from notifyflow.read_model import get_notification, notification_timeline
 from notifyflow.worker import build_activities
 from tests.figures import figure
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop
@@ -116,6 +118,7 @@ async def test_asked_once_by_quick_reply_and_a_button_tap_is_the_rating(
     db: SessionFactory,
     channel: FakeTwilioChannel,
     shop_factory: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     shop = await _csat_shop(inbound, shop_factory)
     public, history = await _answered(inbound, shop, "¿Abren el domingo?")
@@ -176,6 +179,10 @@ async def test_asked_once_by_quick_reply_and_a_button_tap_is_the_rating(
     timeline = await notification_timeline(db, public)
     rated = [e for e in timeline if e.event == "customer rated the answer"]
     assert "sent csat" in [e.event for e in timeline] and [e.detail for e in rated] == ["4/5"]
+    view = await get_notification(db, public)
+    _print_notification(view, timeline)
+    shown = capsys.readouterr().out
+    assert "csat" in shown and "rated 4/5" in shown
 
 
 async def test_free_text_is_a_customer_message_and_a_digit_counts_within_a_day_only(

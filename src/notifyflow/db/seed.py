@@ -185,7 +185,7 @@ _BODIES: dict[Campaign, dict[str, str]] = {
 }
 
 # The quick-reply buttons (title, score) of the CSAT contents. A tap comes back as the
-# inbound webhook's ButtonPayload ``csat:{{1}}:<score>`` (csat/replies.py reads it); titles
+# inbound webhook's ButtonPayload ``csat:{{1}}:<score>`` (notifyflow/csat.py reads it); titles
 # stay within Twilio's 20 characters. In session, unapproved, WhatsApp shows at most three.
 _QUICK_REPLY_SCORES: dict[Campaign, dict[str, tuple[tuple[str, int], ...]]] = {
     Campaign.customer_satisfaction_quick_reply: {
@@ -234,6 +234,7 @@ DEFAULT_TEMPLATES: dict[tuple[Campaign, str], DefaultTemplate] = {
     for campaign in Campaign
     for language in DEFAULT_LANGUAGES
 }
+
 
 def content_definition(template: DefaultTemplate) -> dict[str, Any]:
     """The Twilio Content API definition of a default template (``POST /v1/Content``): what an

@@ -105,9 +105,7 @@ async def receive_message(
                     **({"quoted_sid": message.quoted_sid} if message.quoted_sid else {}),
                     **({"profile_name": message.profile_name} if message.profile_name else {}),
                     **(
-                        {"button_payload": message.button_payload}
-                        if message.button_payload
-                        else {}
+                        {"button_payload": message.button_payload} if message.button_payload else {}
                     ),
                 },
                 provider_message_id=message.message_sid,
