@@ -223,6 +223,11 @@ async def test_free_text_is_a_customer_message_and_a_digit_counts_within_a_day_o
     assert (await _csat(inbound, second) or {})["score"] is None
     sla = (await inbound.http.get(f"/v1/merchants/{shop.merchant_id}/sla")).json()
     assert (sla["csat_average"], sla["csat_response_rate"]) == (5.0, 0.5)
+    listed = (await inbound.http.get(f"/v1/notifications?merchant_id={shop.merchant_id}")).json()
+    assert [(i["notification_id"], (i["csat"] or {}).get("score")) for i in listed["items"]] == [
+        (second, None),
+        (first, 5),
+    ]
     assert len(_asks(channel, shop)) == 2
 
 
