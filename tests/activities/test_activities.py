@@ -154,6 +154,7 @@ class FakeOutreach:
         compose: Any = None,
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
+        outcome_with: Any = None,
     ) -> Reached:
         # The answer's writes ride with the real ledger's claim: written here instead.
         async with self.db() as session:

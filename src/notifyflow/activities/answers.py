@@ -329,6 +329,37 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None)
 
 
+def outcome_statement(notification_id: int, outcome: Outcome) -> Any:
+    """Delivered (by which method) or delivery_failed (why), unless an earlier attempt
+    recorded the outcome: only the first record counts (a retried delivery, the same sends
+    answered by the ledger, must not write a second webhook event or count twice)."""
+    status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
+    now = utcnow()
+    return (
+        update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.status.not_in(
+                [NotificationStatus.delivered.value, NotificationStatus.delivery_failed.value]
+            ),
+        )
+        .values(
+            status=status.value,
+            delivery_method=outcome.method,
+            failure_reason=outcome.reason,
+            delivered_at=now if outcome.ok else None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def count_outcome(outcome: Outcome) -> None:
+    _count_end(
+        (NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed).value
+    )
+
+
 async def record_outcome(
     db: SessionFactory,
     notification_id: int,
@@ -337,28 +368,11 @@ async def record_outcome(
     *,
     subscriptions: int | None = None,
 ) -> None:
-    """Delivered (by which method) or delivery_failed (why), and its webhook event."""
+    """The outcome (:func:`outcome_statement`) in a transaction of its own, and its webhook
+    event."""
     status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
     async with db() as session:
-        now = utcnow()
-        # Only the first record of the outcome counts: a retried delivery (the same sends,
-        # answered by the ledger) must not write a second webhook event or count twice.
-        changed = await session.execute(
-            update(Notification)
-            .where(
-                Notification.id == notification_id,
-                Notification.status.not_in(
-                    [NotificationStatus.delivered.value, NotificationStatus.delivery_failed.value]
-                ),
-            )
-            .values(
-                status=status.value,
-                delivery_method=outcome.method,
-                failure_reason=outcome.reason,
-                delivered_at=now if outcome.ok else None,
-                updated_at=now,
-            )
-        )
+        changed = await session.execute(outcome_statement(notification_id, outcome))
         first = bool(changed.rowcount)  # type: ignore[attr-defined]
         if first:
             await webhook_events.enqueue(

@@ -16,7 +16,9 @@ from temporalio import activity
 from notifyflow.activities.answers import (
     Answers,
     count_first_answer,
+    count_outcome,
     load_for_delivery,
+    outcome_statement,
     record_end,
     record_outcome,
 )
@@ -215,15 +217,24 @@ class NotificationActivities:
             compose=self._answers.compose,
             alongside=closure,
             claim_with=claim_with,
+            # Without webhooks to write, the outcome is recorded with the customer's message.
+            outcome_with=(
+                None
+                if merchant.webhook_subscriptions
+                else lambda outcome: [outcome_statement(notification.id, outcome)]
+            ),
         )
         outcome = reached.outcome
-        await record_outcome(
-            self._db,
-            notification.id,
-            notification.merchant_id,
-            outcome,
-            subscriptions=merchant.webhook_subscriptions,
-        )
+        if not reached.recorded:
+            await record_outcome(
+                self._db,
+                notification.id,
+                notification.merchant_id,
+                outcome,
+                subscriptions=merchant.webhook_subscriptions,
+            )
+        elif reached.sent_now or not outcome.ok:
+            count_outcome(outcome)
         notices = self._closure_tally(closure, reached.alongside or [])
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]

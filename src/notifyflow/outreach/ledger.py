@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,6 +122,7 @@ class Sender:
         sends: Sequence[Send],
         concurrency: int = SEND_CONCURRENCY,
         claim_with: Sequence[Any] = (),
+        record_with: RecordWith | None = None,
     ) -> list[Sent | BaseException]:
         """Each send once per its key, the provider called for several at once (at most
         ``concurrency`` in flight): one statement claims every ledger row, one transaction
@@ -134,7 +135,9 @@ class Sender:
 
         ``claim_with``: the step's own writes (recipients, the answer), committed with the
         ledger's claim, in the same statement on PostgreSQL (:class:`Writes`): what the step
-        decided and what it is about to send are recorded together or not at all."""
+        decided and what it is about to send are recorded together or not at all.
+        ``record_with``: given the results, the step's writes that follow from them (the
+        notification's outcome), committed with the record of the sends."""
         if len({s.key for s in sends}) != len(sends):
             raise ValueError("one key per send")
         if not sends:
@@ -186,7 +189,8 @@ class Sender:
             else:
                 accepted.append((p, claim.delivery_id, got.provider_message_id, p.body))
                 results.append(Sent(got.provider_message_id, p.method, duplicate=False))
-        await self._record(notification_id, accepted, refused)
+        follow = list(record_with(results)) if record_with is not None else []
+        await self._record(notification_id, accepted, refused, follow)
         return results
 
     async def write(self, statements: Sequence[Any]) -> None:
@@ -341,11 +345,12 @@ class Sender:
         notification_id: int,
         accepted: list[tuple[_Prepared, int, str, str]],
         refused: list[tuple[int, SendError]],
+        follow: Sequence[Any] = (),
     ) -> None:
         """Every outcome of one step in one transaction: the ledger says sent exactly when
         the history shows the message (one UPDATE and one multi-row INSERT for all the
         accepted sends)."""
-        if not accepted and not refused:
+        if not accepted and not refused and not follow:
             return
         now = utcnow()
         writes = Writes()
@@ -383,11 +388,17 @@ class Sender:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+        for stmt in follow:
+            writes.add(stmt)
         async with self._db() as session:
             await writes.run(session)
             await session.commit()
         for p, _, _, _ in accepted:
             _count_delivery("accepted", p.kind, p.method)
+
+
+# Given a step's results (in the order of its sends), the writes that follow from them.
+RecordWith = Callable[[list["Sent | BaseException"]], Sequence[Any]]
 
 
 @dataclass(frozen=True)

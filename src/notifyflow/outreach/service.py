@@ -248,15 +248,26 @@ class Outreach:
         compose: Compose | None = None,
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
+        outcome_with: Callable[[Outcome], Sequence[Any]] | None = None,
     ) -> Reached:
         """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
         step) sent with the customer's message: one ledger claim and one record for all of
         them on the common path (inside the window). Their results come back in order.
         ``claim_with``: the step's own writes (the answer), committed with the claim of the
-        customer's message, or on their own before any send on the other paths."""
+        customer's message, or on their own before any send on the other paths.
+        ``outcome_with``: the writes that record an outcome, committed with the record of the
+        customer's message where the outcome is known then (``Reached.recorded``)."""
         extra = list(alongside)
         reached = await self._reach(
-            notification_id, kind, contact, localized, campaign, compose, extra, claim_with
+            notification_id,
+            kind,
+            contact,
+            localized,
+            campaign,
+            compose,
+            extra,
+            claim_with,
+            outcome_with,
         )
         if extra and reached.alongside is None:
             # Not sent with the customer's message (Instagram, a template, no phone): alone.
@@ -276,6 +287,7 @@ class Outreach:
         compose: Compose | None,
         alongside: list[Send],
         claim_with: Sequence[Any],
+        outcome_with: Callable[[Outcome], Sequence[Any]] | None,
     ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
@@ -300,20 +312,33 @@ class Outreach:
                 else localized.full_sentence
             )
             customer = Send(keys.customer_key(notification_id, kind), target, text=body)
+            decided: list[Outcome] = []
+
+            def record_with(results: list[Sent | BaseException]) -> Sequence[Any]:
+                outcome = _decided(results[0])
+                if outcome is None or outcome_with is None:
+                    return []
+                decided.append(outcome)
+                return outcome_with(outcome)
+
             first, *along = await self._sender.send_many(
                 notification_id=notification_id,
                 kind=kind,
                 sends=[customer, *alongside],
                 claim_with=claim_with,
+                record_with=record_with,
             )
             if isinstance(first, Sent):
                 return Reached(
-                    Outcome(True, SendMethod.direct, first.provider_message_id, None), along
+                    Outcome(True, SendMethod.direct, first.provider_message_id, None),
+                    along,
+                    recorded=bool(decided),
+                    sent_now=not first.duplicate,
                 )
             if not isinstance(first, SendError):
                 raise first
             if not first.window_closed:
-                return Reached(_failed_or_raise(first), along)
+                return Reached(_failed_or_raise(first), along, recorded=bool(decided))
             log.info("%s: free-form refused (window closed); sending the template", public)
             return Reached(
                 await self._reach_by_template(
@@ -437,6 +462,22 @@ class Reached:
 
     outcome: Outcome
     alongside: list[Sent | BaseException] | None = None
+    # The outcome was recorded with the customer's message (``outcome_with``).
+    recorded: bool = False
+    # The customer's message went out in this call (not found sent by an earlier attempt).
+    sent_now: bool = True
+
+
+def _decided(result: Sent | BaseException) -> Outcome | None:
+    """The customer's outcome, when a free-form send's result settles it: accepted, or
+    refused for good (a closed window is not settled: the template follows)."""
+    if isinstance(result, Sent):
+        return Outcome(True, SendMethod.direct, result.provider_message_id, None)
+    if isinstance(result, SendError):
+        if result.retryable or result.ambiguous or result.window_closed:
+            return None
+        return _failed_or_raise(result)
+    return None
 
 
 def tally(sends: Sequence[Send], results: Sequence[Sent | BaseException]) -> int:
