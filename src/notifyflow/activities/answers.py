@@ -261,6 +261,12 @@ async def _apply_to_document(session: AsyncSession, notification: Notification, 
     return document.id
 
 
+# The customer's side of the delivery load (the merchant users' conversations are the plain
+# entities). Built once: an alias made per call costs column proxies every time.
+_CUSTOMER_CONVERSATION = aliased(Conversation, name="customer_conversation")
+_CUSTOMER = aliased(ConversationUser, name="customer")
+
+
 @dataclass(frozen=True)
 class ForDelivery:
     """A notification with what its delivery needs, and whether its answer is recorded."""
@@ -286,8 +292,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
         )
         .exists()
     )
-    customer_conversation = aliased(Conversation)
-    customer = aliased(ConversationUser)
+    customer_conversation, customer = _CUSTOMER_CONVERSATION, _CUSTOMER
     async with db() as session:
         rows = (
             await session.execute(
