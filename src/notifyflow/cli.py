@@ -541,7 +541,7 @@ def _print_notification(view: Any, timeline: list[Any]) -> None:
             answers.add_row(
                 _when(a.created_at),
                 str(a.answered_by or "?"),
-                a.source,
+                a.source + (f" #{a.template}" if a.template else ""),
                 "yes" if a.accepted else "no",
                 a.answer if a.accepted else f"{a.reason_code}: {a.reason}",
             )

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from notifyflow import answer_templates
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
+    AnswerTemplate,
     Document,
     Merchant,
     MerchantUser,
@@ -24,6 +27,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
+from notifyflow.models.answer_templates import MAX_QUICK_CODES, quick_answers_line
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -40,8 +44,11 @@ SUPPORT_CATEGORY = "SupportClassification"
 ADMIN = "admin"
 
 
-def instruction_text(notification: Notification, support_type: str | None) -> str:
-    """The assistant instruction written into each recipient's conversation."""
+def instruction_text(
+    notification: Notification, support_type: str | None, quick_codes: Sequence[str] = ()
+) -> str:
+    """The assistant instruction written into each recipient's conversation; with the
+    merchant's answer templates for the type (most used first), the codes to answer with."""
     cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
     public = format_notification_id(notification.id)
     lines = [f"{public} · {notification.type}"]
@@ -57,6 +64,12 @@ def instruction_text(notification: Notification, support_type: str | None) -> st
         json.dumps(notification.answer_schema, ensure_ascii=False, sort_keys=True),
         f"Example: {json.dumps(example, ensure_ascii=False)}",
     ]
+    if quick_codes:
+        lines += [
+            "",
+            f"{quick_answers_line(list(quick_codes))} (reply with one, or call "
+            f'AnswerNotificationTool(notification_id="{public}", template="{quick_codes[0]}"))',
+        ]
     return "\n".join(lines)
 
 
@@ -92,16 +105,28 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
+            # The quick answers of the instruction message ride on this read (an outer join
+            # on the merchant's templates for the type): no statement of their own.
             loaded = (
                 await session.execute(
-                    select(Notification, Merchant)
+                    select(Notification, Merchant, AnswerTemplate.code)
                     .join(Merchant, Merchant.id == Notification.merchant_id)
+                    .outerjoin(
+                        AnswerTemplate,
+                        and_(
+                            AnswerTemplate.merchant_id == Notification.merchant_id,
+                            AnswerTemplate.type == Notification.type,
+                        ),
+                    )
                     .where(Notification.id == notification_id)
+                    .order_by(AnswerTemplate.use_count.desc(), AnswerTemplate.code)
+                    .limit(MAX_QUICK_CODES)
                 )
-            ).first()
-            if loaded is None:
+            ).all()
+            if not loaded:
                 raise non_retryable(f"notification {notification_id} does not exist")
-            notification, merchant = loaded
+            notification, merchant, _ = loaded[0]
+            codes = [row[2] for row in loaded if row[2] is not None]
             if notification.status != NotificationStatus.requested.value:
                 # Closed while its workflow was starting (an operator's close of an orphan):
                 # nobody is to be asked any more.
@@ -167,7 +192,12 @@ class Router:
                 # fan-out, not only at escalation.
                 chosen = chosen + [u for u in users if u.on_call and u not in chosen]
             members = await self.add_recipients(
-                notification, merchant, chosen, "initial", support_type=support_type
+                notification,
+                merchant,
+                chosen,
+                "initial",
+                support_type=support_type,
+                quick_codes=codes,
             )
         return Routed(notification, merchant, chosen, admins, members, support_type)
 
@@ -192,13 +222,23 @@ class Router:
         reason: str,
         *,
         support_type: str | None,
+        quick_codes: Sequence[str] | None = None,
     ) -> dict[int, Member]:
         """Recipients, their instruction messages and the routing result, in one transaction.
-        Returns each recipient's own conversation."""
+        Returns each recipient's own conversation. ``quick_codes``: the merchant's answer
+        template codes for the type, read here when the caller has not read them."""
         members = await self._outreach.members(merchant, users)
         notification_id = notification.id
         async with self._db() as session:
-            instruction = instruction_text(notification, support_type)
+            if quick_codes is None:
+                quick_codes = list(
+                    (
+                        await session.scalars(
+                            answer_templates.quick_codes(merchant.id, notification.type)
+                        )
+                    ).all()
+                )
+            instruction = instruction_text(notification, support_type, quick_codes)
             public = format_notification_id(notification_id)
             for member in members.values():
                 session.add(
