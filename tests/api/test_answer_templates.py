@@ -19,6 +19,7 @@ from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import AnswerTemplate, Notification
 from notifyflow.models.ids import parse_notification_id
 from tests.api.conftest import assert_envelope, client_for, paths
+from tests.api.test_cli import cli_env, error_of, run_async  # noqa: F401 - a fixture
 from tests.api.test_notification_routes import ask, until_sent, until_status
 from tests.fixtures.database import MerchantFactory
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
@@ -346,3 +347,64 @@ async def instruction(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
     assert len(found) == 1, messages
     text: str = found[0]
     return text
+
+
+# ---- CLI: notifyflow answer-templates list | create | delete --------------------------------
+
+
+async def test_cli_answer_templates_create_list_delete(
+    cli_env: None,  # noqa: F811 - the fixture imported above
+    make_merchant: MerchantFactory,
+) -> None:
+    shop = await make_merchant()
+    merchant = str(shop.merchant_id)
+    made = await run_async(
+        "answer-templates",
+        "create",
+        "--merchant",
+        merchant,
+        "--code",
+        "hours",
+        "--type",
+        "user_question_request",
+        "--answer",
+        json.dumps(HOURS),
+        "--json",
+    )
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["code"] == "hours"
+    bad = await run_async(
+        "answer-templates",
+        "create",
+        "--merchant",
+        merchant,
+        "--code",
+        "Opening Hours",
+        "--type",
+        "user_question_request",
+        "--answer",
+        json.dumps(HOURS),
+    )
+    assert bad.exit_code == 2 and "--code" in bad.stderr
+    unfit = await run_async(
+        "answer-templates",
+        "create",
+        "--merchant",
+        merchant,
+        "--code",
+        "empty",
+        "--type",
+        "user_question_request",
+        "--answer",
+        '{"answer": ""}',
+        "--json",
+    )
+    assert unfit.exit_code == 2 and error_of(unfit)["code"] == "schema_mismatch"
+    table = await run_async("answer-templates", "list", "--merchant", merchant)
+    assert table.exit_code == 0 and "#hours" in table.stdout and "#empty" not in table.stdout
+    gone = await run_async("answer-templates", "delete", "#hours", "--merchant", merchant)
+    assert gone.exit_code == 0, gone.output
+    listed = await run_async("answer-templates", "list", "--merchant", merchant, "--json")
+    assert json.loads(listed.stdout) == []
+    again = await run_async("answer-templates", "delete", "hours", "--merchant", merchant, "--json")
+    assert again.exit_code == 2 and error_of(again)["code"] == "not_found"
