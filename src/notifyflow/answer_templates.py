@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, String, cast, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -210,6 +210,42 @@ def quick_codes(merchant_id: int, type: str, limit: int = MAX_QUICK_CODES) -> Se
         .order_by(AnswerTemplate.use_count.desc(), AnswerTemplate.code)
         .limit(limit)
     )
+
+
+def quick_codes_column() -> Any:
+    """The same codes as one column of a statement that selects a Notification: a correlated
+    scalar subquery, ``"<uses>:<code>,…"`` (NULL without templates), so a load of the
+    notification carries them without a statement of its own (:func:`parse_quick_codes`)."""
+    top = (
+        select(
+            (cast(AnswerTemplate.use_count, String(12)) + ":" + AnswerTemplate.code).label("entry")
+        )
+        .where(
+            AnswerTemplate.merchant_id == Notification.merchant_id,
+            AnswerTemplate.type == Notification.type,
+        )
+        .order_by(AnswerTemplate.use_count.desc(), AnswerTemplate.code)
+        .limit(MAX_QUICK_CODES)
+        .correlate(Notification)
+        .subquery()
+    )
+    return (
+        select(func.aggregate_strings(top.c.entry, ","))
+        .correlate(Notification)
+        .scalar_subquery()
+        .label("quick_codes")
+    )
+
+
+def parse_quick_codes(value: str | None) -> list[str]:
+    """:func:`quick_codes_column`'s value as codes, most used first (the aggregate keeps no
+    order of its own, so the uses travel with each code)."""
+    entries = []
+    for entry in (value or "").split(","):
+        uses, _, code = entry.partition(":")
+        if code and uses.isdigit():
+            entries.append((-int(uses), code))
+    return [code for _, code in sorted(entries)]
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ from notifyflow.models.workflow_io import (
     OpenResult,
     RecordRejectionInput,
 )
+from notifyflow.outreach.errors import ConfigurationError
+from notifyflow.outreach.ledger import Send, Sent
 from notifyflow.outreach.members import merchant_users
-from notifyflow.outreach.service import Notice, Outreach
+from notifyflow.outreach.service import Notice, Outreach, tally
 
 log = logging.getLogger(__name__)
 
@@ -153,31 +155,49 @@ class NotificationActivities:
             # transaction: one commit before the customer's send.
             localized = await self._answers.localize(text, language)
             await self._answers.record(
-                notification, input, text, localized, first=not loaded.recorded
+                notification,
+                input,
+                text,
+                localized,
+                first=not loaded.recorded,
+                subscriptions=merchant.webhook_subscriptions,
             )
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
-        outcome = await self._outreach.reach_customer(
+        users, known = loaded.roster.users, loaded.roster.known
+        closure: list[Send] = []
+        if not notification.allow_multiple_answers:
+            # The others are told it is closed with the same claim and record as the
+            # customer's message (one statement each for all of them).
+            others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
+            try:
+                closure = await self._outreach.notice_sends(
+                    notification.id,
+                    merchant,
+                    others,
+                    Notice.plain(DeliveryKind.closure, closure_notice(public)),
+                    known,
+                )
+            except ConfigurationError as err:
+                # Best effort: the closure notice follows the outcome, it does not decide it.
+                log.error("closure notices not sent: %s", err.message)
+        reached = await self._outreach.reach_customer_with(
             notification.id,
             DeliveryKind.answer,
             loaded.contact,
             localized,
             cfg.answered_campaign,
             compose=self._answers.compose,
+            alongside=closure,
         )
-        await record_outcome(self._db, notification.id, notification.merchant_id, outcome)
-
-        users = await merchant_users(self._db, merchant.id)
-        notices = 0
-        if not notification.allow_multiple_answers:
-            others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
-            notice = closure_notice(public)
-            notices = await self._outreach.notify_members(
-                notification.id,
-                merchant,
-                others,
-                Notice.plain(DeliveryKind.closure, notice),
-                best_effort=True,
-            )
+        outcome = reached.outcome
+        await record_outcome(
+            self._db,
+            notification.id,
+            notification.merchant_id,
+            outcome,
+            subscriptions=merchant.webhook_subscriptions,
+        )
+        notices = self._closure_tally(closure, reached.alongside or [])
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]
             message = delivery_failed_notice(public, outcome.reason)
@@ -187,6 +207,7 @@ class NotificationActivities:
                 answerer,
                 Notice.plain(DeliveryKind.delivery_failed, message),
                 best_effort=True,
+                known=known,
             )
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         return DeliverResult(
@@ -197,6 +218,16 @@ class NotificationActivities:
             closure_notices=notices,
             customer_text=localized.full_sentence if outcome.ok else None,
         )
+
+    @staticmethod
+    def _closure_tally(sends: list[Send], results: list[Sent | BaseException]) -> int:
+        """Closure notices sent; after the outcome is recorded, so a notice to retry retries
+        the activity without changing the outcome (the ledger skips what went through)."""
+        try:
+            return tally(sends, results)
+        except ConfigurationError as err:
+            log.error("closure notices not sent: %s", err.message)
+            return 0
 
     @activity.defn(name="finish_notification")
     @with_log_context

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
-    AnswerTemplate,
+    Conversation,
     Document,
     Merchant,
     MerchantUser,
@@ -27,7 +27,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
-from notifyflow.models.answer_templates import MAX_QUICK_CODES, quick_answers_line
+from notifyflow.models.answer_templates import quick_answers_line
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -35,7 +35,7 @@ from notifyflow.models.notification import (
     NotificationType,
 )
 from notifyflow.models.vocabulary import MessageRole
-from notifyflow.outreach.members import Member, merchant_users
+from notifyflow.outreach.members import Member, Roster, join_own_conversation, merchant_users
 from notifyflow.outreach.service import Outreach
 
 log = logging.getLogger(__name__)
@@ -105,28 +105,44 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
-            # The quick answers of the instruction message ride on this read (an outer join
-            # on the merchant's templates for the type): no statement of their own.
-            loaded = (
+            # One statement: the notification, its merchant, the merchant's active users with
+            # their own conversations, and which of them an earlier attempt recorded.
+            rows = (
                 await session.execute(
-                    select(Notification, Merchant, AnswerTemplate.code)
-                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    join_own_conversation(
+                        select(
+                            Notification,
+                            Merchant,
+                            MerchantUser,
+                            Conversation,
+                            NotificationRecipient.id,
+                            # The instruction message's quick answers ride on this statement.
+                            answer_templates.quick_codes_column(),
+                        )
+                        .join(Merchant, Merchant.id == Notification.merchant_id)
+                        .outerjoin(
+                            MerchantUser,
+                            and_(
+                                MerchantUser.merchant_id == Merchant.id,
+                                MerchantUser.deactivated_at.is_(None),
+                            ),
+                        )
+                    )
                     .outerjoin(
-                        AnswerTemplate,
+                        NotificationRecipient,
                         and_(
-                            AnswerTemplate.merchant_id == Notification.merchant_id,
-                            AnswerTemplate.type == Notification.type,
+                            NotificationRecipient.notification_id == Notification.id,
+                            NotificationRecipient.merchant_user_id == MerchantUser.id,
                         ),
                     )
                     .where(Notification.id == notification_id)
-                    .order_by(AnswerTemplate.use_count.desc(), AnswerTemplate.code)
-                    .limit(MAX_QUICK_CODES)
+                    .order_by(MerchantUser.id)
                 )
             ).all()
-            if not loaded:
+            if not rows:
                 raise non_retryable(f"notification {notification_id} does not exist")
-            notification, merchant, _ = loaded[0]
-            codes = [row[2] for row in loaded if row[2] is not None]
+            notification, merchant = rows[0][0], rows[0][1]
+            codes = answer_templates.parse_quick_codes(rows[0][5])
             if notification.status != NotificationStatus.requested.value:
                 # Closed while its workflow was starting (an operator's close of an orphan):
                 # nobody is to be asked any more.
@@ -134,25 +150,9 @@ class Router:
                     f"{format_notification_id(notification.id)} is {notification.status}"
                 )
             # Departed (deactivated) users are neither asked nor allowed to answer.
-            users = list(
-                (
-                    await session.scalars(
-                        select(MerchantUser).where(
-                            MerchantUser.merchant_id == merchant.id,
-                            MerchantUser.deactivated_at.is_(None),
-                        )
-                    )
-                ).all()
-            )
-            recorded = list(
-                (
-                    await session.scalars(
-                        select(NotificationRecipient).where(
-                            NotificationRecipient.notification_id == notification.id
-                        )
-                    )
-                ).all()
-            )
+            roster = Roster.of([(r[2], r[3]) for r in rows])
+            users = roster.users
+            recorded = {r[2].id for r in rows if r[4] is not None}
             categories: list[SupportCategory] = []
             if not recorded and notification.type == NotificationType.user_support_request:
                 docs = (
@@ -172,9 +172,8 @@ class Router:
         support_type: str | None = notification.context.get("support_request_type")
         if recorded:
             # A retry: routing was decided and written by an earlier attempt.
-            chosen_ids = [r.merchant_user_id for r in recorded]
-            chosen = [u for u in users if u.id in chosen_ids]
-            members = await self._outreach.members(merchant, chosen)
+            chosen = [u for u in users if u.id in recorded]
+            members = await self._outreach.members(merchant, chosen, roster.known)
         else:
             chosen = admins
             if notification.type == NotificationType.user_support_request:
@@ -197,6 +196,7 @@ class Router:
                 chosen,
                 "initial",
                 support_type=support_type,
+                known=roster.known,
                 quick_codes=codes,
             )
         return Routed(notification, merchant, chosen, admins, members, support_type)
@@ -222,12 +222,13 @@ class Router:
         reason: str,
         *,
         support_type: str | None,
+        known: Mapping[int, Member] | None = None,
         quick_codes: Sequence[str] | None = None,
     ) -> dict[int, Member]:
         """Recipients, their instruction messages and the routing result, in one transaction.
         Returns each recipient's own conversation. ``quick_codes``: the merchant's answer
-        template codes for the type, read here when the caller has not read them."""
-        members = await self._outreach.members(merchant, users)
+        template codes for the type, read here when the caller has not read them (escalation)."""
+        members = await self._outreach.members(merchant, users, known)
         notification_id = notification.id
         async with self._db() as session:
             if quick_codes is None:

@@ -34,14 +34,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.db.statements import dialect_name, insert_ignoring_duplicates
 from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
@@ -197,16 +197,6 @@ SUPPORT_CLASSIFICATIONS: dict[str, str] = {
 SUPPORT_CLASSIFICATION_CATEGORY = "SupportClassification"
 
 
-def _insert_ignoring_duplicates(dialect: str) -> Any:
-    # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
-    # overwrites a template an operator has already replaced.
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"seeding is not supported on {dialect}")
-
-
 async def ensure_default_templates(session_factory: SessionFactory) -> int:
     """Insert the default templates (merchant scope 0) that are missing; never overwrite an
     existing row. Returns how many were inserted."""
@@ -233,14 +223,14 @@ async def ensure_default_templates(session_factory: SessionFactory) -> int:
         ]
         if not rows:
             return 0
-        dialect = (await session.connection()).dialect.name
-        insert = _insert_ignoring_duplicates(dialect)
-        stmt: Insert = (
-            insert(CampaignTemplate)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["campaign", "language", "merchant_scope"])
-            .returning(CampaignTemplate.id)
-        )
+        # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
+        # overwrites a template an operator has already replaced.
+        stmt: Insert = insert_ignoring_duplicates(
+            dialect_name(session),
+            CampaignTemplate,
+            rows,
+            unique=["campaign", "language", "merchant_scope"],
+        ).returning(CampaignTemplate.id)
         inserted = len((await session.execute(stmt)).all())
         await session.commit()
     log.info("inserted %d default campaign templates", inserted)

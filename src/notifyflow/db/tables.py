@@ -58,6 +58,9 @@ class Merchant(Timestamped, Base):
     country: Mapped[str | None] = mapped_column(String(2), default=None)
     # DELETE /v1/merchants/{id}: no new notifications; the rows and history stay.
     deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Live outbound webhooks (kept with each subscription's create and delete): a merchant
+    # with none skips the subscription read at every status change.
+    webhook_subscriptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MerchantSettings(Base):
