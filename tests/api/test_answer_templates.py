@@ -17,12 +17,15 @@ from notifyflow import starter
 from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import AnswerTemplate, Notification
+from notifyflow.history_costs import history_cost
 from notifyflow.models.ids import parse_notification_id
 from tests.api.conftest import assert_envelope, client_for, paths
 from tests.api.test_cli import cli_env, error_of, run_async  # noqa: F401 - a fixture
 from tests.api.test_notification_routes import ask, until_sent, until_status
+from tests.figures import figure
 from tests.fixtures.database import MerchantFactory
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
+from tests.workflows.helpers import result
 
 HOURS = {"answer": "We open Monday to Friday, 9:00 to 18:00."}
 
@@ -408,3 +411,28 @@ async def test_cli_answer_templates_create_list_delete(
     assert json.loads(listed.stdout) == []
     again = await run_async("answer-templates", "delete", "hours", "--merchant", merchant, "--json")
     assert again.exit_code == 2 and error_of(again)["code"] == "not_found"
+
+
+async def test_a_template_answer_costs_the_workflow_nothing_more(
+    live: httpx.AsyncClient, dev_env: Any, shop_factory: Callable[..., Any]
+) -> None:
+    """The same answer, typed and by template: the same history (events and actions)."""
+    shop: Shop = await shop_factory()
+    await create(live, shop.merchant_id, "hours", HOURS)
+    costs = []
+    for answer in ({"answer": HOURS}, {"template": "hours"}):
+        public = await ask(live, shop)
+        await until_sent(live, public)
+        answered = await live.post(
+            f"/v1/notifications/{public}/answer",
+            json={"answered_by": shop.admins[0].id, **answer},
+        )
+        assert answered.status_code == 200, answered.text
+        await result(dev_env.client, public)
+        history = await dev_env.client.get_workflow_handle(public).fetch_history()
+        costs.append(history_cost(history))
+    typed, templated = costs
+    figure("notification answered by template: history events", templated.events, "events")
+    figure("notification answered by template: billable actions", templated.actions, "actions")
+    figure("events added by answering with a template", templated.events - typed.events)
+    assert (templated.events, templated.actions) == (typed.events, typed.actions)
