@@ -18,6 +18,7 @@ from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import AnswerTemplate, Notification
 from notifyflow.history_costs import history_cost
+from notifyflow.models.errors import NotificationError
 from notifyflow.models.ids import parse_notification_id
 from tests.api.conftest import assert_envelope, client_for, paths
 from tests.api.test_cli import cli_env, error_of, run_async  # noqa: F401 - a fixture
@@ -436,3 +437,34 @@ async def test_a_template_answer_costs_the_workflow_nothing_more(
     figure("notification answered by template: billable actions", templated.actions, "actions")
     figure("events added by answering with a template", templated.events - typed.events)
     assert (templated.events, templated.actions) == (typed.events, typed.actions)
+
+
+async def test_an_answer_without_a_request_may_name_a_template(
+    live: httpx.AsyncClient,
+    dev_env: Any,
+    db: SessionFactory,
+    task_queue: str,
+    shop_factory: Callable[..., Any],
+) -> None:
+    shop: Shop = await shop_factory()
+    await create(live, shop.merchant_id, "hours", HOURS)
+    request = {
+        "type": "user_question_request",
+        "conversation_id": shop.conversation_id,
+        "context": {"question": "Open on Sunday?"},
+        "answered_by": shop.admins[0].id,
+        "settings": settings_for(task_queue),
+    }
+    with pytest.raises(NotificationError) as refused:
+        await starter.answer_new_notification(
+            dev_env.client, db, answer={"template": "sunday"}, **request
+        )
+    assert refused.value.code.value == "unknown_template"
+    listed_before = await live.get("/v1/notifications", params={"merchant_id": shop.merchant_id})
+    assert listed_before.json()["items"] == []  # refused before anything was recorded
+    accepted = await starter.answer_new_notification(
+        dev_env.client, db, answer={"template": "hours"}, **request
+    )
+    body = await until_status(live, accepted.notification_id, {"delivered"})
+    assert body["answers"][0]["template"] == "hours"
+    assert json.loads(body["answers"][0]["answer"]) == HOURS
