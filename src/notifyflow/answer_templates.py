@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, String, cast, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory
@@ -356,14 +356,18 @@ async def resolve_for(
 
 
 async def mark_used(db: SessionFactory, resolved: Resolved) -> None:
-    """Count an accepted use (the quick answers list the most used first)."""
-    async with db() as session:
-        await session.execute(
-            update(AnswerTemplate)
-            .where(
-                AnswerTemplate.merchant_id == resolved.merchant_id,
-                AnswerTemplate.code == resolved.code,
+    """Count an accepted use (the quick answers list the most used first). Best effort: the
+    answer is accepted already, and a lost count must not make its caller think otherwise."""
+    try:
+        async with db() as session:
+            await session.execute(
+                update(AnswerTemplate)
+                .where(
+                    AnswerTemplate.merchant_id == resolved.merchant_id,
+                    AnswerTemplate.code == resolved.code,
+                )
+                .values(use_count=AnswerTemplate.use_count + 1, last_used_at=utcnow())
             )
-            .values(use_count=AnswerTemplate.use_count + 1, last_used_at=utcnow())
-        )
-        await session.commit()
+            await session.commit()
+    except SQLAlchemyError as exc:
+        log.warning("answer template %r: use not counted: %s", resolved.code, exc)
