@@ -111,6 +111,7 @@ def _service(notification: Notification) -> ServiceLevel | None:
         timezone=service.get("timezone") or "UTC",
         business_hours=service.get("business_hours"),
         first_answer_target=timedelta(seconds=target) if target else None,
+        csat_enabled=bool(service.get("csat_enabled")),
     )
 
 

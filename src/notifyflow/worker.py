@@ -22,6 +22,7 @@ from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.follow_ups import FollowUpActivities
 from notifyflow.activities.notification import NotificationActivities
+from notifyflow.activities.satisfaction import SatisfactionActivities
 from notifyflow.activities.webhooks import WebhookActivities
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
@@ -118,6 +119,7 @@ class Activities:
     admin_reply: AdminReplyActivities
     fallback: FallbackActivities
     follow_ups: FollowUpActivities
+    satisfaction: SatisfactionActivities
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -125,6 +127,7 @@ class Activities:
             *self.admin_reply.all(),
             *self.fallback.all(),
             *self.follow_ups.all(),
+            *self.satisfaction.all(),
         ]
 
 
@@ -144,6 +147,7 @@ def build_activities(
         ),
         fallback=FallbackActivities(db, outreach),
         follow_ups=FollowUpActivities(db, outreach),
+        satisfaction=SatisfactionActivities(db, sender, outreach),
     )
 
 

@@ -87,7 +87,14 @@ class FakeOutreach:
         merchant: Merchant,
         members: dict[int, Member],
         kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
     ) -> int:
+        # The routing's writes ride with the real ledger's claim: written here instead.
+        async with self.db() as session:
+            for stmt in claim_with:
+                await session.execute(stmt)
+            await session.commit()
         self.asked.append((notification.id, kind, sorted(members)))
         return len(members)
 
@@ -146,7 +153,13 @@ class FakeOutreach:
         *,
         compose: Any = None,
         alongside: Sequence[Send] = (),
+        claim_with: Sequence[Any] = (),
     ) -> Reached:
+        # The answer's writes ride with the real ledger's claim: written here instead.
+        async with self.db() as session:
+            for stmt in claim_with:
+                await session.execute(stmt)
+            await session.commit()
         outcome = await self.reach_customer(
             notification_id, kind, contact, localized, campaign, compose=compose
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from temporalio import activity
@@ -134,14 +134,72 @@ class Answers:
                     event=webhook_events.EventType.answered,
                     subscriptions=subscriptions,
                 )
-                _count_first_answer(notification, input.answered_at)
+                count_first_answer(notification, input.answered_at)
             await session.execute(
                 update(Notification).where(Notification.id == notification.id).values(**values)
             )
             await session.commit()
 
+    def statements(
+        self,
+        notification: Notification,
+        input: DeliverInput,
+        text: str,
+        localized: Localized,
+        *,
+        first: bool,
+        document_exists: bool,
+        subscriptions: int,
+    ) -> list[Any] | None:
+        """What :meth:`record` writes, as statements with every value given, to be committed
+        with the ledger's claim of the customer's message (one statement on PostgreSQL).
+        None when this answer needs :meth:`record`'s own transaction: the merchant has
+        webhooks (their events are read and written there), or the question's Document has
+        gone missing (it is written anew there)."""
+        question = notification.type == NotificationType.user_question_request
+        if first and (subscriptions or (question and not document_exists)):
+            return None
+        now = utcnow()
+        values: dict[str, Any] = {
+            "localized_fragment": localized.continuation_fragment,
+            "localized_sentence": localized.full_sentence,
+            "updated_at": now,
+        }
+        statements: list[Any] = []
+        if first:
+            statements.append(
+                insert(NotificationAnswer).values(
+                    notification_id=notification.id,
+                    answered_by=input.answered_by,
+                    source=input.source.value,
+                    answer_text=json.dumps(input.answer, ensure_ascii=False),
+                    accepted=True,
+                    single_answer=not notification.allow_multiple_answers,
+                    created_at=input.answered_at,
+                )
+            )
+            values.update(
+                status=NotificationStatus.answered.value,
+                answered_by=input.answered_by,
+                answered_at=input.answered_at,
+            )
+            if question:
+                statements.append(
+                    update(Document)
+                    .where(Document.id == notification.document_id)
+                    .values(content=text, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        statements.append(
+            update(Notification)
+            .where(Notification.id == notification.id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return statements
 
-def _count_first_answer(notification: Notification, answered_at: datetime) -> None:
+
+def count_first_answer(notification: Notification, answered_at: datetime) -> None:
     """Time to first answer, and whether it came within the merchant's target (SLA)."""
     priority = notification.priority or "normal"
     worker_metrics.observe_seconds(
@@ -213,6 +271,8 @@ class ForDelivery:
     recorded: bool
     # The merchant's active users and their conversations (closure notices go to them).
     roster: Roster
+    # Whether the question's knowledge-base Document is there to be filled in.
+    document_exists: bool = False
 
 
 async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
@@ -241,6 +301,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
                         already,
                         MerchantUser,
                         Conversation,
+                        Document.id,
                     )
                     .join(
                         customer_conversation,
@@ -248,6 +309,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
                     )
                     .join(Merchant, Merchant.id == Notification.merchant_id)
                     .join(customer, customer.id == customer_conversation.conversation_user_id)
+                    .outerjoin(Document, Document.id == Notification.document_id)
                     .outerjoin(
                         MerchantUser,
                         and_(
@@ -265,7 +327,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     notification, conversation, merchant, person, recorded = rows[0][:5]
     contact = CustomerContact(merchant, conversation, person)
     roster = Roster.of([(r[5], r[6]) for r in rows])
-    return ForDelivery(notification, contact, bool(recorded), roster)
+    return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None)
 
 
 async def record_outcome(

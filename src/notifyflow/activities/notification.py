@@ -13,7 +13,13 @@ from typing import Any
 
 from temporalio import activity
 
-from notifyflow.activities.answers import Answers, load_for_delivery, record_end, record_outcome
+from notifyflow.activities.answers import (
+    Answers,
+    count_first_answer,
+    load_for_delivery,
+    record_end,
+    record_outcome,
+)
 from notifyflow.activities.common import with_log_context
 from notifyflow.activities.routing import ADMIN, Router
 from notifyflow.ai.base import AIProvider, Localized
@@ -88,7 +94,11 @@ class NotificationActivities:
     async def open_notification(self, input: OpenInput) -> OpenResult:
         routed = await self._router.route(input.notification_id)
         await self._outreach.ask(
-            routed.notification, routed.merchant, routed.members, DeliveryKind.request
+            routed.notification,
+            routed.merchant,
+            routed.members,
+            DeliveryKind.request,
+            claim_with=routed.writes,
         )
         allowed = sorted({u.id for u in routed.chosen} | {u.id for u in routed.admins})
         return OpenResult(
@@ -145,23 +155,39 @@ class NotificationActivities:
         loaded = await load_for_delivery(self._db, input)
         notification, merchant = loaded.notification, loaded.contact.merchant
         language = loaded.contact.language
+        claim_with: list[Any] = []
         if loaded.recorded and notification.localized_fragment:
             # A retry: the answer and its words were kept by the earlier attempt.
             localized = Localized(
                 notification.localized_fragment, notification.localized_sentence or ""
             )
         else:
-            # Localize first, then write the answer, its words and the Document in one
-            # transaction: one commit before the customer's send.
+            # Localize first, then write the answer, its words and the Document with the
+            # ledger's claim of the customer's message: one commit before the send.
             localized = await self._answers.localize(text, language)
-            await self._answers.record(
+            first = not loaded.recorded
+            statements = self._answers.statements(
                 notification,
                 input,
                 text,
                 localized,
-                first=not loaded.recorded,
+                first=first,
+                document_exists=loaded.document_exists,
                 subscriptions=merchant.webhook_subscriptions,
             )
+            if statements is None:
+                await self._answers.record(
+                    notification,
+                    input,
+                    text,
+                    localized,
+                    first=first,
+                    subscriptions=merchant.webhook_subscriptions,
+                )
+            else:
+                claim_with = statements
+                if first:
+                    count_first_answer(notification, input.answered_at)
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         users, known = loaded.roster.users, loaded.roster.known
         closure: list[Send] = []
@@ -188,6 +214,7 @@ class NotificationActivities:
             cfg.answered_campaign,
             compose=self._answers.compose,
             alongside=closure,
+            claim_with=claim_with,
         )
         outcome = reached.outcome
         await record_outcome(

@@ -8,9 +8,10 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow import answer_templates
@@ -83,6 +84,9 @@ class Routed:
     admins: list[MerchantUser]
     members: dict[int, Member]
     support_type: str | None
+    # What the first routing decided, to be written with the claim of its sends (empty on a
+    # retry: an earlier attempt wrote it).
+    writes: list[Any] = dataclass_field(default_factory=list)
 
 
 class Router:
@@ -190,14 +194,13 @@ class Router:
                 # Urgent (DESIGN §10): the on-call users are asked at once, with the first
                 # fan-out, not only at escalation.
                 chosen = chosen + [u for u in users if u.on_call and u not in chosen]
-            members = await self.add_recipients(
-                notification,
-                merchant,
-                chosen,
-                "initial",
-                support_type=support_type,
-                known=roster.known,
-                quick_codes=codes,
+            members = await self._outreach.members(merchant, chosen, roster.known)
+            # Recorded with the ledger's claim of the requests (open_notification): one
+            # transaction, one statement on PostgreSQL.
+            writes = recipient_writes(notification, members, "initial", support_type, codes)
+            notification.context = writes.context
+            return Routed(
+                notification, merchant, chosen, admins, members, support_type, writes.statements
             )
         return Routed(notification, merchant, chosen, admins, members, support_type)
 
@@ -223,68 +226,106 @@ class Router:
         *,
         support_type: str | None,
         known: Mapping[int, Member] | None = None,
-        quick_codes: Sequence[str] | None = None,
     ) -> dict[int, Member]:
-        """Recipients, their instruction messages and the routing result, in one transaction.
-        Returns each recipient's own conversation. ``quick_codes``: the merchant's answer
-        template codes for the type, read here when the caller has not read them (escalation)."""
+        """Recipients, their instruction messages and the routing result, in one transaction
+        of their own (escalation). Returns each recipient's own conversation."""
         members = await self._outreach.members(merchant, users, known)
-        notification_id = notification.id
         async with self._db() as session:
-            if quick_codes is None:
-                quick_codes = list(
-                    (
-                        await session.scalars(
-                            answer_templates.quick_codes(merchant.id, notification.type)
-                        )
-                    ).all()
-                )
-            instruction = instruction_text(notification, support_type, quick_codes)
-            public = format_notification_id(notification_id)
-            for member in members.values():
-                session.add(
-                    NotificationRecipient(
-                        notification_id=notification_id,
-                        merchant_user_id=member.user.id,
-                        conversation_id=member.conversation.id,
-                        reason=reason,
+            # The quick answers for the instruction message: one indexed read (escalation
+            # only; the first routing reads them with the notification).
+            codes = list(
+                (
+                    await session.scalars(
+                        answer_templates.quick_codes(merchant.id, notification.type)
                     )
-                )
-                session.add(
-                    Message(
-                        conversation_id=member.conversation.id,
-                        role=MessageRole.assistant,
-                        content=instruction,
-                        other_data={
-                            "kind": "notification_instruction",
-                            "notification_id": notification_id,
-                            "notification_ids": [public],
-                        },
-                    )
-                )
-            context = dict(notification.context)
-            if support_type and notification.type == NotificationType.user_support_request:
-                context["support_request_type"] = support_type
-            values: dict[str, Any] = {"updated_at": utcnow()}
-            if reason == "initial":
-                # The workflow's first step: it is running, the sweeper need not look at it.
-                values["workflow_started_at"] = values["updated_at"]
-            context["merchant_user_conversation_user_ids"] = sorted(
-                {
-                    *context.get("merchant_user_conversation_user_ids", []),
-                    *(m.conversation.conversation_user_id for m in members.values()),
-                }
+                ).all()
             )
-            await session.execute(
-                update(Notification)
-                .where(Notification.id == notification_id)
-                .values(context=context, **values)
-            )
+            writes = recipient_writes(notification, members, reason, support_type, codes)
+            for stmt in writes.statements:
+                await session.execute(stmt)
             try:
                 await session.commit()
             except IntegrityError:
                 # An earlier attempt wrote them (same notification, same users): keep those.
                 await session.rollback()
             else:
-                notification.context = context
+                notification.context = writes.context
         return members
+
+
+@dataclass(frozen=True)
+class RecipientWrites:
+    """The statements that record who is asked: recipients, their instruction messages, the
+    routing result on the notification (its new ``context``)."""
+
+    statements: list[Any]
+    context: dict[str, Any]
+
+
+def recipient_writes(
+    notification: Notification,
+    members: Mapping[int, Member],
+    reason: str,
+    support_type: str | None,
+    quick_codes: Sequence[str] = (),
+) -> RecipientWrites:
+    """Core statements with every value given (they may ride in one statement with the
+    ledger's claim: :class:`~notifyflow.db.statements.Writes`)."""
+    now = utcnow()
+    notification_id = notification.id
+    public = format_notification_id(notification_id)
+    statements: list[Any] = []
+    if members:
+        instruction = instruction_text(notification, support_type, quick_codes)
+        statements.append(
+            insert(NotificationRecipient).values(
+                [
+                    {
+                        "notification_id": notification_id,
+                        "merchant_user_id": m.user.id,
+                        "conversation_id": m.conversation.id,
+                        "reason": reason,
+                        "added_at": now,
+                    }
+                    for m in members.values()
+                ]
+            )
+        )
+        statements.append(
+            insert(Message).values(
+                [
+                    {
+                        "conversation_id": m.conversation.id,
+                        "role": MessageRole.assistant.value,
+                        "content": instruction,
+                        "other_data": {
+                            "kind": "notification_instruction",
+                            "notification_id": notification_id,
+                            "notification_ids": [public],
+                        },
+                        "created_at": now,
+                    }
+                    for m in members.values()
+                ]
+            )
+        )
+    context = dict(notification.context)
+    if support_type and notification.type == NotificationType.user_support_request:
+        context["support_request_type"] = support_type
+    values: dict[str, Any] = {"updated_at": now}
+    if reason == "initial":
+        # The workflow's first step: it is running, the sweeper need not look at it.
+        values["workflow_started_at"] = now
+    context["merchant_user_conversation_user_ids"] = sorted(
+        {
+            *context.get("merchant_user_conversation_user_ids", []),
+            *(m.conversation.conversation_user_id for m in members.values()),
+        }
+    )
+    statements.append(
+        update(Notification)
+        .where(Notification.id == notification_id)
+        .values(context=context, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return RecipientWrites(statements, context)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import Result, case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
@@ -48,3 +48,40 @@ def per_row(
     """``CASE key WHEN k1 THEN v1 …``: a different value per row in one UPDATE (portable,
     where ``UPDATE … FROM (VALUES …)`` is spelt differently on SQLite)."""
     return case(dict(values), value=key)
+
+
+class Writes:
+    """The writes of one transaction, in as few round trips as the dialect allows.
+
+    On PostgreSQL the statements added with :meth:`add` ride as data-modifying CTEs of the one
+    statement whose rows are wanted (``main``), so a step's writes are one statement; they
+    must touch different rows (CTEs share one snapshot and cannot see each other's changes).
+    On SQLite, which has no DML in CTEs, each is its own statement in the same transaction.
+    Values that SQLAlchemy would compute at execution (``onupdate``) must be given: a CTE
+    cannot take them."""
+
+    def __init__(self) -> None:
+        self._quiet: list[Any] = []
+
+    def add(self, stmt: Any) -> None:
+        self._quiet.append(stmt)
+
+    def __bool__(self) -> bool:
+        return bool(self._quiet)
+
+    async def run(self, session: AsyncSession, main: Any | None = None) -> Result[Any] | None:
+        """Execute every statement added, and ``main`` (returned: its result)."""
+        quiet, self._quiet = self._quiet, []
+        if dialect_name(session) == "postgresql" and quiet:
+            if main is None:
+                main, quiet = quiet[-1], quiet[:-1]
+            if quiet:
+                main = main.add_cte(*(s.cte(f"w{i}") for i, s in enumerate(quiet)))
+            combined: Result[Any] = await session.execute(main)
+            return combined
+        for stmt in quiet:
+            await session.execute(stmt)
+        if main is None:
+            return None
+        result: Result[Any] = await session.execute(main)
+        return result

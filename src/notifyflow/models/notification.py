@@ -53,6 +53,10 @@ class Campaign(StrEnum):
     customer_request_expired = "customer_request_expired"
     # The customer wrote again about an open notification (DESIGN §8 follow-ups).
     notification_follow_up = "notification_follow_up"
+    # Customer satisfaction (DESIGN §10): the 1–5 ask inside the 24 h window (a twilio/quick-reply
+    # sent in session, three buttons) and outside it (the approved quick-reply template, five).
+    customer_satisfaction_quick_reply = "customer_satisfaction_quick_reply"
+    customer_satisfaction_request = "customer_satisfaction_request"
 
 
 def headline(type: str, context: Mapping[str, Any]) -> str:

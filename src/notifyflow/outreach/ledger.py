@@ -26,7 +26,7 @@ from notifyflow.channels.base import (
     closes_window,
 )
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.statements import dialect_name, insert_ignoring_duplicates, per_row
+from notifyflow.db.statements import Writes, dialect_name, insert_ignoring_duplicates, per_row
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
 from notifyflow.models.vocabulary import (
@@ -121,6 +121,7 @@ class Sender:
         kind: DeliveryKind,
         sends: Sequence[Send],
         concurrency: int = SEND_CONCURRENCY,
+        claim_with: Sequence[Any] = (),
     ) -> list[Sent | BaseException]:
         """Each send once per its key, the provider called for several at once (at most
         ``concurrency`` in flight): one statement claims every ledger row, one transaction
@@ -129,11 +130,19 @@ class Sender:
         Returns, in the order of ``sends``, what each came to: :class:`Sent`, or the
         :class:`SendError` the provider (or the ledger, for a message refused earlier)
         answered, or any other exception its call raised. Every outcome is recorded before
-        this returns."""
+        this returns.
+
+        ``claim_with``: the step's own writes (recipients, the answer), committed with the
+        ledger's claim, in the same statement on PostgreSQL (:class:`Writes`): what the step
+        decided and what it is about to send are recorded together or not at all."""
         if len({s.key for s in sends}) != len(sends):
             raise ValueError("one key per send")
+        if not sends:
+            # Nothing to send; the step's own writes still go in.
+            await self.write(claim_with)
+            return []
         prepared = [self._prepare(s, kind) for s in sends]
-        claims = await self._claim_many(notification_id, prepared)
+        claims = await self._claim_many(notification_id, prepared, claim_with)
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def call(p: _Prepared) -> SendResult:
@@ -180,6 +189,15 @@ class Sender:
         await self._record(notification_id, accepted, refused)
         return results
 
+    async def write(self, statements: Sequence[Any]) -> None:
+        """A step's own writes, in a transaction of their own (when they have no send to
+        ride with)."""
+        if not statements:
+            return
+        async with self._db() as session:
+            await _run(session, statements)
+            await session.commit()
+
     def _prepare(self, send: Send, kind: DeliveryKind) -> _Prepared:
         if (send.text is None) == (send.template is None):
             raise ValueError("send exactly one of text or template")
@@ -217,7 +235,7 @@ class Sender:
         )
 
     async def _claim_many(
-        self, notification_id: int, prepared: list[_Prepared]
+        self, notification_id: int, prepared: list[_Prepared], claim_with: Sequence[Any]
     ) -> dict[str, _Claim]:
         """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
@@ -252,8 +270,13 @@ class Sender:
             stmt = insert_ignoring_duplicates(
                 dialect_name(session), Delivery, rows, unique=["idempotency_key"]
             ).returning(Delivery.id, Delivery.idempotency_key)
-            for delivery_id, key in (await session.execute(stmt)).all():
-                claims[key] = _Claim(delivery_id=delivery_id)
+            writes = Writes()
+            for extra in claim_with:
+                writes.add(extra)
+            claimed = await writes.run(session, stmt)
+            assert claimed is not None
+            for row in claimed.all():
+                claims[row.idempotency_key] = _Claim(delivery_id=row.id)
             earlier = [p for p in prepared if p.send.key not in claims]
             if earlier:
                 found = {
@@ -325,45 +348,46 @@ class Sender:
         if not accepted and not refused:
             return
         now = utcnow()
+        writes = Writes()
+        if accepted:
+            writes.add(
+                update(Delivery)
+                .where(Delivery.id.in_([delivery_id for _, delivery_id, _, _ in accepted]))
+                .values(
+                    status="sent",
+                    provider_message_id=per_row(
+                        Delivery.id, {d: pmid for _, d, pmid, _ in accepted}
+                    ),
+                    error_code=None,
+                    error_message=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            writes.add(
+                insert(Message).values(
+                    [_history_row(p, body, notification_id, now) for p, _, _, body in accepted]
+                )
+            )
+        for delivery_id, err in refused:
+            values: dict[str, Any] = {
+                "error_code": "ambiguous" if err.ambiguous else err.code,
+                "error_message": err.message[:2000],
+                "updated_at": now,
+            }
+            if not (err.retryable or err.ambiguous):
+                values["status"] = "failed"
+            writes.add(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
         async with self._db() as session:
-            if accepted:
-                ids = [delivery_id for _, delivery_id, _, _ in accepted]
-                await session.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(ids))
-                    .values(
-                        status="sent",
-                        provider_message_id=per_row(
-                            Delivery.id, {d: pmid for _, d, pmid, _ in accepted}
-                        ),
-                        error_code=None,
-                        error_message=None,
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                await session.execute(
-                    insert(Message).values(
-                        [_history_row(p, body, notification_id, now) for p, _, _, body in accepted]
-                    )
-                )
-                for p, _, _, _ in accepted:
-                    _count_delivery("accepted", p.kind, p.method)
-            for delivery_id, err in refused:
-                values: dict[str, Any] = {
-                    "error_code": "ambiguous" if err.ambiguous else err.code,
-                    "error_message": err.message[:2000],
-                    "updated_at": now,
-                }
-                if not (err.retryable or err.ambiguous):
-                    values["status"] = "failed"
-                await session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == delivery_id)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
+            await writes.run(session)
             await session.commit()
+        for p, _, _, _ in accepted:
+            _count_delivery("accepted", p.kind, p.method)
 
 
 @dataclass(frozen=True)
@@ -403,6 +427,13 @@ class _Claim:
     @property
     def delivery(self) -> int | None:
         return self.delivery_id if self.result is None else None
+
+
+async def _run(session: AsyncSession, statements: Sequence[Any]) -> None:
+    writes = Writes()
+    for stmt in statements:
+        writes.add(stmt)
+    await writes.run(session)
 
 
 def _history_row(p: _Prepared, body: str, notification_id: int, now: datetime) -> dict[str, Any]:

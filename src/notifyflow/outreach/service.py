@@ -116,8 +116,11 @@ class Outreach:
         merchant: Merchant,
         members: dict[int, Member],
         kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
     ) -> int:
-        """The request campaign to each member (first ask or escalation)."""
+        """The request campaign to each member (first ask or escalation). ``claim_with``: the
+        routing's own writes, committed with the claim of these sends."""
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
         template = await self.template(cfg.requested_campaign, merchant.default_language, merchant)
@@ -133,6 +136,7 @@ class Outreach:
                 for m in members.values()
             ],
             kind,
+            claim_with=claim_with,
         )
 
     async def notify_members(
@@ -195,14 +199,21 @@ class Outreach:
         sends = await self.notice_sends(notification_id, merchant, users, notice, known)
         return await self._fan_out(notification_id, sends, notice.kind)
 
-    async def _fan_out(self, notification_id: int, sends: list[Send], kind: DeliveryKind) -> int:
+    async def _fan_out(
+        self,
+        notification_id: int,
+        sends: list[Send],
+        kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
+    ) -> int:
         """Send to several people at once; a permanent refusal for one person is logged and
         does not stop the others; a retryable one fails the activity (the ledger skips the
         sends that went through when Temporal retries)."""
-        if not sends:
+        if not sends and not claim_with:
             return 0
         results = await self._sender.send_many(
-            notification_id=notification_id, kind=kind, sends=sends
+            notification_id=notification_id, kind=kind, sends=sends, claim_with=claim_with
         )
         return tally(sends, results)
 
@@ -236,13 +247,16 @@ class Outreach:
         *,
         compose: Compose | None = None,
         alongside: Sequence[Send] = (),
+        claim_with: Sequence[Any] = (),
     ) -> Reached:
         """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
         step) sent with the customer's message: one ledger claim and one record for all of
-        them on the common path (inside the window). Their results come back in order."""
+        them on the common path (inside the window). Their results come back in order.
+        ``claim_with``: the step's own writes (the answer), committed with the claim of the
+        customer's message, or on their own before any send on the other paths."""
         extra = list(alongside)
         reached = await self._reach(
-            notification_id, kind, contact, localized, campaign, compose, extra
+            notification_id, kind, contact, localized, campaign, compose, extra, claim_with
         )
         if extra and reached.alongside is None:
             # Not sent with the customer's message (Instagram, a template, no phone): alone.
@@ -261,20 +275,25 @@ class Outreach:
         campaign: Campaign,
         compose: Compose | None,
         alongside: list[Send],
+        claim_with: Sequence[Any],
     ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
         conversation = contact.conversation
         last = conversation.last_inbound_at
         language = contact.language
+        target = customer_target(contact)
+        inside = conversation.channel != ChannelName.instagram and bool(target.to)
+        inside = inside and window_open(last, now)
+        if not inside:
+            await self._sender.write(claim_with)
         if conversation.channel == ChannelName.instagram:
             return Reached(
                 await self._reach_instagram(notification_id, kind, contact, localized, now)
             )
-        target = customer_target(contact)
         if not target.to:
             return Reached(Outcome(False, None, None, "the customer has no phone number"))
-        if window_open(last, now):
+        if inside:
             body = (
                 await compose(conversation, localized.full_sentence, language)
                 if compose
@@ -282,7 +301,10 @@ class Outreach:
             )
             customer = Send(keys.customer_key(notification_id, kind), target, text=body)
             first, *along = await self._sender.send_many(
-                notification_id=notification_id, kind=kind, sends=[customer, *alongside]
+                notification_id=notification_id,
+                kind=kind,
+                sends=[customer, *alongside],
+                claim_with=claim_with,
             )
             if isinstance(first, Sent):
                 return Reached(
