@@ -2,7 +2,7 @@
 names the template an answer used.
 
 Revision ID: 0010
-Revises: 0013 (main already holds 0013 on 0009; re-chain at merge as needed)
+Revises: 0009
 Create Date: 2026-12-01
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0013"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
