@@ -55,6 +55,11 @@ def _root(
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(keys_app, name="keys")
+templates_app = typer.Typer(
+    no_args_is_help=True,
+    help="Answer templates (canned answers, DESIGN §10): admins answer with #<code>.",
+)
+app.add_typer(templates_app, name="answer-templates")
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
@@ -549,7 +554,7 @@ def _print_notification(view: Any, timeline: list[Any]) -> None:
             answers.add_row(
                 _when(a.created_at),
                 str(a.answered_by or "?"),
-                a.source,
+                a.source + (f" #{a.template}" if a.template else ""),
                 "yes" if a.accepted else "no",
                 a.answer if a.accepted else f"{a.reason_code}: {a.reason}",
             )
@@ -736,6 +741,109 @@ def keys_revoke(
         _emit(view.model_dump(mode="json"))
     else:
         _console().print(f"key {view.id} ({view.prefix}) revoked at {_when(view.revoked_at)}")
+
+
+# ---- answer templates: list, create, delete -------------------------------------------------
+# The same operations as /v1/merchants/{id}/answer-templates, on the database directly.
+
+
+@templates_app.command("list")
+def templates_list(
+    merchant: Annotated[int, typer.Option("--merchant", help="Merchant id.")],
+    type: Annotated[str | None, typer.Option("--type", help="Only this notification type.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A merchant's answer templates: code, type, uses, answer (the first 500)."""
+    from notifyflow import answer_templates
+    from notifyflow.models.notification import NotificationType
+
+    _check_id(merchant, "--merchant", as_json=as_json)
+    _check_choice(type, NotificationType, "type", as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            kind = NotificationType(type) if type else None
+            return await answer_templates.list_page(db, merchant, kind, limit=500)
+
+    page = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit([view.model_dump(mode="json") for view in page.items])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("code", "type", "uses", "answer"):
+        table.add_column(column)
+    for view in page.items:
+        table.add_row(
+            f"#{view.code}",
+            view.type,
+            str(view.use_count),
+            json.dumps(view.answer, ensure_ascii=False),
+        )
+    console = _console()
+    console.print(table)
+    if not page.items:
+        console.print(f"merchant {merchant} has no answer templates")
+
+
+@templates_app.command("create")
+def templates_create(
+    merchant: Annotated[int, typer.Option("--merchant", help="Merchant id.")],
+    code: Annotated[str, typer.Option("--code", help="A short lower-case code, like hours.")],
+    type: Annotated[str, typer.Option("--type", help="The notification type it answers.")],
+    answer_json: Annotated[str, typer.Option("--answer", help='JSON, e.g. {"answer": "..."}')],
+    as_json: JsonOption = False,
+) -> None:
+    """Store a canned answer, validated against the type's answer schema."""
+    from pydantic import ValidationError
+
+    from notifyflow import answer_templates
+    from notifyflow.models.answer_templates import AnswerTemplateCreate
+    from notifyflow.models.notification import NotificationType
+
+    _check_id(merchant, "--merchant", as_json=as_json)
+    _check_choice(type, NotificationType, "type", as_json=as_json)
+    parsed = _json_object(answer_json, "--answer", as_json=as_json)
+    try:
+        body = AnswerTemplateCreate(code=code, type=NotificationType(type), answer=parsed)
+    except ValidationError as exc:
+        _fail(f"--code: {exc.errors()[0]['msg'].removeprefix('Value error, ')}", 2, as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=False) as (db, _):
+            return await answer_templates.create(db, merchant, body)
+
+    view = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(view.model_dump(mode="json"))
+    else:
+        _console().print(f"answer template #{view.code} ({view.type}) stored")
+
+
+@templates_app.command("delete")
+def templates_delete(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The template's code.")],
+    merchant: Annotated[int, typer.Option("--merchant", help="Merchant id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a template; answers that used it keep its code and what it said."""
+    from notifyflow import answer_templates
+
+    _check_id(merchant, "--merchant", as_json=as_json)
+    settings = _settings_or_exit(check=False)
+
+    async def work() -> None:
+        async with _backend(settings, temporal=False) as (db, _):
+            await answer_templates.remove(db, merchant, code.lstrip("#"))
+
+    _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit({"deleted": code.lstrip("#"), "merchant_id": merchant})
+    else:
+        _console().print(f"answer template #{code.lstrip('#')} deleted")
 
 
 def main() -> None:

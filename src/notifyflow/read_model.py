@@ -141,6 +141,7 @@ def notification_view(
                 reason_code=a.reason_code,
                 reason=a.reason,
                 created_at=a.created_at,
+                template=a.template_code,
             )
             for a in answers
         ],
@@ -250,6 +251,7 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
                 at=a.created_at,
                 event="answer accepted" if a.accepted else "answer refused",
                 detail=f"by {who} via {a.source}"
+                + (f" with template #{a.template}" if a.template else "")
                 + ("" if a.accepted else f": {a.reason_code}: {a.reason}"),
             )
         )

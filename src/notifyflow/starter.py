@@ -25,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from notifyflow import answer_templates
 from notifyflow.config import Settings, get_settings
 from notifyflow.db import answer_history
 from notifyflow.db.session import SessionFactory
@@ -43,6 +44,7 @@ from notifyflow.launch import (
     start_options,
     workflow_input,
 )
+from notifyflow.models.answer_templates import template_reference
 from notifyflow.models.answers import parse_answer, validate_answer
 from notifyflow.models.errors import NotificationError, RefusalCode, parse_id, refusal_for
 from notifyflow.models.ids import (
@@ -161,6 +163,18 @@ async def answer_new_notification(
             f"merchant user {answered_by} may not answer for this conversation's merchant",
         )
     text = _answer_text(answer)
+    code = template_reference(answer)
+    resolved: answer_templates.Resolved | None = None
+    if code is not None:
+        resolved = await answer_templates.resolve_for(
+            db,
+            conversation.merchant_id,
+            kind.value,
+            code,
+            NOTIFICATION_CONFIG[kind].answer_json_schema(),
+            what=f"the {kind.value} answer schema",
+        )
+        text = resolved.answer_json
     # Checked before anything is written, so a bad answer leaves no notification behind.
     validate_answer(
         parse_answer(text),
@@ -186,7 +200,11 @@ async def answer_new_notification(
         ),
     )
     submission = AnswerSubmission(
-        notification_id=public, answered_by=answered_by, answer_json=text, source=source
+        notification_id=public,
+        answered_by=answered_by,
+        answer_json=text,
+        source=source,
+        template=resolved.code if resolved else None,
     )
     try:
         accepted: AnswerAccepted = await asyncio.wait_for(
@@ -212,6 +230,8 @@ async def answer_new_notification(
             "then",
             details={"notification_id": public},
         ) from None
+    if resolved is not None:
+        await answer_templates.mark_used(db, resolved)
     return accepted
 
 
@@ -265,26 +285,46 @@ async def answer_notification(
     n = parse_id(notification_id)
     public = format_notification_id(n)
     text = _answer_text(answer)
+    # {"template": "<code>"}: the merchant's canned answer, resolved and validated now; the
+    # workflow gets (and validates again) the answer itself, with the code beside it.
+    code = template_reference(answer)
+    resolved: answer_templates.Resolved | None = None
+    if code is not None:
+        try:
+            resolved = await answer_templates.resolve(db, n, code, answered_by)
+        except NotificationError as refusal:
+            await _record_refusal(db, n, answered_by, source, text, refusal, template=code)
+            raise
+        if resolved is not None:
+            text = resolved.answer_json
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id_for(n))
     submission = AnswerSubmission(
-        notification_id=public, answered_by=answered_by, answer_json=text, source=source
+        notification_id=public,
+        answered_by=answered_by,
+        answer_json=text,
+        source=source,
+        template=resolved.code if resolved else None,
     )
     try:
         try:
-            return await _submit(handle, submission)
+            accepted = await _submit(handle, submission)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             # No workflow under that id: a recorded notification whose start failed is
             # started now (the answer then goes to it); anything else is refused truthfully.
             await _start_recorded_or_refuse(client, db, n, settings or get_settings())
-            return await _submit(handle, submission)
+            accepted = await _submit(handle, submission)
     except WorkflowUpdateFailedError as exc:
         error = _refusal_from(exc.cause)
     except NotificationError as exc:
         error = exc
+    else:
+        if resolved is not None:
+            await answer_templates.mark_used(db, resolved)
+        return accepted
     if error.code is not RefusalCode.not_ready:
-        await _record_refusal(db, n, answered_by, source, text, error)
+        await _record_refusal(db, n, answered_by, source, text, error, template=code)
     raise error
 
 
@@ -374,6 +414,8 @@ async def _record_refusal(
     source: AnswerSource,
     text: str,
     error: NotificationError,
+    *,
+    template: str | None = None,
 ) -> None:
     """Every attempt joins the answer history, refused ones included."""
     if error.code in (RefusalCode.not_found, RefusalCode.malformed_id):
@@ -387,6 +429,7 @@ async def _record_refusal(
         code=error.code.value,
         reason=error.message,
         at=utcnow(),
+        template_code=template,
     )
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from temporalio.client import Client
 
@@ -117,11 +117,25 @@ class AnswerNotificationTool(_Tool):
     tool_description: ClassVar[str] = (
         "Answer a customer's notification (NOTIF_<n>) on behalf of the merchant user you are "
         "talking to. answer_json is a JSON object matching the schema given in the "
-        "notification's instruction message."
+        "notification's instruction message; or give template, the code of one of the "
+        "merchant's quick answers the instruction message lists (like hours)."
     )
 
     notification_id: str = Field(description="The notification id, like NOTIF_123")
-    answer_json: str = Field(description="The answer as a JSON object string")
+    answer_json: str | None = Field(
+        default=None, description="The answer as a JSON object string (or give template)"
+    )
+    template: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A quick answer's code, like hours (instead of answer_json)",
+    )
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> AnswerNotificationTool:
+        if (self.answer_json is None) == (self.template is None):
+            raise ValueError("give answer_json or template, exactly one of them")
+        return self
 
     async def run(self, ctx: ToolContext, *, source: AnswerSource = AnswerSource.tool) -> str:
         async with ctx.db() as session:
@@ -137,7 +151,12 @@ class AnswerNotificationTool(_Tool):
                 ctx.db,
                 self.notification_id,
                 answered_by=conversation.merchant_user_id,
-                answer=self.answer_json,
+                answer=(
+                    self.answer_json
+                    if self.answer_json is not None
+                    # "#hours" or "Hours" is what a model copies from the instruction message.
+                    else {"template": (self.template or "").strip().lstrip("#").lower()}
+                ),
                 source=source,
             )
         except NotificationError as err:

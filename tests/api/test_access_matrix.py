@@ -37,15 +37,17 @@ from fastapi.routing import APIRoute
 from pydantic import SecretStr
 from starlette.routing import Route
 
-from notifyflow import api_keys, directory
+from notifyflow import answer_templates, api_keys, directory
 from notifyflow.api.app import create_app
 from notifyflow.db.session import SessionFactory
+from notifyflow.models.answer_templates import AnswerTemplateCreate
 from notifyflow.models.directory import (
     ConversationCreate,
     DocumentCreate,
     MerchantCreate,
     MerchantUserCreate,
 )
+from notifyflow.models.notification import NotificationType
 from notifyflow.webhooks import subscriptions
 from notifyflow.webhooks.events import EventType
 from notifyflow.webhooks.subscriptions import WebhookCreate
@@ -185,6 +187,21 @@ class Cell:
         self.world.ids.add(made.id)
         return int(made.id)
 
+    async def template(self) -> str:
+        """A new answer template's code, of A's (any code when missing: the merchant is)."""
+        code = f"t{secrets.token_hex(4)}"
+        if not self.missing:
+            await answer_templates.create(
+                self.world.db,
+                self.world.a.merchant_id,
+                AnswerTemplateCreate(
+                    code=code,
+                    type=NotificationType.user_question_request,
+                    answer={"answer": f"Secret answer {self.world.token}"},
+                ),
+            )
+        return code
+
     async def key_id(self) -> int:
         if self.missing:
             return MISSING_ID
@@ -257,6 +274,29 @@ async def _list_webhooks(c: Cell) -> Req:
 
 async def _delete_webhook(c: Cell) -> Req:
     return Req("DELETE", f"/v1/merchants/{c.merchant_id}/webhooks/{await c.webhook_id()}")
+
+
+async def _create_answer_template(c: Cell) -> Req:
+    # A new code each time: every caller that may create one does.
+    body = {
+        "code": f"t{secrets.token_hex(4)}",
+        "type": "user_question_request",
+        "answer": {"answer": "Ten to four."},
+    }
+    return Req("POST", f"/v1/merchants/{c.merchant_id}/answer-templates", body)
+
+
+async def _list_answer_templates(c: Cell) -> Req:
+    return Req("GET", f"/v1/merchants/{c.merchant_id}/answer-templates")
+
+
+async def _replace_answer_template(c: Cell) -> Req:
+    body = {"type": "user_question_request", "answer": {"answer": "Nine to five."}}
+    return Req("PUT", f"/v1/merchants/{c.merchant_id}/answer-templates/{await c.template()}", body)
+
+
+async def _delete_answer_template(c: Cell) -> Req:
+    return Req("DELETE", f"/v1/merchants/{c.merchant_id}/answer-templates/{await c.template()}")
 
 
 async def _get_settings(c: Cell) -> Req:
@@ -451,6 +491,18 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("DELETE", "/v1/merchants/{merchant_id}/api-keys/{key_id}"): _row("operator", 204)(_revoke_key),
     ("PUT", "/v1/campaigns/{campaign}/templates/{language}"): _row("operator", 200)(_put_template),
     ("POST", "/v1/merchants/{merchant_id}/webhooks"): _row("merchant", 201)(_create_webhook),
+    ("POST", "/v1/merchants/{merchant_id}/answer-templates"): _row("merchant", 201)(
+        _create_answer_template
+    ),
+    ("GET", "/v1/merchants/{merchant_id}/answer-templates"): _row("merchant", 200)(
+        _list_answer_templates
+    ),
+    ("PUT", "/v1/merchants/{merchant_id}/answer-templates/{code}"): _row("merchant", 200)(
+        _replace_answer_template
+    ),
+    ("DELETE", "/v1/merchants/{merchant_id}/answer-templates/{code}"): _row("merchant", 204)(
+        _delete_answer_template
+    ),
     ("GET", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_get_settings),
     ("PUT", "/v1/merchants/{merchant_id}/settings"): _row("merchant", 200)(_put_settings),
     ("GET", "/v1/merchants/{merchant_id}/sla"): _row("merchant", 200)(_sla),

@@ -232,9 +232,10 @@ async def test_answer_validation_is_422_with_paths(api: httpx.AsyncClient, shop:
         url,
         json={"answered_by": admin, "answer": {"answer": "x"}, "answer_json": '{"answer": "x"}'},
     )
-    assert paths(assert_envelope(response, 422, "invalid_input")) == {"/answer", "/answer_json"}
+    one_of = {"/answer", "/answer_json", "/template"}
+    assert paths(assert_envelope(response, 422, "invalid_input")) == one_of
     response = await api.post(url, json={"answered_by": admin})
-    assert paths(assert_envelope(response, 422, "invalid_input")) == {"/answer", "/answer_json"}
+    assert paths(assert_envelope(response, 422, "invalid_input")) == one_of
     response = await api.post(url, json={"answer": {"answer": "x"}})
     assert paths(assert_envelope(response, 422, "invalid_input")) == {"/answered_by"}
 

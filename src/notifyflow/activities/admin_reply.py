@@ -31,6 +31,7 @@ from notifyflow.db.tables import (
     Notification,
     NotificationRecipient,
 )
+from notifyflow.models.answer_templates import hash_code
 from notifyflow.models.errors import NotificationError, RefusalCode, refusal_for
 from notifyflow.models.ids import INT32_MAX, format_notification_id, workflow_id_for
 from notifyflow.models.inbound import (
@@ -102,9 +103,32 @@ def _plain(details: Any) -> str:
     return "; ".join(parts[:3])
 
 
-def refusal_text(public: str, err: NotificationError) -> str:
-    """What was wrong, for the admin."""
+def _available(details: Any) -> list[str]:
+    first = details[0] if isinstance(details, list) and details else {}
+    found = first.get("available") if isinstance(first, dict) else None
+    return [str(c) for c in found] if isinstance(found, list) else []
+
+
+def refusal_text(public: str, err: NotificationError, template: str | None = None) -> str:
+    """What was wrong, for the admin (``template``: the ``#code`` they replied with)."""
     code = err.code
+    if code is RefusalCode.unknown_template:
+        available = _available(err.details)
+        listed = (
+            "Quick answers for it: " + ", ".join(f"#{c}" for c in available) + "."
+            if available
+            else "There are no quick answers for it yet."
+        )
+        return (
+            f"There is no quick answer #{template or '?'} for {public}. {listed} Or reply "
+            "with the answer in your own words."
+        )
+    if template and code in (RefusalCode.schema_mismatch, RefusalCode.missing_field):
+        why = _plain(err.details) or err.message
+        return (
+            f"The quick answer #{template} no longer fits {public} ({why}), so nothing was "
+            "sent. Reply with the answer in your own words, and have the quick answer updated."
+        )
     if code is RefusalCode.already_answered:
         return f"{public} was already answered, so your reply was not sent to the customer."
     if code is RefusalCode.closed:
@@ -180,6 +204,7 @@ class AdminReplyActivities:
             )
         text = without_mention(input.text, n)
         answer: dict[str, Any] | str
+        template: str | None = None
         if (
             notification.merchant_id != input.merchant_id
             or refusal_for(
@@ -192,6 +217,10 @@ class AdminReplyActivities:
             # Refused whatever it says: submitted as written, so the attempt joins the
             # answer history, without asking the AI to make sense of it first.
             answer = input.text
+        elif (template := hash_code(text)) is not None:
+            # "#hours": the merchant's answer template, resolved (and checked against the
+            # schema) by the starter; no AI reading needed.
+            answer = {"template": template}
         else:
             made = await self._answer_from(text, notification)
             if made is None:
@@ -227,7 +256,7 @@ class AdminReplyActivities:
                 reply = (
                     f"You cannot answer {public}: it was not sent to you."
                     if notification.merchant_id != input.merchant_id
-                    else refusal_text(public, err)
+                    else refusal_text(public, err, template)
                 )
                 return AdminReplyDecision(
                     outcome=ReplyOutcome.refused,

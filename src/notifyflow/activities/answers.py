@@ -117,6 +117,7 @@ class Answers:
                         accepted=True,
                         single_answer=not notification.allow_multiple_answers,
                         created_at=input.answered_at,
+                        template_code=input.template,
                     )
                 )
                 values.update(
@@ -175,6 +176,7 @@ class Answers:
                     accepted=True,
                     single_answer=not notification.allow_multiple_answers,
                     created_at=input.answered_at,
+                    template_code=input.template,
                 )
             )
             values.update(

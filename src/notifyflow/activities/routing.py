@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from notifyflow import answer_templates
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
@@ -27,6 +28,7 @@ from notifyflow.db.tables import (
     NotificationRecipient,
 )
 from notifyflow.db.types import utcnow
+from notifyflow.models.answer_templates import quick_answers_line
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -43,8 +45,11 @@ SUPPORT_CATEGORY = "SupportClassification"
 ADMIN = "admin"
 
 
-def instruction_text(notification: Notification, support_type: str | None) -> str:
-    """The assistant instruction written into each recipient's conversation."""
+def instruction_text(
+    notification: Notification, support_type: str | None, quick_codes: Sequence[str] = ()
+) -> str:
+    """The assistant instruction written into each recipient's conversation; with the
+    merchant's answer templates for the type (most used first), the codes to answer with."""
     cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
     public = format_notification_id(notification.id)
     lines = [f"{public} · {notification.type}"]
@@ -60,6 +65,12 @@ def instruction_text(notification: Notification, support_type: str | None) -> st
         json.dumps(notification.answer_schema, ensure_ascii=False, sort_keys=True),
         f"Example: {json.dumps(example, ensure_ascii=False)}",
     ]
+    if quick_codes:
+        lines += [
+            "",
+            f"{quick_answers_line(list(quick_codes))} (reply with one, or call "
+            f'AnswerNotificationTool(notification_id="{public}", template="{quick_codes[0]}"))',
+        ]
     return "\n".join(lines)
 
 
@@ -109,6 +120,8 @@ class Router:
                             MerchantUser,
                             Conversation,
                             NotificationRecipient.id,
+                            # The instruction message's quick answers ride on this statement.
+                            answer_templates.quick_codes_column(),
                         )
                         .join(Merchant, Merchant.id == Notification.merchant_id)
                         .outerjoin(
@@ -133,6 +146,7 @@ class Router:
             if not rows:
                 raise non_retryable(f"notification {notification_id} does not exist")
             notification, merchant = rows[0][0], rows[0][1]
+            codes = answer_templates.parse_quick_codes(rows[0][5])
             if notification.status != NotificationStatus.requested.value:
                 # Closed while its workflow was starting (an operator's close of an orphan):
                 # nobody is to be asked any more.
@@ -183,7 +197,7 @@ class Router:
             members = await self._outreach.members(merchant, chosen, roster.known)
             # Recorded with the ledger's claim of the requests (open_notification): one
             # transaction, one statement on PostgreSQL.
-            writes = recipient_writes(notification, members, "initial", support_type)
+            writes = recipient_writes(notification, members, "initial", support_type, codes)
             notification.context = writes.context
             return Routed(
                 notification, merchant, chosen, admins, members, support_type, writes.statements
@@ -216,8 +230,17 @@ class Router:
         """Recipients, their instruction messages and the routing result, in one transaction
         of their own (escalation). Returns each recipient's own conversation."""
         members = await self._outreach.members(merchant, users, known)
-        writes = recipient_writes(notification, members, reason, support_type)
         async with self._db() as session:
+            # The quick answers for the instruction message: one indexed read (escalation
+            # only; the first routing reads them with the notification).
+            codes = list(
+                (
+                    await session.scalars(
+                        answer_templates.quick_codes(merchant.id, notification.type)
+                    )
+                ).all()
+            )
+            writes = recipient_writes(notification, members, reason, support_type, codes)
             for stmt in writes.statements:
                 await session.execute(stmt)
             try:
@@ -244,6 +267,7 @@ def recipient_writes(
     members: Mapping[int, Member],
     reason: str,
     support_type: str | None,
+    quick_codes: Sequence[str] = (),
 ) -> RecipientWrites:
     """Core statements with every value given (they may ride in one statement with the
     ledger's claim: :class:`~notifyflow.db.statements.Writes`)."""
@@ -252,7 +276,7 @@ def recipient_writes(
     public = format_notification_id(notification_id)
     statements: list[Any] = []
     if members:
-        instruction = instruction_text(notification, support_type)
+        instruction = instruction_text(notification, support_type, quick_codes)
         statements.append(
             insert(NotificationRecipient).values(
                 [

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from notifyflow import __version__
 from notifyflow.api import (
+    answer_template_routes,
     directory_routes,
     event_routes,
     key_routes,
@@ -103,6 +104,7 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(directory_routes.router)
+    app.include_router(answer_template_routes.router)
     app.include_router(key_routes.router)
     app.include_router(notification_routes.router)
     app.include_router(event_routes.router)

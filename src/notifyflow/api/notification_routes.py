@@ -93,6 +93,7 @@ class AnswerBody(BaseModel):
             "examples": [
                 {"answered_by": 2, "answer": {"answer": "We open 10:00–16:00 on Sundays."}},
                 {"answered_by": 2, "answer_json": '{"answer": "We open 10:00–16:00 on Sundays."}'},
+                {"answered_by": 2, "template": "hours"},
             ]
         },
     )
@@ -103,6 +104,11 @@ class AnswerBody(BaseModel):
     )
     answer_json: Annotated[str, StringConstraints(max_length=64_000)] | None = Field(
         default=None, description="The answer as JSON text (give this or answer)"
+    )
+    template: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None,
+        description="The code of one of the merchant's answer templates for the notification's "
+        'type (the same as answer {"template": code})',
     )
 
 
@@ -248,16 +254,25 @@ async def answer_notification(
     """Answer as a merchant user. Returns once the answer is accepted; validation,
     localization and delivery go on durably in the workflow."""
     public_id = _public_id(notification_id)
-    if (body.answer is None) == (body.answer_json is None):
-        message = "give exactly one of answer (an object) or answer_json (a string)"
+    given = [body.answer, body.answer_json, body.template]
+    if sum(value is not None for value in given) != 1:
+        message = (
+            "give exactly one of answer (an object), answer_json (a string) or template "
+            "(an answer template's code)"
+        )
         raise NotificationError(
             RefusalCode.invalid_input,
             message,
             details=[
                 {"in": "body", "path": "/answer", "message": message},
                 {"in": "body", "path": "/answer_json", "message": message},
+                {"in": "body", "path": "/template", "message": message},
             ],
         )
+    if body.template is not None:
+        # Resolved by the starter for the notification's merchant and type.
+        _check_storable(body.template, "/template")
+        body.answer = {"template": body.template}
     if body.answer is not None:
         _check_storable(body.answer, "/answer")
     else:

@@ -25,6 +25,7 @@ async def record_refused_answer(
     reason: str,
     at: datetime,
     once: bool = False,
+    template_code: str | None = None,
 ) -> None:
     """Write one refused attempt. ``once``: skip it when the same refusal (same time, same
     code) is already there, for a retried activity. The claimed answerer may not exist at all
@@ -56,6 +57,8 @@ async def record_refused_answer(
                 reason_code=code,
                 reason=reason,
                 created_at=at,
+                # Only a well-formed code: what was refused is in answer_text anyway.
+                template_code=template_code if template_code and len(template_code) <= 32 else None,
             )
         )
         await session.commit()

@@ -239,6 +239,33 @@ class NotificationAnswer(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32), default=None)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The answer template (canned answer) the answer named, by its code: the stored answer is
+    # the template's answer as it was at use.
+    template_code: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class AnswerTemplate(Base):
+    """A merchant's canned answer (DESIGN §10): ``#hours`` on WhatsApp, ``{"template":
+    "hours"}`` in the answer route. A code names one template per merchant; the template
+    answers one notification type, and its answer was valid for that type's schema when
+    stored (it is validated again at use, against the notification's own schema)."""
+
+    __tablename__ = "answer_template"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "code", name="uq_answer_template_merchant_code"),
+        # The instruction message's quick answers: a merchant's codes for one type.
+        Index("ix_answer_template_merchant_type", "merchant_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Accepted answers that used it: the instruction message lists the most used first.
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Delivery(Base):

@@ -21,6 +21,8 @@ class RefusalCode(StrEnum):
     closed = "closed"
     not_allowed = "not_allowed"
     invalid_input = "invalid_input"
+    # An answer named an answer template (canned answer) the merchant has not for this type.
+    unknown_template = "unknown_template"
     # A duplicate of something that exists (a merchant user's phone, a conversation).
     conflict = "conflict"
     # Not a mistake: the workflow could not take it in time (its worker is busy or away, or its
@@ -37,6 +39,7 @@ HTTP_STATUS: dict[RefusalCode, int] = {
     RefusalCode.not_json: 422,
     RefusalCode.schema_mismatch: 422,
     RefusalCode.invalid_input: 422,
+    RefusalCode.unknown_template: 422,
     RefusalCode.already_answered: 409,
     RefusalCode.closed: 409,
     RefusalCode.not_allowed: 403,

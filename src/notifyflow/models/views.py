@@ -16,6 +16,8 @@ class AnswerView(BaseModel):
     reason_code: str | None = None
     reason: str | None = None
     created_at: datetime
+    # The answer template (canned answer) the answer named; ``answer`` is what it resolved to.
+    template: str | None = None
 
 
 class DeliveryView(BaseModel):

@@ -82,6 +82,8 @@ class AnswerSubmission(BaseModel):
     answered_by: int
     answer_json: str
     source: AnswerSource = AnswerSource.api
+    # The answer template (canned answer) answer_json was resolved from, by its code.
+    template: str | None = None
 
 
 class AnswerAccepted(BaseModel):
@@ -179,6 +181,8 @@ class DeliverInput(BaseModel):
     recipients: list[int]
     # Where the customer-facing text sits in the answer.
     customer_field: str
+    # The answer template the answer came from (recorded with the answer).
+    template: str | None = None
 
 
 class DeliverResult(BaseModel):

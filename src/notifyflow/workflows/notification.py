@@ -274,6 +274,7 @@ class NotificationWorkflow:
                     source=item.submission.source,
                     recipients=self._recipients,
                     customer_field=cfg.customer_field,
+                    template=item.submission.template,
                 ),
                 start_to_close_timeout=policies.DELIVER_TIMEOUT,
                 heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
