@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from notifyflow import starter
 from notifyflow.activities.admin_reply import AdminReplyActivities
+from notifyflow.activities.corrections import CorrectionActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.follow_ups import FollowUpActivities
 from notifyflow.activities.notification import NotificationActivities
@@ -34,6 +35,7 @@ from notifyflow.outreach.service import Outreach
 from notifyflow.sweeper import run_sweeper
 from notifyflow.webhooks.dispatch import run_dispatcher
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
+from notifyflow.workflows.correction import CorrectionWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
 from notifyflow.workflows.webhook_delivery import WebhookDeliveryWorkflow
@@ -45,6 +47,7 @@ WORKFLOWS: Sequence[type] = (
     AdminReplyWorkflow,
     FallbackDeliveryWorkflow,
     WebhookDeliveryWorkflow,
+    CorrectionWorkflow,
 )
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
@@ -118,6 +121,7 @@ class Activities:
     admin_reply: AdminReplyActivities
     fallback: FallbackActivities
     follow_ups: FollowUpActivities
+    corrections: CorrectionActivities
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -125,6 +129,7 @@ class Activities:
             *self.admin_reply.all(),
             *self.fallback.all(),
             *self.follow_ups.all(),
+            *self.corrections.all(),
         ]
 
 
@@ -144,6 +149,7 @@ def build_activities(
         ),
         fallback=FallbackActivities(db, outreach),
         follow_ups=FollowUpActivities(db, outreach),
+        corrections=CorrectionActivities(db, ai, outreach),
     )
 
 

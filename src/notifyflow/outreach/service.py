@@ -222,17 +222,21 @@ class Outreach:
         campaign: Campaign,
         *,
         compose: Compose | None = None,
+        part: int | None = None,
     ) -> Outcome:
         """The 24-hour rule, decided now: free-form inside the window, the campaign outside
         it, and the campaign again when the provider says the window has closed after all.
-        ``compose``: writes the free-form body from the localized sentence."""
+        ``compose``: writes the free-form body from the localized sentence. ``part``: one of
+        several sends of one kind (a correction's version), in its ledger keys."""
         public = format_notification_id(notification_id)
         now = utcnow()
         merchant, conversation = contact.merchant, contact.conversation
         last = conversation.last_inbound_at
         language = contact.language
         if conversation.channel == ChannelName.instagram:
-            return await self._reach_instagram(notification_id, kind, contact, localized, now)
+            return await self._reach_instagram(
+                notification_id, kind, contact, localized, now, part=part
+            )
         target = customer_target(contact)
         if not target.to:
             return Outcome(False, None, None, "the customer has no phone number")
@@ -245,7 +249,7 @@ class Outreach:
             try:
                 sent = await self._sender.send(
                     notification_id=notification_id,
-                    key=keys.customer_key(notification_id, kind),
+                    key=keys.customer_key(notification_id, kind, part),
                     kind=kind,
                     target=target,
                     text=body,
@@ -264,7 +268,7 @@ class Outreach:
             return Outcome(False, SendMethod.campaign, None, f"configuration error: {exc}")
         try:
             sent = await self.send_customer_template(
-                notification_id, kind, target, template, localized.continuation_fragment
+                notification_id, kind, target, template, localized.continuation_fragment, part=part
             )
         except SendError as err:
             return _failed_or_raise(err, method=SendMethod.campaign)
@@ -280,11 +284,12 @@ class Outreach:
         *,
         other_data: dict[str, Any] | None = None,
         shorten_on_refusal: bool = True,
+        part: int | None = None,
     ) -> Sent:
         """The customer's template, under the one key every path uses for it; when the
         provider's copy of the template is stricter than ours (63013 whitespace, 63021 too
         long), once more with a plain, shorter variable. Raises SendError."""
-        key = keys.customer_template_key(notification_id, kind)
+        key = keys.customer_template_key(notification_id, kind, part)
         try:
             return await self._sender.send(
                 notification_id=notification_id,
@@ -318,6 +323,8 @@ class Outreach:
         contact: CustomerContact,
         localized: Localized,
         now: datetime,
+        *,
+        part: int | None = None,
     ) -> Outcome:
         merchant, conversation, customer = contact.merchant, contact.conversation, contact.customer
         decision = instagram_decision(conversation.last_inbound_at, now, kind)
@@ -333,7 +340,7 @@ class Outreach:
         try:
             sent = await self._sender.send(
                 notification_id=notification_id,
-                key=keys.customer_key(notification_id, kind),
+                key=keys.customer_key(notification_id, kind, part),
                 kind=kind,
                 target=target,
                 text=localized.full_sentence,
