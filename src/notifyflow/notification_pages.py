@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Notification, NotificationAnswer
+from notifyflow.db.tables import AnswerVersion, Notification, NotificationAnswer
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NotificationStatus, NotificationType
 from notifyflow.models.pages import (
@@ -64,9 +64,26 @@ async def list_notifications_page(
             if ids
             else []
         )
+        # The corrections of delivered answers (DESIGN §10), shown in answers[] too.
+        versions = (
+            (
+                await session.scalars(
+                    select(AnswerVersion)
+                    .where(AnswerVersion.notification_id.in_(ids))
+                    .order_by(AnswerVersion.notification_id, AnswerVersion.version)
+                )
+            ).all()
+            if ids
+            else []
+        )
     by_id: dict[int, list[NotificationAnswer]] = {}
     for a in answers:
         by_id.setdefault(a.notification_id, []).append(a)
-    items = [notification_view(r, [], by_id.get(r.id, []), None) for r in rows]
+    versions_of: dict[int, list[AnswerVersion]] = {}
+    for v in versions:
+        versions_of.setdefault(v.notification_id, []).append(v)
+    items = [
+        notification_view(r, [], by_id.get(r.id, []), None, versions_of.get(r.id, [])) for r in rows
+    ]
     next_cursor = encode_cursor("notifications", [rows[-1].id]) if more and rows else None
     return Page[NotificationView](items=items, next_cursor=next_cursor)
