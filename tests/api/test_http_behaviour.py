@@ -148,6 +148,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("get", "/v1/notifications/{notification_id}/events"),
         ("post", "/v1/notifications/{notification_id}/customer-messages"),
         ("post", "/v1/notifications/{notification_id}/answer"),
+        ("post", "/v1/notifications/{notification_id}/correct"),
         ("post", "/v1/notifications/{notification_id}/close"),
         ("get", "/healthz"),
         ("get", "/readyz"),
@@ -163,6 +164,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         "MerchantCreate",
         "NotificationRequest",
         "AnswerBody",
+        "CorrectionBody",
         "CampaignTemplateBody",
         "MerchantUpdate",
         "MerchantUserUpdate",
@@ -395,6 +397,11 @@ async def test_text_no_database_can_store_is_refused_with_its_path(api: httpx.As
             "/v1/notifications/NOTIF_1/answer",
             {"answered_by": 1, "answer_json": '{"answer": "\\u0000"}'},
             "/answer_json/answer",
+        ),
+        (
+            "/v1/notifications/NOTIF_1/correct",
+            {"answered_by": 1, "answer": {"answer": "\x00"}},
+            "/answer/answer",
         ),
     ]
     deep: object = "x"
