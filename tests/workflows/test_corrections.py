@@ -322,3 +322,39 @@ async def test_refusals_change_nothing(
     after = await _document(db, delivered)
     assert (after.content, after.versions) == (before.content, [])
     assert len(twilio.accepted(shop.customer_phone)) == sent_before
+
+
+async def test_a_correction_waits_for_a_worker_and_survives_failed_attempts_sending_once(
+    dev_env, db, task_queue, shop_factory, twilio: FakeTwilio, channel: FakeTwilioChannel
+) -> None:
+    """Recorded and started while no worker runs (they all died): the version waits, pending.
+    Once a worker is back, the provider refuses the first two attempts (429): Temporal retries
+    the activity and the ledger lets exactly one message through."""
+    settings = settings_for(task_queue)
+    shop = await shop_factory()
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        public = await _delivered(dev_env.client, db, settings, shop)
+    n = parse_notification_id(public)
+    accepted = await corrections.correct_notification(
+        dev_env.client,
+        db,
+        public,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "We open at 11."},
+        settings=settings,
+    )
+    assert (accepted.version, accepted.status) == (2, "pending")
+    view = await starter.get_notification(db, public)
+    assert view.answers[-1].delivery_status == "pending"
+    channel.fail_times[shop.customer_phone] = 2
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        handle = dev_env.client.get_workflow_handle(
+            correction_workflow_id(n, 2), result_type=CorrectionResult
+        )
+        assert (await handle.result()).status == "sent"
+    assert channel.fail_times[shop.customer_phone] == 0
+    assert len(twilio.accepted(shop.customer_phone)) == 2  # the answer, the correction
+    cost = history_cost(await handle.fetch_history())
+    figure("correction with 2 refused attempts", cost.actions, "actions")
+    view = await starter.get_notification(db, public)
+    assert view.answers[-1].delivery_status == "sent"
