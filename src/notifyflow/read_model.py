@@ -149,6 +149,8 @@ def notification_view(
             for v in versions
             if v.version > 1
         ]
+        # One history in time order: refusals that came after a correction stay after it.
+        answer_views.sort(key=lambda a: a.created_at)
     return NotificationView(
         notification_id=format_notification_id(row.id),
         type=row.type,
