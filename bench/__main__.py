@@ -27,6 +27,7 @@ COUNTS = {
     "open_notifications": (10_000, 1_000),
     "merchants": (100, 20),
     "warmup": (32, 32),
+    "fanout": (40, 10),
 }
 
 
@@ -79,6 +80,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--merchants", type=int, help="merchants (shops) to spread over (100; quick 20)")
     p.add_argument("--warmup", type=int, help="warm-up workflows and notifications (32)")
+    p.add_argument(
+        "--fanout",
+        type=int,
+        help="fan-out series: notifications one at a time per merchant size (40; quick 10)",
+    )
+    p.add_argument(
+        "--fanout-sizes",
+        default="1,2,5,20",
+        metavar="K,K,…",
+        help="fan-out series: the merchants' admin counts (1,2,5,20)",
+    )
     p.add_argument(
         "--history-samples", type=int, default=25, help="histories read for events/actions (25)"
     )
@@ -153,6 +165,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.concurrency < 1 or args.open_concurrency < 1:
         p.error("concurrency must be at least 1")
+    from bench.fanout import parse_sizes
+
+    try:
+        args.fanout_sizes = parse_sizes(args.fanout_sizes)
+    except ValueError as exc:
+        p.error(f"--fanout-sizes: {exc}")
     return args
 
 
@@ -208,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         merchants=args.merchants,
         history_samples=args.history_samples,
         warmup=args.warmup,
+        fanout=args.fanout,
+        fanout_sizes=args.fanout_sizes,
         database_url=args.database_url,
         profile=args.profile,
         max_cached_workflows=args.max_cached_workflows,

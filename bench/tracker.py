@@ -44,6 +44,8 @@ class Seen:
     closures: int = 0
     customer: int = 0
     customer_at: float | None = None
+    # When the fake accepted the request message that completed the set (its clock).
+    notified_at: float | None = None
     other: int = 0
     notified: asyncio.Event = field(default_factory=asyncio.Event)
     delivered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -59,6 +61,9 @@ class Tracker:
     closure_campaign: str
     customer_phones: set[str]
     expected_requests: int = 2
+    # Admin phone -> how many request messages a notification of that admin's shop sends (the
+    # shop's admin count): the fan-out series' shops have 1 to 20 admins.
+    requests_by_phone: dict[str, int] = field(default_factory=dict)
     seen: dict[int, Seen] = field(default_factory=dict)
     keys: Counter[tuple[int, str, str]] = field(default_factory=Counter)
     unmatched: int = 0
@@ -106,7 +111,9 @@ class Tracker:
         item = self.get(n)
         if purpose == "request":
             item.requests += 1
-            if item.requests >= self.expected_requests:
+            if item.requests >= self.requests_by_phone.get(to, self.expected_requests):
+                if item.notified_at is None:
+                    item.notified_at = at
                 item.notified.set()
         elif purpose == "closure":
             item.closures += 1

@@ -567,6 +567,14 @@ def _print_notification(view: Any, timeline: list[Any]) -> None:
         )
     if delivery.failure_reason:
         summary.add_row("failure", delivery.failure_reason)
+    rating = getattr(view, "csat", None)
+    if rating is not None:
+        scored = (
+            f"rated {rating.score}/5 at {_when(rating.answered_at)}"
+            if rating.score
+            else "no rating yet"
+        )
+        summary.add_row("csat", f"asked {_when(rating.asked_at)} by {rating.method}; {scored}")
     console.print(summary)
 
     if view.recipients:

@@ -12,9 +12,17 @@ from sqlalchemy.exc import IntegrityError
 from notifyflow import service_levels
 from notifyflow.config import Settings, get_settings
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Conversation, ConversationUser, Document, Merchant, Notification
+from notifyflow.db.tables import (
+    Conversation,
+    ConversationUser,
+    Document,
+    Merchant,
+    MerchantSettings,
+    MerchantUser,
+    Notification,
+)
 from notifyflow.db.types import utcnow
-from notifyflow.launch import admin_ids
+from notifyflow.launch import admin_ids, is_admin_of
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NOTIFICATION_CONFIG, NotificationStatus, NotificationType
 from notifyflow.models.text import unstorable
@@ -90,29 +98,61 @@ async def record_request(
         )
     cfg = NOTIFICATION_CONFIG[kind]
     async with db() as session:
-        if idempotency_key:
+
+        async def earlier() -> tuple[Notification, list[int], bool] | None:
+            """The notification this idempotency key recorded before, if any. Looked up only
+            when this request cannot be recorded as new (a refusal, or the key's unique index
+            refusing the insert): a first request, the common case, pays no read for it."""
+            if not idempotency_key:
+                return None
             existing = await session.scalar(
                 select(Notification).where(Notification.idempotency_key == idempotency_key)
             )
-            if existing is not None:
-                return existing, await admin_ids(session, existing.merchant_id), False
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.merchant_user_id is not None:
+            if existing is None:
+                return None
+            return existing, await admin_ids(session, existing.merchant_id), False
+
+        # One read for everything the row needs: the conversation, its customer's phone, the
+        # merchant's timezone and webhook count, its service levels and its active admins
+        # (one row per admin).
+        found = (
+            await session.execute(
+                select(
+                    Conversation,
+                    ConversationUser.phone,
+                    Merchant,
+                    MerchantSettings,
+                    MerchantUser.id,
+                )
+                .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
+                .join(Merchant, Merchant.id == Conversation.merchant_id)
+                .outerjoin(
+                    MerchantSettings, MerchantSettings.merchant_id == Conversation.merchant_id
+                )
+                .outerjoin(MerchantUser, is_admin_of(Conversation.merchant_id))
+                .where(Conversation.id == conversation_id)
+                .order_by(MerchantUser.id)
+            )
+        ).all()
+        if not found or found[0][0].merchant_user_id is not None:
+            if (replay := await earlier()) is not None:
+                return replay
             raise NotificationError(
                 RefusalCode.not_found, f"conversation {conversation_id} not found"
             )
-        admins = await admin_ids(session, conversation.merchant_id)
+        conversation, phone, merchant, merchant_settings = found[0][:4]
+        admins = [row[4] for row in found if row[4] is not None]
         if not admins:
+            if (replay := await earlier()) is not None:
+                return replay
             raise NotificationError(
                 RefusalCode.invalid_input,
                 f"merchant {conversation.merchant_id} has no admin who could answer",
             )
-        customer = await session.get(ConversationUser, conversation.conversation_user_id)
-        context["lead_phone"] = customer.phone if customer else None
-        merchant = await session.get(Merchant, conversation.merchant_id)
+        context["lead_phone"] = phone
         service = service_levels.snapshot(
-            await service_levels.load(session, conversation.merchant_id),
-            merchant.timezone if merchant is not None else "UTC",
+            merchant_settings,
+            merchant.timezone,
             settings or get_settings(),
             {
                 "remind_after": cfg.remind_after,
@@ -156,15 +196,14 @@ async def record_request(
                 notification_id=notification.id,
                 merchant_id=notification.merchant_id,
                 event=webhook_events.EventType.requested,
+                subscriptions=merchant.webhook_subscriptions,
             )
             await session.commit()
         except IntegrityError:
-            # The same idempotency key raced in from another request: return that one.
+            # This idempotency key was recorded before (a client's retry, or the same key
+            # racing in from another request): return that one.
             await session.rollback()
-            existing = await session.scalar(
-                select(Notification).where(Notification.idempotency_key == idempotency_key)
-            )
-            if existing is None:
+            if (replay := await earlier()) is None:
                 raise
-            return existing, admins, False
+            return replay
         return notification, admins, True

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -47,18 +47,22 @@ def timing_for(type: NotificationType, settings: Settings) -> Timing:
     )
 
 
+def is_admin_of(merchant_id: Any) -> ColumnElement[bool]:
+    """The merchant's active admins: who may always answer. ``merchant_id``: a value, or a
+    column to join on."""
+    return and_(
+        MerchantUser.merchant_id == merchant_id,
+        MerchantUser.user_type == "admin",
+        MerchantUser.deactivated_at.is_(None),
+    )
+
+
 async def admin_ids(session: AsyncSession, merchant_id: int) -> list[int]:
-    """The merchant's active admins: who may always answer."""
+    """The ids of the merchant's active admins, in order."""
     return list(
         (
             await session.scalars(
-                select(MerchantUser.id)
-                .where(
-                    MerchantUser.merchant_id == merchant_id,
-                    MerchantUser.user_type == "admin",
-                    MerchantUser.deactivated_at.is_(None),
-                )
-                .order_by(MerchantUser.id)
+                select(MerchantUser.id).where(is_admin_of(merchant_id)).order_by(MerchantUser.id)
             )
         ).all()
     )
@@ -107,6 +111,7 @@ def _service(notification: Notification) -> ServiceLevel | None:
         timezone=service.get("timezone") or "UTC",
         business_hours=service.get("business_hours"),
         first_answer_target=timedelta(seconds=target) if target else None,
+        csat_enabled=bool(service.get("csat_enabled")),
     )
 
 

@@ -76,6 +76,27 @@ ANSWERS_REFUSED = Counter(
 )
 
 
+# Customer satisfaction ratings taken by the inbound webhook (this API process), by score; the
+# histogram gives their average (sum / count) straight from Prometheus.
+CSAT_RATINGS = Counter(
+    "notifyflow_csat_ratings",
+    "Customer satisfaction ratings recorded, by score (1-5)",
+    ["score"],
+    registry=REGISTRY,
+)
+CSAT_SCORES = Histogram(
+    "notifyflow_csat_score",
+    "Customer satisfaction scores recorded (1-5)",
+    buckets=(1, 2, 3, 4, 5),
+    registry=REGISTRY,
+)
+
+
+def count_csat_rating(score: int) -> None:
+    CSAT_RATINGS.labels(score=str(score)).inc()
+    CSAT_SCORES.observe(score)
+
+
 def count_request(type: str, priority: str) -> None:
     REQUESTED.labels(type=type, priority=priority).inc()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from notifyflow import csat
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import AnswerVersion, Notification, NotificationAnswer
 from notifyflow.models.errors import NotificationError, RefusalCode
@@ -76,6 +77,7 @@ async def list_notifications_page(
             if ids
             else []
         )
+        ratings = await csat.views(session, ids)
     by_id: dict[int, list[NotificationAnswer]] = {}
     for a in answers:
         by_id.setdefault(a.notification_id, []).append(a)
@@ -85,5 +87,7 @@ async def list_notifications_page(
     items = [
         notification_view(r, [], by_id.get(r.id, []), None, versions_of.get(r.id, [])) for r in rows
     ]
+    for item, r in zip(items, rows, strict=True):
+        item.csat = ratings.get(r.id)
     next_cursor = encode_cursor("notifications", [rows[-1].id]) if more and rows else None
     return Page[NotificationView](items=items, next_cursor=next_cursor)

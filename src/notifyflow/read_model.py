@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from notifyflow import service_levels
+from notifyflow import csat, service_levels
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     AnswerVersion,
+    CsatResponse,
     Delivery,
     MerchantUser,
     Notification,
@@ -74,7 +75,10 @@ async def get_notification(db: SessionFactory, notification_id: str) -> Notifica
                 .order_by(AnswerVersion.version)
             )
         ).all()
-    return notification_view(row, recipients, answers, delivery, versions)
+        rating = await session.get(CsatResponse, n)
+    view = notification_view(row, recipients, answers, delivery, versions)
+    view.csat = csat.view(rating)
+    return view
 
 
 def sla_view(row: Notification, now: datetime | None = None) -> SlaView:
@@ -222,10 +226,14 @@ async def list_notifications(
             if ids
             else []
         )
+        ratings = await csat.views(session, ids)
     by_id: dict[int, list[NotificationAnswer]] = {}
     for a in answers:
         by_id.setdefault(a.notification_id, []).append(a)
-    return [notification_view(r, [], by_id.get(r.id, []), None) for r in rows]
+    views = [notification_view(r, [], by_id.get(r.id, []), None) for r in rows]
+    for v, r in zip(views, rows, strict=True):
+        v.csat = ratings.get(r.id)
+    return views
 
 
 async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
@@ -297,6 +305,15 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
     if view.closed_at:
         entries.append(
             TimelineEntry(at=view.closed_at, event=view.status, detail=view.close_reason or "")
+        )
+    if view.csat is not None and view.csat.answered_at is not None:
+        # The ask itself is the "sent csat" delivery above.
+        entries.append(
+            TimelineEntry(
+                at=view.csat.answered_at,
+                event="customer rated the answer",
+                detail=f"{view.csat.score}/5",
+            )
         )
     entries.sort(key=lambda e: e.at)
     return entries

@@ -188,6 +188,7 @@ def snapshot(
     out["sla_target"] = out["first_answer_target"] or out["remind_after"]
     out["timezone"] = timezone
     out["business_hours"] = row.business_hours if row is not None else None
+    out["csat_enabled"] = bool(row.csat_enabled) if row is not None else False
     return out
 
 
@@ -232,6 +233,7 @@ async def retime_waiting(
             timezone=service.get("timezone") or "UTC",
             business_hours=service.get("business_hours"),
             first_answer_target=timedelta(seconds=target) if target else None,
+            csat_enabled=bool(service.get("csat_enabled")),
         ),
     )
     query = (
@@ -258,7 +260,8 @@ class SlaReport(BaseModel):
     time_to_first_answer_p50_s: float | None = None
     time_to_first_answer_p90_s: float | None = None
     breaches: int = 0
-    # Customer satisfaction is not collected yet: null.
+    # Customer satisfaction (DESIGN §10) of the asks about these notifications: the average
+    # score (1–5) of the rated ones, and rated / asked (0–1); null when none was asked.
     csat_average: float | None = None
     csat_response_rate: float | None = None
 
@@ -277,6 +280,7 @@ async def report(
     """The merchant's first-answer figures for notifications requested in [since, until)."""
     from sqlalchemy import select
 
+    from notifyflow import csat
     from notifyflow.db.tables import Notification
     from notifyflow.read_model import sla_view
 
@@ -298,6 +302,7 @@ async def report(
                 .limit(REPORT_MAX_ROWS)
             )
         ).all()
+        satisfaction = await csat.figures(session, merchant_id, start, end)
     slas = [sla_view(r) for r in rows]
     decided = [s for s in slas if s.answered_within_target is not None]
     times = [s.time_to_first_answer_s for s in slas if s.time_to_first_answer_s is not None]
@@ -311,4 +316,6 @@ async def report(
         time_to_first_answer_p50_s=_percentile(times, 0.5),
         time_to_first_answer_p90_s=_percentile(times, 0.9),
         breaches=sum(1 for s in slas if s.breached_at is not None),
+        csat_average=satisfaction.average,
+        csat_response_rate=satisfaction.response_rate,
     )

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -200,7 +201,7 @@ async def answer_new_notification(
         )
     except WorkflowUpdateFailedError as exc:
         raise _refusal_from(exc.cause) from None
-    except (TimeoutError, RPCError) as exc:
+    except (TimeoutError, RPCError, RPCTimeoutOrCancelledError) as exc:
         # The row is recorded: the sweeper starts its workflow (asking the admins) once
         # Temporal answers. Say so, rather than "nothing was changed".
         log.warning("%s: recorded, answer not submitted (%s)", public, exc.__class__.__name__)
@@ -295,7 +296,9 @@ async def _submit(handle: WorkflowHandle[Any, Any], submission: AnswerSubmission
             ),
             ANSWER_WAIT.total_seconds(),
         )
-    except TimeoutError:
+    except (TimeoutError, RPCTimeoutOrCancelledError):
+        # Ours (wait_for) or the SDK's (the update's RPC deadline passed under load): the
+        # same "not now", not a failure of the answer.
         raise NotificationError(
             RefusalCode.not_ready,
             f"{submission.notification_id} did not take the answer within "
@@ -427,7 +430,7 @@ async def add_customer_message(
                 ),
                 ANSWER_WAIT.total_seconds(),
             )
-        except TimeoutError:
+        except (TimeoutError, RPCTimeoutOrCancelledError):
             raise NotificationError(
                 RefusalCode.not_ready,
                 f"{public} did not take the message in time"

@@ -23,6 +23,7 @@ from notifyflow.activities.corrections import CorrectionActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.follow_ups import FollowUpActivities
 from notifyflow.activities.notification import NotificationActivities
+from notifyflow.activities.satisfaction import SatisfactionActivities
 from notifyflow.activities.webhooks import WebhookActivities
 from notifyflow.ai.base import AIProvider
 from notifyflow.channels.base import Channel
@@ -122,6 +123,7 @@ class Activities:
     fallback: FallbackActivities
     follow_ups: FollowUpActivities
     corrections: CorrectionActivities
+    satisfaction: SatisfactionActivities
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -130,6 +132,7 @@ class Activities:
             *self.fallback.all(),
             *self.follow_ups.all(),
             *self.corrections.all(),
+            *self.satisfaction.all(),
         ]
 
 
@@ -150,6 +153,7 @@ def build_activities(
         fallback=FallbackActivities(db, outreach),
         follow_ups=FollowUpActivities(db, outreach),
         corrections=CorrectionActivities(db, ai, outreach),
+        satisfaction=SatisfactionActivities(db, sender, outreach),
     )
 
 

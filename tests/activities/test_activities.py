@@ -5,7 +5,7 @@ the same paths end to end."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from notifyflow.models.inbound import (
     ReplyOutcome,
 )
 from notifyflow.models.notification import Campaign, NotificationStatus, NotificationType
-from notifyflow.models.vocabulary import DeliveryKind, SendMethod
+from notifyflow.models.vocabulary import ChannelName, DeliveryKind, RecipientKind, SendMethod
 from notifyflow.models.workflow_io import (
     AnswerAccepted,
     AnswerSource,
@@ -49,9 +49,10 @@ from notifyflow.models.workflow_io import (
     RejectedAttempt,
 )
 from notifyflow.outreach.contacts import CustomerContact
+from notifyflow.outreach.ledger import Send, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome
-from notifyflow.outreach.service import Notice
+from notifyflow.outreach.service import Notice, Reached
 from tests.fixtures.database import MadeMerchant, MerchantFactory
 
 QUESTION = {"question": "Do you ship to Canada?"}
@@ -66,9 +67,16 @@ class FakeOutreach:
     outcome: Outcome = Outcome(True, SendMethod.direct, "SM-fake", None)
     asked: list[tuple[int, DeliveryKind, list[int]]] = field(default_factory=list)
     notices: list[tuple[int, list[int], Notice, bool]] = field(default_factory=list)
+    # Notices planned to go with the customer's message (closure).
+    planned: list[tuple[int, list[int], Notice]] = field(default_factory=list)
     reached: list[tuple[int, DeliveryKind, Campaign, str]] = field(default_factory=list)
 
-    async def members(self, merchant: Merchant, users: Sequence[MerchantUser]) -> dict[int, Member]:
+    async def members(
+        self,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        known: Mapping[int, Member] | None = None,
+    ) -> dict[int, Member]:
         return await member_conversations(
             self.db, merchant.id, merchant.default_language, list(users)
         )
@@ -79,7 +87,14 @@ class FakeOutreach:
         merchant: Merchant,
         members: dict[int, Member],
         kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
     ) -> int:
+        # The routing's writes ride with the real ledger's claim: written here instead.
+        async with self.db() as session:
+            for stmt in claim_with:
+                await session.execute(stmt)
+            await session.commit()
         self.asked.append((notification.id, kind, sorted(members)))
         return len(members)
 
@@ -91,9 +106,29 @@ class FakeOutreach:
         notice: Notice,
         *,
         best_effort: bool = False,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
         self.notices.append((notification_id, sorted(u.id for u in users), notice, best_effort))
         return len(users)
+
+    async def notice_sends(
+        self,
+        notification_id: int,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        notice: Notice,
+        known: Mapping[int, Member] | None = None,
+    ) -> list[Send]:
+        self.planned.append((notification_id, sorted(u.id for u in users), notice))
+        return [
+            Send(
+                f"{notification_id}:{notice.kind}:{u.id}",
+                Target(0, ChannelName.whatsapp, u.phone, "", RecipientKind.merchant_user, u.id),
+                text=notice.text,
+                kind=notice.kind,
+            )
+            for u in users
+        ]
 
     async def reach_customer(
         self,
@@ -107,6 +142,28 @@ class FakeOutreach:
     ) -> Outcome:
         self.reached.append((notification_id, kind, campaign, localized.full_sentence))
         return self.outcome
+
+    async def reach_customer_with(
+        self,
+        notification_id: int,
+        kind: DeliveryKind,
+        contact: CustomerContact,
+        localized: Localized,
+        campaign: Campaign,
+        *,
+        compose: Any = None,
+        alongside: Sequence[Send] = (),
+        claim_with: Sequence[Any] = (),
+    ) -> Reached:
+        # The answer's writes ride with the real ledger's claim: written here instead.
+        async with self.db() as session:
+            for stmt in claim_with:
+                await session.execute(stmt)
+            await session.commit()
+        outcome = await self.reach_customer(
+            notification_id, kind, contact, localized, campaign, compose=compose
+        )
+        return Reached(outcome, [Sent(f"SM-{s.key}", SendMethod.direct, False) for s in alongside])
 
 
 @dataclass
@@ -225,8 +282,9 @@ async def test_deliver_records_the_answer_and_tells_the_other_admins(
     assert result.method == SendMethod.direct and result.closure_notices == 1
     [(_, kind, campaign, _)] = outreach.reached
     assert kind is DeliveryKind.answer and campaign is Campaign.merchant_user_question_answer
-    [(_, users, notice, best_effort)] = outreach.notices
-    assert users == [other] and best_effort and notice.kind is DeliveryKind.closure
+    [(_, users, notice)] = outreach.planned
+    assert users == [other] and notice.kind is DeliveryKind.closure
+    assert outreach.notices == []
     async with db() as session:
         row = await session.get(Notification, notification.id)
     assert row is not None and row.status == "delivered" and row.answered_by == answerer
@@ -251,8 +309,11 @@ async def test_a_failed_delivery_tells_the_answerer(
         ),
     )
     assert result.status is NotificationStatus.delivery_failed and result.reason == "63005: no"
+    assert [(users, notice.kind) for _, users, notice in outreach.planned] == [
+        ([], DeliveryKind.closure)
+    ]
     kinds = [(users, notice.kind) for _, users, notice, _ in outreach.notices]
-    assert kinds == [([], DeliveryKind.closure), (shop.admin_ids, DeliveryKind.delivery_failed)]
+    assert kinds == [(shop.admin_ids, DeliveryKind.delivery_failed)]
 
 
 async def test_expiry_tells_recipients_and_customer(

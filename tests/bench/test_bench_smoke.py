@@ -25,7 +25,15 @@ REQUIRED_KEYS = (
     "open_notifications",
     "lost",
     "duplicates",
+    # Issue 17.
+    "sql_statements_per_happy_path",
+    "sql_transactions_per_happy_path",
+    "b0_worker_cpu_ms",
+    "latency_p95_ratio_loaded",
+    "fanout_seconds_by_admins",
+    "fanout_statements_by_admins",
 )
+FANOUT_SIZES = ("1", "2", "5", "20")
 
 
 def _database_args(tmp_path: Path) -> list[str]:
@@ -69,6 +77,8 @@ def test_tiny_bench_run_reports_every_figure(
             "4",
             "--open-concurrency",
             "4",
+            "--fanout",
+            "2",
             *_database_args(tmp_path),
         ]
     )
@@ -86,3 +96,29 @@ def test_tiny_bench_run_reports_every_figure(
         assert isinstance(written[key], int | float) and written[key] > 0, key
     assert written["sql_statements_per_notification"] > 0
     assert written["raw"]["verify"]["requested"] == written["raw"]["verify"]["delivered"]
+    # Every key of the targets table is reported and judged.
+    assert set(written["targets_met"]) >= {
+        "sql_statements_per_happy_path",
+        "sql_transactions_per_happy_path",
+        "worker_cpu_ms_per_notification",
+        "throughput_ratio",
+        "latency_p95_ratio",
+        "latency_p95_ratio_loaded",
+        "worker_rss_mb_10k_open",
+        "actions_per_notification",
+        "events_per_notification",
+    }
+    assert written["sql_statements_per_happy_path"] > written["sql_statements_per_notification"]
+    # The fan-out series: every size ran, each notification reached all its admins and was
+    # delivered afterwards (it counts in the verification above).
+    fanout = written["raw"]["fanout"]
+    assert sorted(fanout, key=int) == list(FANOUT_SIZES)
+    assert sorted(written["fanout_seconds_by_admins"], key=int) == list(FANOUT_SIZES)
+    for size in FANOUT_SIZES:
+        series = fanout[size]
+        assert series["count"] > 0 and series["errors"] == 0, size
+        assert len(series["samples"]["request_to_all_admins_s"]) == series["count"], size
+        assert written["fanout_seconds_by_admins"][size] > 0, size
+        assert written["fanout_statements_by_admins"][size] > 0, size
+    fanout_phase = written["raw"]["verify"]["fanout_phase"]
+    assert fanout_phase["requested"] == fanout_phase["delivered"] == 2 * len(FANOUT_SIZES)

@@ -32,7 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from notifyflow import corrections, starter
+from notifyflow import corrections, service_levels, starter
 from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError, SendResult
 from notifyflow.db.migrate import upgrade
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
@@ -43,6 +43,7 @@ from notifyflow.models.workflow_io import (
     AnswerSubmission,
     CloseRequest,
 )
+from notifyflow.service_levels import MerchantSettingsBody
 from tests.fixtures.lifecycle import RecordingChannel, make_shop, running_worker, settings_for
 from tests.fixtures.temporal import register_search_attributes
 from tests.replay.stamp import write_stamp
@@ -109,6 +110,31 @@ async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFacto
         view.notification_id,
         answered_by=shop.admins[0].id,
         answer={"answer": "Mon-Fri 9am-5pm"},
+    )
+    return view.notification_id
+
+
+async def question_answered_with_csat(env: WorkflowEnvironment, db: SessionFactory) -> str:
+    """The merchant has CSAT on: after delivery, the ``csat-ask`` patch and ask_satisfaction."""
+    shop = await make_shop(db)
+    await service_levels.write(
+        db, shop.merchant_id, MerchantSettingsBody(csat_enabled=True), settings_for(TQ)
+    )
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Do you sell gift cards?"},
+        settings=settings_for(TQ),
+    )
+    await waiting(env, view.notification_id)
+    await starter.answer_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Yes, from 10 to 200 euros"},
     )
     return view.notification_id
 
@@ -337,6 +363,7 @@ SCENARIOS: list[Scenario] = [
     question_delivery_gave_up,
     question_reminder_failed_then_answered,
     question_corrected,
+    question_answered_with_csat,
 ]
 
 

@@ -45,8 +45,25 @@ def test_every_path_has_a_recorded_history() -> None:
         "question_closed_by_operator",
         "question_answered_with_start",
         "question_corrected",
+        "question_answered_with_csat",
         *FAILED_ACTIVITY,
     } <= names
+
+
+def test_the_csat_history_asks_after_delivery_behind_its_patch() -> None:
+    history = _load(HERE / "question_answered_with_csat.json")
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == ["open_notification", "deliver_answer", "ask_satisfaction"]
+    markers = [
+        e.marker_recorded_event_attributes.SerializeToString()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert len(markers) == 1 and b"csat-ask" in markers[0]
 
 
 def test_the_histories_are_not_older_than_the_workflow_code() -> None:

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from temporalio import activity
 
 from notifyflow import worker_metrics
-from notifyflow.activities.common import fall_back
+from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
@@ -23,6 +24,7 @@ from notifyflow.db.tables import (
     ConversationUser,
     Document,
     Merchant,
+    MerchantUser,
     Message,
     Notification,
     NotificationAnswer,
@@ -33,6 +35,7 @@ from notifyflow.models.notification import NotificationStatus, NotificationType,
 from notifyflow.models.vocabulary import MessageRole
 from notifyflow.models.workflow_io import DeliverInput, FinishInput
 from notifyflow.outreach.contacts import CustomerContact, load_contact
+from notifyflow.outreach.members import Roster, join_own_conversation
 from notifyflow.outreach.policy import Outcome
 from notifyflow.webhooks import events as webhook_events
 
@@ -94,6 +97,7 @@ class Answers:
         localized: Localized,
         *,
         first: bool,
+        subscriptions: int | None = None,
     ) -> None:
         """The accepted answer, the status, the localized words (kept, so a retry sends the
         same text) and, for a question, the knowledge-base Document, in one transaction."""
@@ -127,15 +131,74 @@ class Answers:
                     notification_id=notification.id,
                     merchant_id=notification.merchant_id,
                     event=webhook_events.EventType.answered,
+                    subscriptions=subscriptions,
                 )
-                _count_first_answer(notification, input.answered_at)
+                count_first_answer(notification, input.answered_at)
             await session.execute(
                 update(Notification).where(Notification.id == notification.id).values(**values)
             )
             await session.commit()
 
+    def statements(
+        self,
+        notification: Notification,
+        input: DeliverInput,
+        text: str,
+        localized: Localized,
+        *,
+        first: bool,
+        document_exists: bool,
+        subscriptions: int,
+    ) -> list[Any] | None:
+        """What :meth:`record` writes, as statements with every value given, to be committed
+        with the ledger's claim of the customer's message (one statement on PostgreSQL).
+        None when this answer needs :meth:`record`'s own transaction: the merchant has
+        webhooks (their events are read and written there), or the question's Document has
+        gone missing (it is written anew there)."""
+        question = notification.type == NotificationType.user_question_request
+        if first and (subscriptions or (question and not document_exists)):
+            return None
+        now = utcnow()
+        values: dict[str, Any] = {
+            "localized_fragment": localized.continuation_fragment,
+            "localized_sentence": localized.full_sentence,
+            "updated_at": now,
+        }
+        statements: list[Any] = []
+        if first:
+            statements.append(
+                insert(NotificationAnswer).values(
+                    notification_id=notification.id,
+                    answered_by=input.answered_by,
+                    source=input.source.value,
+                    answer_text=json.dumps(input.answer, ensure_ascii=False),
+                    accepted=True,
+                    single_answer=not notification.allow_multiple_answers,
+                    created_at=input.answered_at,
+                )
+            )
+            values.update(
+                status=NotificationStatus.answered.value,
+                answered_by=input.answered_by,
+                answered_at=input.answered_at,
+            )
+            if question:
+                statements.append(
+                    update(Document)
+                    .where(Document.id == notification.document_id)
+                    .values(content=text, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+        statements.append(
+            update(Notification)
+            .where(Notification.id == notification.id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return statements
 
-def _count_first_answer(notification: Notification, answered_at: datetime) -> None:
+
+def count_first_answer(notification: Notification, answered_at: datetime) -> None:
     """Time to first answer, and whether it came within the merchant's target (SLA)."""
     priority = notification.priority or "normal"
     worker_metrics.observe_seconds(
@@ -171,26 +234,30 @@ def _count_end(status: str) -> None:
 
 
 async def _apply_to_document(session: AsyncSession, notification: Notification, answer: str) -> int:
-    """The question and its answer join the merchant's knowledge base. A Document that has
-    gone missing is written anew rather than losing the Q&A."""
-    document = (
-        await session.get(Document, notification.document_id)
-        if notification.document_id is not None
-        else None
+    """The question and its answer join the merchant's knowledge base: one UPDATE of the
+    question's Document. A Document that has gone missing is written anew rather than losing
+    the Q&A."""
+    if notification.document_id is not None:
+        updated = await session.execute(
+            update(Document)
+            .where(Document.id == notification.document_id)
+            .values(content=answer, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if updated.rowcount:  # type: ignore[attr-defined]
+            return notification.document_id
+    log.warning(
+        "%s: its UserQuestion document is missing; recreating it",
+        format_notification_id(notification.id),
     )
-    if document is None:
-        log.warning(
-            "%s: its UserQuestion document is missing; recreating it",
-            format_notification_id(notification.id),
-        )
-        document = Document(
-            merchant_id=notification.merchant_id,
-            category="UserQuestion",
-            title=headline(notification.type, notification.context),
-        )
-        session.add(document)
-        await session.flush()
-    document.content = answer
+    document = Document(
+        merchant_id=notification.merchant_id,
+        category="UserQuestion",
+        title=headline(notification.type, notification.context),
+        content=answer,
+    )
+    session.add(document)
+    await session.flush()
     return document.id
 
 
@@ -201,32 +268,74 @@ class ForDelivery:
     notification: Notification
     contact: CustomerContact
     recorded: bool
+    # The merchant's active users and their conversations (closure notices go to them).
+    roster: Roster
+    # Whether the question's knowledge-base Document is there to be filled in.
+    document_exists: bool = False
 
 
 async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
-    async with db() as session:
-        notification, conversation, merchant, customer = (
-            await session.execute(
-                select(Notification, Conversation, Merchant, ConversationUser)
-                .join(Conversation, Conversation.id == Notification.conversation_id)
-                .join(Merchant, Merchant.id == Notification.merchant_id)
-                .join(ConversationUser, ConversationUser.id == Conversation.conversation_user_id)
-                .where(Notification.id == input.notification_id)
-            )
-        ).one()
-        already = await session.scalar(
-            select(NotificationAnswer.id).where(
-                NotificationAnswer.notification_id == notification.id,
-                NotificationAnswer.accepted.is_(True),
-                NotificationAnswer.created_at == input.answered_at,
-            )
+    """One statement: the notification with its customer, merchant and whether this answer
+    is recorded already (a retry), and the merchant's users with their own conversations."""
+    already = (
+        select(NotificationAnswer.id)
+        .where(
+            NotificationAnswer.notification_id == Notification.id,
+            NotificationAnswer.accepted.is_(True),
+            NotificationAnswer.created_at == input.answered_at,
         )
-    contact = CustomerContact(merchant, conversation, customer)
-    return ForDelivery(notification, contact, already is not None)
+        .exists()
+    )
+    customer_conversation = aliased(Conversation)
+    customer = aliased(ConversationUser)
+    async with db() as session:
+        rows = (
+            await session.execute(
+                join_own_conversation(
+                    select(
+                        Notification,
+                        customer_conversation,
+                        Merchant,
+                        customer,
+                        already,
+                        MerchantUser,
+                        Conversation,
+                        Document.id,
+                    )
+                    .join(
+                        customer_conversation,
+                        customer_conversation.id == Notification.conversation_id,
+                    )
+                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    .join(customer, customer.id == customer_conversation.conversation_user_id)
+                    .outerjoin(Document, Document.id == Notification.document_id)
+                    .outerjoin(
+                        MerchantUser,
+                        and_(
+                            MerchantUser.merchant_id == Merchant.id,
+                            MerchantUser.deactivated_at.is_(None),
+                        ),
+                    )
+                )
+                .where(Notification.id == input.notification_id)
+                .order_by(MerchantUser.id)
+            )
+        ).all()
+    if not rows:
+        raise non_retryable(f"notification {input.notification_id} does not exist")
+    notification, conversation, merchant, person, recorded = rows[0][:5]
+    contact = CustomerContact(merchant, conversation, person)
+    roster = Roster.of([(r[5], r[6]) for r in rows])
+    return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None)
 
 
 async def record_outcome(
-    db: SessionFactory, notification_id: int, merchant_id: int, outcome: Outcome
+    db: SessionFactory,
+    notification_id: int,
+    merchant_id: int,
+    outcome: Outcome,
+    *,
+    subscriptions: int | None = None,
 ) -> None:
     """Delivered (by which method) or delivery_failed (why), and its webhook event."""
     status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
@@ -257,6 +366,7 @@ async def record_outcome(
                 notification_id=notification_id,
                 merchant_id=merchant_id,
                 event=webhook_events.event_for_status(status.value),
+                subscriptions=subscriptions,
             )
         await session.commit()
     if first:

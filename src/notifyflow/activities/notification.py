@@ -13,7 +13,13 @@ from typing import Any
 
 from temporalio import activity
 
-from notifyflow.activities.answers import Answers, load_for_delivery, record_end, record_outcome
+from notifyflow.activities.answers import (
+    Answers,
+    count_first_answer,
+    load_for_delivery,
+    record_end,
+    record_outcome,
+)
 from notifyflow.activities.common import with_log_context
 from notifyflow.activities.routing import ADMIN, Router
 from notifyflow.ai.base import AIProvider, Localized
@@ -40,8 +46,10 @@ from notifyflow.models.workflow_io import (
     OpenResult,
     RecordRejectionInput,
 )
+from notifyflow.outreach.errors import ConfigurationError
+from notifyflow.outreach.ledger import Send, Sent
 from notifyflow.outreach.members import merchant_users
-from notifyflow.outreach.service import Notice, Outreach
+from notifyflow.outreach.service import Notice, Outreach, tally
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +94,11 @@ class NotificationActivities:
     async def open_notification(self, input: OpenInput) -> OpenResult:
         routed = await self._router.route(input.notification_id)
         await self._outreach.ask(
-            routed.notification, routed.merchant, routed.members, DeliveryKind.request
+            routed.notification,
+            routed.merchant,
+            routed.members,
+            DeliveryKind.request,
+            claim_with=routed.writes,
         )
         allowed = sorted({u.id for u in routed.chosen} | {u.id for u in routed.admins})
         return OpenResult(
@@ -143,41 +155,76 @@ class NotificationActivities:
         loaded = await load_for_delivery(self._db, input)
         notification, merchant = loaded.notification, loaded.contact.merchant
         language = loaded.contact.language
+        claim_with: list[Any] = []
         if loaded.recorded and notification.localized_fragment:
             # A retry: the answer and its words were kept by the earlier attempt.
             localized = Localized(
                 notification.localized_fragment, notification.localized_sentence or ""
             )
         else:
-            # Localize first, then write the answer, its words and the Document in one
-            # transaction: one commit before the customer's send.
+            # Localize first, then write the answer, its words and the Document with the
+            # ledger's claim of the customer's message: one commit before the send.
             localized = await self._answers.localize(text, language)
-            await self._answers.record(
-                notification, input, text, localized, first=not loaded.recorded
+            first = not loaded.recorded
+            statements = self._answers.statements(
+                notification,
+                input,
+                text,
+                localized,
+                first=first,
+                document_exists=loaded.document_exists,
+                subscriptions=merchant.webhook_subscriptions,
             )
+            if statements is None:
+                await self._answers.record(
+                    notification,
+                    input,
+                    text,
+                    localized,
+                    first=first,
+                    subscriptions=merchant.webhook_subscriptions,
+                )
+            else:
+                claim_with = statements
+                if first:
+                    count_first_answer(notification, input.answered_at)
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
-        outcome = await self._outreach.reach_customer(
+        users, known = loaded.roster.users, loaded.roster.known
+        closure: list[Send] = []
+        if not notification.allow_multiple_answers:
+            # The others are told it is closed with the same claim and record as the
+            # customer's message (one statement each for all of them).
+            others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
+            try:
+                closure = await self._outreach.notice_sends(
+                    notification.id,
+                    merchant,
+                    others,
+                    Notice.plain(DeliveryKind.closure, closure_notice(public)),
+                    known,
+                )
+            except ConfigurationError as err:
+                # Best effort: the closure notice follows the outcome, it does not decide it.
+                log.error("closure notices not sent: %s", err.message)
+        reached = await self._outreach.reach_customer_with(
             notification.id,
             DeliveryKind.answer,
             loaded.contact,
             localized,
             cfg.answered_campaign,
             compose=self._answers.compose,
+            alongside=closure,
+            claim_with=claim_with,
         )
-        await record_outcome(self._db, notification.id, notification.merchant_id, outcome)
-
-        users = await merchant_users(self._db, merchant.id)
-        notices = 0
-        if not notification.allow_multiple_answers:
-            others = [u for u in users if u.id in input.recipients and u.id != input.answered_by]
-            notice = closure_notice(public)
-            notices = await self._outreach.notify_members(
-                notification.id,
-                merchant,
-                others,
-                Notice.plain(DeliveryKind.closure, notice),
-                best_effort=True,
-            )
+        outcome = reached.outcome
+        await record_outcome(
+            self._db,
+            notification.id,
+            notification.merchant_id,
+            outcome,
+            subscriptions=merchant.webhook_subscriptions,
+        )
+        notices = self._closure_tally(closure, reached.alongside or [])
         if not outcome.ok:
             answerer = [u for u in users if u.id == input.answered_by]
             message = delivery_failed_notice(public, outcome.reason)
@@ -187,6 +234,7 @@ class NotificationActivities:
                 answerer,
                 Notice.plain(DeliveryKind.delivery_failed, message),
                 best_effort=True,
+                known=known,
             )
         status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
         return DeliverResult(
@@ -197,6 +245,16 @@ class NotificationActivities:
             closure_notices=notices,
             customer_text=localized.full_sentence if outcome.ok else None,
         )
+
+    @staticmethod
+    def _closure_tally(sends: list[Send], results: list[Sent | BaseException]) -> int:
+        """Closure notices sent; after the outcome is recorded, so a notice to retry retries
+        the activity without changing the outcome (the ledger skips what went through)."""
+        try:
+            return tally(sends, results)
+        except ConfigurationError as err:
+            log.error("closure notices not sent: %s", err.message)
+            return 0
 
     @activity.defn(name="finish_notification")
     @with_log_context

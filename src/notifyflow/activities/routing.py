@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
+    Conversation,
     Document,
     Merchant,
     MerchantUser,
@@ -31,7 +34,7 @@ from notifyflow.models.notification import (
     NotificationType,
 )
 from notifyflow.models.vocabulary import MessageRole
-from notifyflow.outreach.members import Member, merchant_users
+from notifyflow.outreach.members import Member, Roster, join_own_conversation, merchant_users
 from notifyflow.outreach.service import Outreach
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,9 @@ class Routed:
     admins: list[MerchantUser]
     members: dict[int, Member]
     support_type: str | None
+    # What the first routing decided, to be written with the claim of its sends (empty on a
+    # retry: an earlier attempt wrote it).
+    writes: list[Any] = dataclass_field(default_factory=list)
 
 
 class Router:
@@ -92,16 +98,41 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
-            loaded = (
+            # One statement: the notification, its merchant, the merchant's active users with
+            # their own conversations, and which of them an earlier attempt recorded.
+            rows = (
                 await session.execute(
-                    select(Notification, Merchant)
-                    .join(Merchant, Merchant.id == Notification.merchant_id)
+                    join_own_conversation(
+                        select(
+                            Notification,
+                            Merchant,
+                            MerchantUser,
+                            Conversation,
+                            NotificationRecipient.id,
+                        )
+                        .join(Merchant, Merchant.id == Notification.merchant_id)
+                        .outerjoin(
+                            MerchantUser,
+                            and_(
+                                MerchantUser.merchant_id == Merchant.id,
+                                MerchantUser.deactivated_at.is_(None),
+                            ),
+                        )
+                    )
+                    .outerjoin(
+                        NotificationRecipient,
+                        and_(
+                            NotificationRecipient.notification_id == Notification.id,
+                            NotificationRecipient.merchant_user_id == MerchantUser.id,
+                        ),
+                    )
                     .where(Notification.id == notification_id)
+                    .order_by(MerchantUser.id)
                 )
-            ).first()
-            if loaded is None:
+            ).all()
+            if not rows:
                 raise non_retryable(f"notification {notification_id} does not exist")
-            notification, merchant = loaded
+            notification, merchant = rows[0][0], rows[0][1]
             if notification.status != NotificationStatus.requested.value:
                 # Closed while its workflow was starting (an operator's close of an orphan):
                 # nobody is to be asked any more.
@@ -109,25 +140,9 @@ class Router:
                     f"{format_notification_id(notification.id)} is {notification.status}"
                 )
             # Departed (deactivated) users are neither asked nor allowed to answer.
-            users = list(
-                (
-                    await session.scalars(
-                        select(MerchantUser).where(
-                            MerchantUser.merchant_id == merchant.id,
-                            MerchantUser.deactivated_at.is_(None),
-                        )
-                    )
-                ).all()
-            )
-            recorded = list(
-                (
-                    await session.scalars(
-                        select(NotificationRecipient).where(
-                            NotificationRecipient.notification_id == notification.id
-                        )
-                    )
-                ).all()
-            )
+            roster = Roster.of([(r[2], r[3]) for r in rows])
+            users = roster.users
+            recorded = {r[2].id for r in rows if r[4] is not None}
             categories: list[SupportCategory] = []
             if not recorded and notification.type == NotificationType.user_support_request:
                 docs = (
@@ -147,9 +162,8 @@ class Router:
         support_type: str | None = notification.context.get("support_request_type")
         if recorded:
             # A retry: routing was decided and written by an earlier attempt.
-            chosen_ids = [r.merchant_user_id for r in recorded]
-            chosen = [u for u in users if u.id in chosen_ids]
-            members = await self._outreach.members(merchant, chosen)
+            chosen = [u for u in users if u.id in recorded]
+            members = await self._outreach.members(merchant, chosen, roster.known)
         else:
             chosen = admins
             if notification.type == NotificationType.user_support_request:
@@ -166,8 +180,13 @@ class Router:
                 # Urgent (DESIGN §10): the on-call users are asked at once, with the first
                 # fan-out, not only at escalation.
                 chosen = chosen + [u for u in users if u.on_call and u not in chosen]
-            members = await self.add_recipients(
-                notification, merchant, chosen, "initial", support_type=support_type
+            members = await self._outreach.members(merchant, chosen, roster.known)
+            # Recorded with the ledger's claim of the requests (open_notification): one
+            # transaction, one statement on PostgreSQL.
+            writes = recipient_writes(notification, members, "initial", support_type)
+            notification.context = writes.context
+            return Routed(
+                notification, merchant, chosen, admins, members, support_type, writes.statements
             )
         return Routed(notification, merchant, chosen, admins, members, support_type)
 
@@ -192,58 +211,97 @@ class Router:
         reason: str,
         *,
         support_type: str | None,
+        known: Mapping[int, Member] | None = None,
     ) -> dict[int, Member]:
-        """Recipients, their instruction messages and the routing result, in one transaction.
-        Returns each recipient's own conversation."""
-        members = await self._outreach.members(merchant, users)
-        notification_id = notification.id
+        """Recipients, their instruction messages and the routing result, in one transaction
+        of their own (escalation). Returns each recipient's own conversation."""
+        members = await self._outreach.members(merchant, users, known)
+        writes = recipient_writes(notification, members, reason, support_type)
         async with self._db() as session:
-            instruction = instruction_text(notification, support_type)
-            public = format_notification_id(notification_id)
-            for member in members.values():
-                session.add(
-                    NotificationRecipient(
-                        notification_id=notification_id,
-                        merchant_user_id=member.user.id,
-                        conversation_id=member.conversation.id,
-                        reason=reason,
-                    )
-                )
-                session.add(
-                    Message(
-                        conversation_id=member.conversation.id,
-                        role=MessageRole.assistant,
-                        content=instruction,
-                        other_data={
-                            "kind": "notification_instruction",
-                            "notification_id": notification_id,
-                            "notification_ids": [public],
-                        },
-                    )
-                )
-            context = dict(notification.context)
-            if support_type and notification.type == NotificationType.user_support_request:
-                context["support_request_type"] = support_type
-            values: dict[str, Any] = {"updated_at": utcnow()}
-            if reason == "initial":
-                # The workflow's first step: it is running, the sweeper need not look at it.
-                values["workflow_started_at"] = values["updated_at"]
-            context["merchant_user_conversation_user_ids"] = sorted(
-                {
-                    *context.get("merchant_user_conversation_user_ids", []),
-                    *(m.conversation.conversation_user_id for m in members.values()),
-                }
-            )
-            await session.execute(
-                update(Notification)
-                .where(Notification.id == notification_id)
-                .values(context=context, **values)
-            )
+            for stmt in writes.statements:
+                await session.execute(stmt)
             try:
                 await session.commit()
             except IntegrityError:
                 # An earlier attempt wrote them (same notification, same users): keep those.
                 await session.rollback()
             else:
-                notification.context = context
+                notification.context = writes.context
         return members
+
+
+@dataclass(frozen=True)
+class RecipientWrites:
+    """The statements that record who is asked: recipients, their instruction messages, the
+    routing result on the notification (its new ``context``)."""
+
+    statements: list[Any]
+    context: dict[str, Any]
+
+
+def recipient_writes(
+    notification: Notification,
+    members: Mapping[int, Member],
+    reason: str,
+    support_type: str | None,
+) -> RecipientWrites:
+    """Core statements with every value given (they may ride in one statement with the
+    ledger's claim: :class:`~notifyflow.db.statements.Writes`)."""
+    now = utcnow()
+    notification_id = notification.id
+    public = format_notification_id(notification_id)
+    statements: list[Any] = []
+    if members:
+        instruction = instruction_text(notification, support_type)
+        statements.append(
+            insert(NotificationRecipient).values(
+                [
+                    {
+                        "notification_id": notification_id,
+                        "merchant_user_id": m.user.id,
+                        "conversation_id": m.conversation.id,
+                        "reason": reason,
+                        "added_at": now,
+                    }
+                    for m in members.values()
+                ]
+            )
+        )
+        statements.append(
+            insert(Message).values(
+                [
+                    {
+                        "conversation_id": m.conversation.id,
+                        "role": MessageRole.assistant.value,
+                        "content": instruction,
+                        "other_data": {
+                            "kind": "notification_instruction",
+                            "notification_id": notification_id,
+                            "notification_ids": [public],
+                        },
+                        "created_at": now,
+                    }
+                    for m in members.values()
+                ]
+            )
+        )
+    context = dict(notification.context)
+    if support_type and notification.type == NotificationType.user_support_request:
+        context["support_request_type"] = support_type
+    values: dict[str, Any] = {"updated_at": now}
+    if reason == "initial":
+        # The workflow's first step: it is running, the sweeper need not look at it.
+        values["workflow_started_at"] = now
+    context["merchant_user_conversation_user_ids"] = sorted(
+        {
+            *context.get("merchant_user_conversation_user_ids", []),
+            *(m.conversation.conversation_user_id for m in members.values()),
+        }
+    )
+    statements.append(
+        update(Notification)
+        .where(Notification.id == notification_id)
+        .values(context=context, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return RecipientWrites(statements, context)

@@ -18,7 +18,16 @@ notification_reminder              ``{{1}}`` notification id, ``{{2}}`` question
 customer_request_expired           ``{{1}}`` a polite message in the customer's language
 notification_follow_up             ``{{1}}`` notification id, ``{{2}}`` the customer's new message
 notification_correction            ``{{1}}`` the corrected answer, localized as a fragment
+customer_satisfaction_quick_reply  ``{{1}}`` notification id (also in the buttons' ids)
+customer_satisfaction_request      ``{{1}}`` notification id (also in the buttons' ids)
 =================================  =================================================================
+
+The two ``customer_satisfaction_*`` campaigns are ``twilio/quick-reply`` contents (their buttons
+in :data:`QUICK_REPLY_ACTIONS`; :func:`content_definition` gives the Content API definition of
+any default). Twilio allows at most three quick-reply buttons in a WhatsApp session message
+that was not approved as a template, up to ten in an approved one: the in-window ask offers
+5, 3 and 1 and says "or reply with a number from 1 to 5" (any digit counts), the approved
+template outside the window offers all five.
 
 Bodies never begin or end with a slot (Meta rejects such templates) and leave each value on its
 own or after a colon, so any text reads well in them. Content SIDs are derived from the campaign
@@ -38,11 +47,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.db.statements import dialect_name, insert_ignoring_duplicates
 from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
@@ -71,6 +80,8 @@ TEMPLATE_VARIABLES: dict[Campaign, tuple[str, ...]] = {
     Campaign.customer_request_expired: ("expiry_message",),
     Campaign.notification_follow_up: ("notification_id", "customer_message"),
     Campaign.notification_correction: ("answer_fragment",),
+    Campaign.customer_satisfaction_quick_reply: ("notification_id",),
+    Campaign.customer_satisfaction_request: ("notification_id",),
 }
 
 _BODIES: dict[Campaign, dict[str, str]] = {
@@ -164,7 +175,52 @@ _BODIES: dict[Campaign, dict[str, str]] = {
             "¡Hola! Te escribimos sobre tu solicitud reciente: {{1}}\n\nGracias por tu paciencia."
         ),
     },
+    Campaign.customer_satisfaction_quick_reply: {
+        "en": (
+            "How would you rate our answer (ref. {{1}})? Tap a button, or reply with a number "
+            "from 1 (poor) to 5 (excellent)."
+        ),
+        "es": (
+            "¿Cómo valorarías nuestra respuesta (ref. {{1}})? Toca un botón o responde con un "
+            "número del 1 (mala) al 5 (excelente)."
+        ),
+    },
+    Campaign.customer_satisfaction_request: {
+        "en": (
+            "Hello! We recently answered your request (ref. {{1}}). How would you rate our "
+            "answer? Tap a score from 1 (poor) to 5 (excellent)."
+        ),
+        "es": (
+            "¡Hola! Hace poco respondimos a tu solicitud (ref. {{1}}). ¿Cómo valorarías "
+            "nuestra respuesta? Toca una nota del 1 (mala) al 5 (excelente)."
+        ),
+    },
 }
+
+# The quick-reply buttons (title, score) of the CSAT contents. A tap comes back as the
+# inbound webhook's ButtonPayload ``csat:{{1}}:<score>`` (notifyflow/csat.py reads it); titles
+# stay within Twilio's 20 characters. In session, unapproved, WhatsApp shows at most three.
+_QUICK_REPLY_SCORES: dict[Campaign, dict[str, tuple[tuple[str, int], ...]]] = {
+    Campaign.customer_satisfaction_quick_reply: {
+        "en": (("5 - Excellent", 5), ("3 - Okay", 3), ("1 - Poor", 1)),
+        "es": (("5 - Excelente", 5), ("3 - Normal", 3), ("1 - Mala", 1)),
+    },
+    Campaign.customer_satisfaction_request: {
+        "en": (("1 - Poor", 1), ("2", 2), ("3 - Okay", 3), ("4", 4), ("5 - Excellent", 5)),
+        "es": (("1 - Mala", 1), ("2", 2), ("3 - Normal", 3), ("4", 4), ("5 - Excelente", 5)),
+    },
+}
+QUICK_REPLY_ACTIONS: dict[tuple[Campaign, str], list[dict[str, str]]] = {
+    (campaign, language): [
+        {"title": title, "id": f"csat:{{{{1}}}}:{score}"} for title, score in buttons
+    ]
+    for campaign, by_language in _QUICK_REPLY_SCORES.items()
+    for language, buttons in by_language.items()
+}
+# Quick-reply limits (Twilio Content API, twilio/quick-reply): checked by tests/unit.
+MAX_SESSION_BUTTONS = 3
+MAX_TEMPLATE_BUTTONS = 10
+MAX_BUTTON_TITLE = 20
 
 
 def default_content_sid(campaign: Campaign | str, language: str) -> str:
@@ -192,6 +248,29 @@ DEFAULT_TEMPLATES: dict[tuple[Campaign, str], DefaultTemplate] = {
     for language in DEFAULT_LANGUAGES
 }
 
+
+def content_definition(template: DefaultTemplate) -> dict[str, Any]:
+    """The Twilio Content API definition of a default template (``POST /v1/Content``): what an
+    operator creates, and has approved for WhatsApp, once per template; its SID then replaces
+    the derived one (``PUT /v1/campaigns/{campaign}/templates/{language}``)."""
+    slots = TEMPLATE_VARIABLES[template.campaign]
+    samples = {str(i): name.replace("_", " ") for i, name in enumerate(slots, start=1)}
+    if "notification_id" in slots:
+        samples[str(slots.index("notification_id") + 1)] = "NOTIF_12"
+    actions = QUICK_REPLY_ACTIONS.get((template.campaign, template.language))
+    types: dict[str, Any] = (
+        {"twilio/quick-reply": {"body": template.body, "actions": actions}}
+        if actions is not None
+        else {"twilio/text": {"body": template.body}}
+    )
+    return {
+        "friendly_name": f"notifyflow_{template.campaign}_{template.language}",
+        "language": template.language,
+        "variables": samples,
+        "types": types,
+    }
+
+
 # What each team handles: SupportClassification documents name a user type in their title.
 SUPPORT_CLASSIFICATIONS: dict[str, str] = {
     "sales": (
@@ -208,16 +287,6 @@ SUPPORT_CLASSIFICATIONS: dict[str, str] = {
     ),
 }
 SUPPORT_CLASSIFICATION_CATEGORY = "SupportClassification"
-
-
-def _insert_ignoring_duplicates(dialect: str) -> Any:
-    # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
-    # overwrites a template an operator has already replaced.
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"seeding is not supported on {dialect}")
 
 
 async def ensure_default_templates(session_factory: SessionFactory) -> int:
@@ -246,14 +315,14 @@ async def ensure_default_templates(session_factory: SessionFactory) -> int:
         ]
         if not rows:
             return 0
-        dialect = (await session.connection()).dialect.name
-        insert = _insert_ignoring_duplicates(dialect)
-        stmt: Insert = (
-            insert(CampaignTemplate)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["campaign", "language", "merchant_scope"])
-            .returning(CampaignTemplate.id)
-        )
+        # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
+        # overwrites a template an operator has already replaced.
+        stmt: Insert = insert_ignoring_duplicates(
+            dialect_name(session),
+            CampaignTemplate,
+            rows,
+            unique=["campaign", "language", "merchant_scope"],
+        ).returning(CampaignTemplate.id)
         inserted = len((await session.execute(stmt)).all())
         await session.commit()
     log.info("inserted %d default campaign templates", inserted)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -58,6 +59,9 @@ class Merchant(Timestamped, Base):
     country: Mapped[str | None] = mapped_column(String(2), default=None)
     # DELETE /v1/merchants/{id}: no new notifications; the rows and history stay.
     deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Live outbound webhooks (kept with each subscription's create and delete): a merchant
+    # with none skips the subscription read at every status change.
+    webhook_subscriptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class MerchantSettings(Base):
@@ -327,6 +331,30 @@ class CampaignTemplate(Timestamped, Base):
     content_sid: Mapped[str] = mapped_column(String(34))
     body: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CsatResponse(Base):
+    """The customer's satisfaction with an answer (DESIGN §10): asked once per notification
+    (the primary key), rated at most once (the first rating wins: later ones stay ordinary
+    messages of the conversation)."""
+
+    __tablename__ = "csat_response"
+    __table_args__ = (
+        CheckConstraint("score IS NULL OR (score >= 1 AND score <= 5)", name="score_range"),
+        # A bare digit is matched to the conversation's latest ask of the last day.
+        Index("ix_csat_response_conversation_asked", "conversation_id", "asked_at"),
+    )
+
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchant.id"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id"))
+    # quick_reply (inside the 24 h window) | template (outside it)
+    method: Mapped[str] = mapped_column(String(16))
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    score: Mapped[int | None] = mapped_column(Integer, default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The inbound MessageSid that carried the rating.
+    answer_message_sid: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ApiKey(Base):

@@ -87,6 +87,8 @@ class InboundMessage:
     body: str
     quoted_sid: str | None = None  # OriginalRepliedMessageSid
     profile_name: str | None = None
+    # A quick-reply tap: the button's id (ButtonPayload; its title arrives as Body/ButtonText).
+    button_payload: str | None = None
 
     @classmethod
     def from_form(cls, form: Mapping[str, str]) -> InboundMessage:
@@ -98,6 +100,7 @@ class InboundMessage:
         except WebhookInputError:
             quoted = None
         profile = (form.get("ProfileName") or "").replace("\x00", "").strip()[:200] or None
+        payload = (form.get("ButtonPayload") or "").replace("\x00", "").strip()[:200] or None
         return cls(
             message_sid=sid,
             sender=_address(form.get("From")),
@@ -105,6 +108,7 @@ class InboundMessage:
             body=body,
             quoted_sid=quoted,
             profile_name=profile,
+            button_payload=payload,
         )
 
 

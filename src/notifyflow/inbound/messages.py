@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDConflictPolicy
 
+from notifyflow import csat
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
     Conversation,
@@ -103,6 +104,9 @@ async def receive_message(
                     "channel": ChannelName.whatsapp,
                     **({"quoted_sid": message.quoted_sid} if message.quoted_sid else {}),
                     **({"profile_name": message.profile_name} if message.profile_name else {}),
+                    **(
+                        {"button_payload": message.button_payload} if message.button_payload else {}
+                    ),
                 },
                 provider_message_id=message.message_sid,
                 created_at=now,
@@ -122,6 +126,22 @@ async def receive_message(
                 .values(last_inbound_at=now)
                 .execution_options(synchronize_session=False)
             )
+            rating = (
+                # Stored like any message (it moved the window too); a rating as well only
+                # when it answers an unrated ask of this conversation (csat.py says which).
+                # Only a csat payload or a bare digit costs these statements.
+                await csat.record_reply(
+                    session,
+                    conversation_id=who.conversation_id,
+                    message_sid=message.message_sid,
+                    payload=message.button_payload,
+                    body=message.body,
+                    at=now,
+                )
+                if who.merchant_user_id is None
+                and csat.may_be_rating(message.button_payload, message.body)
+                else None
+            )
             await session.commit()
         except IntegrityError:
             # The same webhook, handled by a concurrent request a moment ago.
@@ -129,6 +149,8 @@ async def receive_message(
             return MessageOutcome.duplicate
     if who.merchant_user_id is not None:
         return MessageOutcome.admin
+    if rating is not None:
+        csat.counted(rating)
     return MessageOutcome.customer
 
 

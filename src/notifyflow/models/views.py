@@ -53,6 +53,17 @@ class SlaView(BaseModel):
     time_to_first_answer_s: float | None = None
 
 
+class CsatView(BaseModel):
+    """The customer's satisfaction with the answer (DESIGN §10); the body's ``csat`` is null
+    when the customer was not asked."""
+
+    asked_at: datetime
+    # quick_reply (inside the 24 h window) | template (outside it)
+    method: str
+    score: int | None = None
+    answered_at: datetime | None = None
+
+
 class NotificationView(BaseModel):
     notification_id: str
     type: str
@@ -73,6 +84,7 @@ class NotificationView(BaseModel):
     close_reason: str | None = None
     priority: str = "normal"
     sla: SlaView = Field(default_factory=SlaView)
+    csat: CsatView | None = None
 
 
 class TimelineEntry(BaseModel):

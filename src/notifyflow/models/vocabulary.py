@@ -22,6 +22,8 @@ class DeliveryKind(StrEnum):
     customer_message = "customer_message"
     # A correction of a delivered answer (DESIGN §10); its key carries the version number.
     correction = "correction"
+    # The customer's satisfaction ask after delivery (DESIGN §10), once per notification.
+    csat = "csat"
     # The notices of a notification's end carry its final status as their kind.
     expired = "expired"
     closed = "closed"

@@ -40,6 +40,9 @@ class ServiceLevel(BaseModel):
     business_hours: dict[str, list[str]] | None = None
     # When the first answer is due (a breach escalates at once); None: no target.
     first_answer_target: timedelta | None = None
+    # Ask the customer to rate the answer after delivery (DESIGN §10). Travels here so a
+    # merchant without CSAT costs no look-up per notification.
+    csat_enabled: bool = False
 
 
 class NotificationWorkflowInput(BaseModel):
@@ -186,6 +189,19 @@ class DeliverResult(BaseModel):
     closure_notices: int = 0
     # The localized answer that reached the customer (None when it did not).
     customer_text: str | None = None
+
+
+class AskSatisfactionInput(BaseModel):
+    """Activity ``ask_satisfaction``: the customer is asked to rate the answer, once."""
+
+    notification_id: int
+
+
+class AskSatisfactionResult(BaseModel):
+    asked: bool
+    # quick_reply | template; None when not asked.
+    method: str | None = None
+    reason: str | None = None
 
 
 class FinishInput(BaseModel):

@@ -3,12 +3,14 @@ recipient), so a retried activity never messages a person twice once the provide
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow import worker_metrics
@@ -24,6 +26,7 @@ from notifyflow.channels.base import (
     closes_window,
 )
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.statements import Writes, dialect_name, insert_ignoring_duplicates, per_row
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
 from notifyflow.models.vocabulary import (
@@ -39,6 +42,10 @@ log = logging.getLogger(__name__)
 
 # Twilio refuses a Body longer than this on every channel, WhatsApp included (error 21617).
 WHATSAPP_BODY_LIMIT = 1600
+
+# Sends of one step in flight at once: a fan-out to twenty admins takes about the time of a
+# few sends, well under Twilio's per-account limit of concurrent requests (error 20429).
+SEND_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -98,245 +105,362 @@ class Sender:
         other_data: dict[str, Any] | None = None,
     ) -> Sent:
         """Send once per ``key``. Raises SendError when the provider refuses."""
-        if (text is None) == (template is None):
+        (result,) = await self.send_many(
+            notification_id=notification_id,
+            kind=kind,
+            sends=[Send(key, target, text, template, human_agent, other_data)],
+        )
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def send_many(
+        self,
+        *,
+        notification_id: int,
+        kind: DeliveryKind,
+        sends: Sequence[Send],
+        concurrency: int = SEND_CONCURRENCY,
+        claim_with: Sequence[Any] = (),
+    ) -> list[Sent | BaseException]:
+        """Each send once per its key, the provider called for several at once (at most
+        ``concurrency`` in flight): one statement claims every ledger row, one transaction
+        records every outcome, so a fan-out to twenty people costs the SQL of one.
+
+        Returns, in the order of ``sends``, what each came to: :class:`Sent`, or the
+        :class:`SendError` the provider (or the ledger, for a message refused earlier)
+        answered, or any other exception its call raised. Every outcome is recorded before
+        this returns.
+
+        ``claim_with``: the step's own writes (recipients, the answer), committed with the
+        ledger's claim, in the same statement on PostgreSQL (:class:`Writes`): what the step
+        decided and what it is about to send are recorded together or not at all."""
+        if len({s.key for s in sends}) != len(sends):
+            raise ValueError("one key per send")
+        if not sends:
+            # Nothing to send; the step's own writes still go in.
+            await self.write(claim_with)
+            return []
+        prepared = [self._prepare(s, kind) for s in sends]
+        claims = await self._claim_many(notification_id, prepared, claim_with)
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def call(p: _Prepared) -> SendResult:
+            async with gate:
+                return await self._call(p)
+
+        to_send = [p for p in prepared if claims[p.send.key].delivery is not None]
+        called = await asyncio.gather(*(call(p) for p in to_send), return_exceptions=True)
+        outcome = dict(zip((p.send.key for p in to_send), called, strict=True))
+
+        results: list[Sent | BaseException] = []
+        accepted: list[tuple[_Prepared, int, str, str]] = []
+        refused: list[tuple[int, SendError]] = []
+        for p in prepared:
+            claim = claims[p.send.key]
+            if claim.result is not None:
+                results.append(claim.result)
+                if claim.recovered and isinstance(claim.result, Sent) and claim.delivery_id:
+                    # An earlier attempt's message, found at the provider: write the history
+                    # that attempt could not (the ledger row is already marked sent).
+                    accepted.append(
+                        (
+                            p,
+                            claim.delivery_id,
+                            claim.result.provider_message_id,
+                            claim.body or p.body,
+                        )
+                    )
+                continue
+            assert claim.delivery_id is not None
+            got = outcome[p.send.key]
+            if isinstance(got, SendError):
+                if not (got.retryable or got.ambiguous):
+                    _count_delivery("refused", p.kind, p.method)
+                refused.append((claim.delivery_id, got))
+                results.append(got)
+            elif isinstance(got, BaseException):
+                # Not an answer from the provider (a bug, a cancellation): the row stays
+                # pending, and a retry asks the provider before sending again.
+                results.append(got)
+            else:
+                accepted.append((p, claim.delivery_id, got.provider_message_id, p.body))
+                results.append(Sent(got.provider_message_id, p.method, duplicate=False))
+        await self._record(notification_id, accepted, refused)
+        return results
+
+    async def write(self, statements: Sequence[Any]) -> None:
+        """A step's own writes, in a transaction of their own (when they have no send to
+        ride with)."""
+        if not statements:
+            return
+        async with self._db() as session:
+            await _run(session, statements)
+            await session.commit()
+
+    def _prepare(self, send: Send, kind: DeliveryKind) -> _Prepared:
+        if (send.text is None) == (send.template is None):
             raise ValueError("send exactly one of text or template")
-        channel = self._channel(target)
-        method = SendMethod.campaign if template else SendMethod.direct
-        if text is not None and target.channel == ChannelName.whatsapp:
+        channel = self._channel(send.target)
+        method = SendMethod.campaign if send.template else SendMethod.direct
+        text = send.text
+        if text is not None and send.target.channel == ChannelName.whatsapp:
             # Cut here, before the ledger records it: the ledger's body is the one sent.
             text = truncate_words(text, WHATSAPP_BODY_LIMIT)
-        body = template.body if template else (text or "")
-        delivery, recovered = await self._claim(
-            notification_id, key, kind, target, channel, method, body, template
-        )
-        if delivery.status in ACCEPTED_STATUSES and delivery.provider_message_id:
-            if recovered:
-                # An earlier attempt's message, found at the provider: write the history that
-                # attempt could not (the ledger row is already marked sent).
-                await self._record_success(
-                    delivery.id,
-                    target,
-                    kind,
-                    key,
-                    delivery.body,
-                    template,
-                    SendResult(provider_message_id=delivery.provider_message_id),
-                    other_data or {},
-                    notification_id,
-                )
-            return Sent(delivery.provider_message_id, SendMethod(delivery.method), duplicate=True)
+        body = send.template.body if send.template else (text or "")
+        return _Prepared(send, send.kind or kind, channel, method, body)
 
-        try:
-            if template is not None:
-                result: SendResult = await channel.send_template(
-                    OutboundTemplate(
-                        to=target.to,
-                        sender=target.sender,
-                        content_sid=template.content_sid,
-                        variables=template.variables,
-                        rendered_body=template.body,
-                        idempotency_key=key,
-                    )
+    @staticmethod
+    async def _call(p: _Prepared) -> SendResult:
+        send = p.send
+        if send.template is not None:
+            return await p.channel.send_template(
+                OutboundTemplate(
+                    to=send.target.to,
+                    sender=send.target.sender,
+                    content_sid=send.template.content_sid,
+                    variables=send.template.variables,
+                    rendered_body=send.template.body,
+                    idempotency_key=send.key,
                 )
-            else:
-                result = await channel.send_text(
-                    OutboundText(
-                        to=target.to,
-                        sender=target.sender,
-                        body=body,
-                        idempotency_key=key,
-                        human_agent=human_agent,
-                    )
-                )
-        except SendError as err:
-            if not (err.retryable or err.ambiguous):
-                _count_delivery("refused", kind, method)
-            await self._record_failure(delivery.id, err)
-            raise
-        await self._record_success(
-            delivery.id,
-            target,
-            kind,
-            key,
-            body,
-            template,
-            result,
-            other_data or {},
-            notification_id,
-        )
-        return Sent(result.provider_message_id, method, duplicate=False)
-
-    async def _claim(
-        self,
-        notification_id: int,
-        key: str,
-        kind: DeliveryKind,
-        target: Target,
-        channel: Channel,
-        method: SendMethod,
-        body: str,
-        template: RenderedTemplate | None,
-    ) -> tuple[Delivery, bool]:
-        """The ledger row for ``key``, and whether an earlier attempt's message was just
-        found at the provider."""
-        async with self._db() as session:
-            # Insert first: the common case (a first attempt) costs one statement; the unique
-            # key turns a retry's insert into a read of the earlier attempt's row.
-            row = await self._insert_claim(
-                session, notification_id, key, kind, target, channel, method, body, template
             )
-            if row is not None:
-                return row, False
-            row = await session.scalar(select(Delivery).where(Delivery.idempotency_key == key))
-            assert row is not None
-            if row.status in ACCEPTED_STATUSES:
-                return row, False
-            if row.status in FAILED_STATUSES:
-                # The provider refused this very message for good (or a status callback said
-                # it failed): sending it again under the same key would be a second message.
-                raise SendError(
+        return await p.channel.send_text(
+            OutboundText(
+                to=send.target.to,
+                sender=send.target.sender,
+                body=p.body,
+                idempotency_key=send.key,
+                human_agent=send.human_agent,
+            )
+        )
+
+    async def _claim_many(
+        self, notification_id: int, prepared: list[_Prepared], claim_with: Sequence[Any]
+    ) -> dict[str, _Claim]:
+        """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
+        NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
+        key that has a row already (a retry) is read, and decided as the single send was."""
+        now = utcnow()
+        rows = [
+            {
+                "notification_id": notification_id,
+                "idempotency_key": p.send.key,
+                "kind": str(p.kind),
+                "recipient_kind": str(p.send.target.recipient_kind),
+                "merchant_user_id": p.send.target.merchant_user_id,
+                "conversation_id": p.send.target.conversation_id,
+                "method": str(p.method),
+                "channel": str(
+                    ChannelName.console
+                    if p.channel.name == ChannelName.console
+                    else p.send.target.channel
+                ),
+                "to_address": p.send.target.to,
+                "campaign": p.send.template.campaign if p.send.template else None,
+                "body": p.body,
+                "status": "pending",
+                "attempts": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in prepared
+        ]
+        claims: dict[str, _Claim] = {}
+        async with self._db() as session:
+            stmt = insert_ignoring_duplicates(
+                dialect_name(session), Delivery, rows, unique=["idempotency_key"]
+            ).returning(Delivery.id, Delivery.idempotency_key)
+            writes = Writes()
+            for extra in claim_with:
+                writes.add(extra)
+            claimed = await writes.run(session, stmt)
+            assert claimed is not None
+            for row in claimed.all():
+                claims[row.idempotency_key] = _Claim(delivery_id=row.id)
+            earlier = [p for p in prepared if p.send.key not in claims]
+            if earlier:
+                found = {
+                    row.idempotency_key: row
+                    for row in await session.scalars(
+                        select(Delivery).where(
+                            Delivery.idempotency_key.in_([p.send.key for p in earlier])
+                        )
+                    )
+                }
+                for p in earlier:
+                    claims[p.send.key] = await self._decide(session, found[p.send.key], p)
+            await session.commit()
+        return claims
+
+    @staticmethod
+    async def _decide(session: AsyncSession, row: Delivery, p: _Prepared) -> _Claim:
+        """A key the ledger has seen: done, refused for good, or to be sent (again)."""
+        if row.status in ACCEPTED_STATUSES and row.provider_message_id:
+            return _Claim(
+                delivery_id=row.id,
+                result=Sent(row.provider_message_id, SendMethod(row.method), duplicate=True),
+            )
+        if row.status in FAILED_STATUSES:
+            # The provider refused this very message for good (or a status callback said
+            # it failed): sending it again under the same key would be a second message.
+            return _Claim(
+                delivery_id=row.id,
+                result=SendError(
                     row.error_code or "failed",
                     row.error_message or "refused earlier",
                     window_closed=closes_window(row.error_code),
-                )
-            return await self._reclaim(session, row, target, channel, method, body, template)
-
-    @staticmethod
-    async def _insert_claim(
-        session: AsyncSession,
-        notification_id: int,
-        key: str,
-        kind: DeliveryKind,
-        target: Target,
-        channel: Channel,
-        method: SendMethod,
-        body: str,
-        template: RenderedTemplate | None,
-    ) -> Delivery | None:
-        """The new ledger row, or None when ``key`` already has one."""
-        row = Delivery(
-            notification_id=notification_id,
-            idempotency_key=key,
-            kind=kind,
-            recipient_kind=target.recipient_kind,
-            merchant_user_id=target.merchant_user_id,
-            conversation_id=target.conversation_id,
-            method=method,
-            channel=ChannelName.console if channel.name == ChannelName.console else target.channel,
-            to_address=target.to,
-            campaign=template.campaign if template else None,
-            body=body,
-            attempts=1,
-        )
-        session.add(row)
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            return None
-        return row
-
-    @staticmethod
-    async def _reclaim(
-        session: AsyncSession,
-        row: Delivery,
-        target: Target,
-        channel: Channel,
-        method: SendMethod,
-        body: str,
-        template: RenderedTemplate | None,
-    ) -> tuple[Delivery, bool]:
-        """A retry of a send that got no clear answer: find the earlier message at the provider,
-        or count one more attempt."""
+                ),
+            )
+        target = p.send.target
         # A previous attempt got no clear answer (crash, 5xx, timeout): ask the provider
         # whether it took the message before sending it again.
         if row.attempts > 0 and row.error_code in (None, "ambiguous"):
-            found = await channel.find_accepted(
+            found = await p.channel.find_accepted(
                 to=target.to,
                 sender=target.sender,
                 since=row.created_at,
                 # What the earlier attempt sent, not what this one would send: a retry
                 # composes an LLM reply anew, in other words. The rendered body, not the
                 # Content SID: Twilio's message resource does not echo the SID.
-                body_or_content_sid=row.body or body,
+                body_or_content_sid=row.body or p.body,
             )
             if found:
                 row.status = "sent"
                 row.provider_message_id = found
-                await session.commit()
-                return row, True
+                sent = Sent(found, SendMethod(row.method), duplicate=True)
+                # The history that attempt could not write is written with this call's.
+                return _Claim(delivery_id=row.id, result=sent, recovered=True, body=row.body)
         row.attempts += 1
-        row.method = method
-        row.body = body
-        row.campaign = template.campaign if template else None
-        await session.commit()
-        return row, False
+        row.method = p.method
+        row.body = p.body
+        row.campaign = p.send.template.campaign if p.send.template else None
+        return _Claim(delivery_id=row.id)
 
-    async def _record_failure(self, delivery_id: int, err: SendError) -> None:
-        values: dict[str, Any] = {
-            "error_code": "ambiguous" if err.ambiguous else err.code,
-            "error_message": err.message[:2000],
-            "updated_at": utcnow(),
-        }
-        if not (err.retryable or err.ambiguous):
-            values["status"] = "failed"
-
-        async with self._db() as session:
-            await session.execute(
-                update(Delivery).where(Delivery.id == delivery_id).values(**values)
-            )
-            await session.commit()
-
-    async def _record_success(
+    async def _record(
         self,
-        delivery_id: int,
-        target: Target,
-        kind: DeliveryKind,
-        key: str,
-        body: str,
-        template: RenderedTemplate | None,
-        result: SendResult,
-        other_data: dict[str, Any],
         notification_id: int,
+        accepted: list[tuple[_Prepared, int, str, str]],
+        refused: list[tuple[int, SendError]],
     ) -> None:
-        _count_delivery("accepted", kind, "campaign" if template else "direct")
-        payload: dict[str, Any]
-        if template is not None:
-            # The agent's history shows template sends (whatsapp_payload.type == "template").
-            payload = {
-                "type": "template",
-                "campaign": template.campaign,
-                "language": template.language,
-                "content_sid": template.content_sid,
-                "variables": template.variables,
-            }
-        else:
-            payload = {"type": "text"}
-        async with self._db() as session:
-            # One transaction: the ledger says sent exactly when the history shows the message.
-            await session.execute(
+        """Every outcome of one step in one transaction: the ledger says sent exactly when
+        the history shows the message (one UPDATE and one multi-row INSERT for all the
+        accepted sends)."""
+        if not accepted and not refused:
+            return
+        now = utcnow()
+        writes = Writes()
+        if accepted:
+            writes.add(
                 update(Delivery)
-                .where(Delivery.id == delivery_id)
+                .where(Delivery.id.in_([delivery_id for _, delivery_id, _, _ in accepted]))
                 .values(
                     status="sent",
-                    provider_message_id=result.provider_message_id,
+                    provider_message_id=per_row(
+                        Delivery.id, {d: pmid for _, d, pmid, _ in accepted}
+                    ),
                     error_code=None,
                     error_message=None,
-                    updated_at=utcnow(),
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            writes.add(
+                insert(Message).values(
+                    [_history_row(p, body, notification_id, now) for p, _, _, body in accepted]
                 )
             )
-            session.add(
-                Message(
-                    conversation_id=target.conversation_id,
-                    role=MessageRole.assistant,
-                    content=body,
-                    other_data={
-                        "notification_id": notification_id,
-                        "kind": kind,
-                        "delivery_key": key,
-                        **other_data,
-                    },
-                    whatsapp_payload=payload,
-                )
+        for delivery_id, err in refused:
+            values: dict[str, Any] = {
+                "error_code": "ambiguous" if err.ambiguous else err.code,
+                "error_message": err.message[:2000],
+                "updated_at": now,
+            }
+            if not (err.retryable or err.ambiguous):
+                values["status"] = "failed"
+            writes.add(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
+        async with self._db() as session:
+            await writes.run(session)
             await session.commit()
+        for p, _, _, _ in accepted:
+            _count_delivery("accepted", p.kind, p.method)
+
+
+@dataclass(frozen=True)
+class Send:
+    """One message of a step: to whom, under which idempotency key, text or template."""
+
+    key: str
+    target: Target
+    text: str | None = None
+    template: RenderedTemplate | None = None
+    human_agent: bool = False
+    other_data: dict[str, Any] | None = None
+    # The step this send belongs to, when it is not the call's (a closure notice sent with
+    # the customer's answer).
+    kind: DeliveryKind | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    send: Send
+    kind: DeliveryKind
+    channel: Channel
+    method: SendMethod
+    body: str
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What the ledger decided for a key: a row to send under (``result`` None), or the
+    answer an earlier attempt already got."""
+
+    delivery_id: int | None = None
+    result: Sent | SendError | None = None
+    recovered: bool = False
+    body: str | None = None
+
+    @property
+    def delivery(self) -> int | None:
+        return self.delivery_id if self.result is None else None
+
+
+async def _run(session: AsyncSession, statements: Sequence[Any]) -> None:
+    writes = Writes()
+    for stmt in statements:
+        writes.add(stmt)
+    await writes.run(session)
+
+
+def _history_row(p: _Prepared, body: str, notification_id: int, now: datetime) -> dict[str, Any]:
+    """The message as the conversation's history shows it."""
+    payload: dict[str, Any]
+    template = p.send.template
+    if template is not None:
+        # The agent's history shows template sends (whatsapp_payload.type == "template").
+        payload = {
+            "type": "template",
+            "campaign": template.campaign,
+            "language": template.language,
+            "content_sid": template.content_sid,
+            "variables": template.variables,
+        }
+    else:
+        payload = {"type": "text"}
+    return {
+        "conversation_id": p.send.target.conversation_id,
+        "role": MessageRole.assistant.value,
+        "content": body,
+        "other_data": {
+            "notification_id": notification_id,
+            "kind": str(p.kind),
+            "delivery_key": p.send.key,
+            **(p.send.other_data or {}),
+        },
+        "whatsapp_payload": payload,
+        "created_at": now,
+    }

@@ -6,9 +6,11 @@ the loser reads the winner's rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.db.session import SessionFactory
@@ -18,6 +20,42 @@ from notifyflow.models.vocabulary import ChannelName
 # A race loses at most once per row it creates (person, then conversation): a third integrity
 # error is a bug, not a race, and is raised.
 ATTEMPTS = 3
+
+
+Ts = TypeVarTuple("Ts")
+
+
+def join_own_conversation(stmt: Select[*Ts]) -> Select[*Ts]:
+    """``stmt`` (which selects MerchantUser) outer-joined to each user's own WhatsApp
+    conversation: the one :func:`member_conversations` finds, by the user's phone."""
+    return stmt.outerjoin(ConversationUser, ConversationUser.phone == MerchantUser.phone).outerjoin(
+        Conversation,
+        and_(
+            Conversation.conversation_user_id == ConversationUser.id,
+            Conversation.merchant_id == MerchantUser.merchant_id,
+            Conversation.channel == ChannelName.whatsapp.value,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A merchant's active users, and the members among them whose conversation exists."""
+
+    users: list[MerchantUser]
+    known: dict[int, Member]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[MerchantUser | None, Conversation | None]]) -> Roster:
+        users: dict[int, MerchantUser] = {}
+        known: dict[int, Member] = {}
+        for user, conversation in rows:
+            if user is None:
+                continue
+            users.setdefault(user.id, user)
+            if conversation is not None and user.id not in known:
+                known[user.id] = Member(user, conversation)
+        return cls(list(users.values()), known)
 
 
 async def merchant_users(db: SessionFactory, merchant_id: int) -> list[MerchantUser]:

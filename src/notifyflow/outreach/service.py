@@ -7,9 +7,8 @@ rule decided at send time, on WhatsApp or Instagram. Every send goes through the
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +40,7 @@ from notifyflow.models.vocabulary import (
 from notifyflow.outreach import keys
 from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.errors import ConfigurationError, retry_later
-from notifyflow.outreach.ledger import Sender, Sent, Target
+from notifyflow.outreach.ledger import Send, Sender, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome, instagram_decision, shortened_variable, window_open
 from notifyflow.outreach.templates import RenderedTemplate, TemplateMissing, find_template, render
@@ -80,11 +79,24 @@ class Outreach:
 
     # ---- merchant users -------------------------------------------------------------------
 
-    async def members(self, merchant: Merchant, users: Sequence[MerchantUser]) -> dict[int, Member]:
-        """Each user's own conversation with the merchant, created when missing."""
-        return await member_conversations(
-            self._db, merchant.id, merchant.default_language, list(users)
-        )
+    async def members(
+        self,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        known: Mapping[int, Member] | None = None,
+    ) -> dict[int, Member]:
+        """Each user's own conversation with the merchant, created when missing. ``known``:
+        members already loaded (:class:`~notifyflow.outreach.members.Roster`): only the
+        others are looked up, so the common case costs no statement here."""
+        have = {u.id: known[u.id] for u in users if known and u.id in known}
+        missing = [u for u in users if u.id not in have]
+        if missing:
+            have.update(
+                await member_conversations(
+                    self._db, merchant.id, merchant.default_language, missing
+                )
+            )
+        return {u.id: have[u.id] for u in users}
 
     async def template(
         self, campaign: Campaign, language: str | None, merchant: Merchant
@@ -104,8 +116,11 @@ class Outreach:
         merchant: Merchant,
         members: dict[int, Member],
         kind: DeliveryKind,
+        *,
+        claim_with: Sequence[Any] = (),
     ) -> int:
-        """The request campaign to each member (first ask or escalation)."""
+        """The request campaign to each member (first ask or escalation). ``claim_with``: the
+        routing's own writes, committed with the claim of these sends."""
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         public = format_notification_id(notification.id)
         template = await self.template(cfg.requested_campaign, merchant.default_language, merchant)
@@ -113,11 +128,15 @@ class Outreach:
         return await self._fan_out(
             notification.id,
             [
-                (keys.member_key(notification.id, kind, m.user.id), _member_target(merchant, m))
+                Send(
+                    keys.member_key(notification.id, kind, m.user.id),
+                    _member_target(merchant, m),
+                    template=rendered,
+                )
                 for m in members.values()
             ],
             kind,
-            rendered=rendered,
+            claim_with=claim_with,
         )
 
     async def notify_members(
@@ -128,6 +147,7 @@ class Outreach:
         notice: Notice,
         *,
         best_effort: bool = False,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
         """Free-form where the member's own 24 h window is open, else the campaign template.
 
@@ -135,12 +155,38 @@ class Outreach:
         (closure, the answerer told of a failed delivery): a configuration error is logged, not
         raised, so the outcome stands; anything retryable is still retried through the ledger."""
         try:
-            return await self._notify(notification_id, merchant, users, notice)
+            return await self._notify(notification_id, merchant, users, notice, known)
         except ConfigurationError as err:
             if not best_effort:
                 raise
             log.error("notices not sent: %s", err.message)
             return 0
+
+    async def notice_sends(
+        self,
+        notification_id: int,
+        merchant: Merchant,
+        users: Sequence[MerchantUser],
+        notice: Notice,
+        known: Mapping[int, Member] | None = None,
+    ) -> list[Send]:
+        """The notice's sends, one per member: free-form inside the member's own window,
+        else the campaign template (a missing one is a ConfigurationError)."""
+        members = await self.members(merchant, users, known)
+        now = utcnow()
+        sends: list[Send] = []
+        rendered: RenderedTemplate | None = None
+        for m in members.values():
+            key = keys.member_key(notification_id, notice.kind, m.user.id, notice.part)
+            target = _member_target(merchant, m)
+            if window_open(m.conversation.last_inbound_at, now):
+                sends.append(Send(key, target, text=notice.text, kind=notice.kind))
+                continue
+            if rendered is None:
+                template = await self.template(notice.campaign, merchant.default_language, merchant)
+                rendered = render(template, notice.values)
+            sends.append(Send(key, target, template=rendered, kind=notice.kind))
+        return sends
 
     async def _notify(
         self,
@@ -148,68 +194,28 @@ class Outreach:
         merchant: Merchant,
         users: Sequence[MerchantUser],
         notice: Notice,
+        known: Mapping[int, Member] | None = None,
     ) -> int:
-        members = await self.members(merchant, users)
-        now = utcnow()
-        direct: list[tuple[str, Target]] = []
-        templated: list[tuple[str, Target]] = []
-        for m in members.values():
-            key = keys.member_key(notification_id, notice.kind, m.user.id, notice.part)
-            pair = (key, _member_target(merchant, m))
-            (direct if window_open(m.conversation.last_inbound_at, now) else templated).append(pair)
-        sent = 0
-        if direct:
-            sent += await self._fan_out(notification_id, direct, notice.kind, text=notice.text)
-        if templated:
-            template = await self.template(notice.campaign, merchant.default_language, merchant)
-            sent += await self._fan_out(
-                notification_id, templated, notice.kind, rendered=render(template, notice.values)
-            )
-        return sent
+        sends = await self.notice_sends(notification_id, merchant, users, notice, known)
+        return await self._fan_out(notification_id, sends, notice.kind)
 
     async def _fan_out(
         self,
         notification_id: int,
-        targets: list[tuple[str, Target]],
+        sends: list[Send],
         kind: DeliveryKind,
         *,
-        rendered: RenderedTemplate | None = None,
-        text: str | None = None,
+        claim_with: Sequence[Any] = (),
     ) -> int:
         """Send to several people at once; a permanent refusal for one person is logged and
         does not stop the others; a retryable one fails the activity (the ledger skips the
         sends that went through when Temporal retries)."""
-        results = await asyncio.gather(
-            *(
-                self._sender.send(
-                    notification_id=notification_id,
-                    key=key,
-                    kind=kind,
-                    target=target,
-                    template=rendered,
-                    text=text,
-                )
-                for key, target in targets
-            ),
-            return_exceptions=True,
+        if not sends and not claim_with:
+            return 0
+        results = await self._sender.send_many(
+            notification_id=notification_id, kind=kind, sends=sends, claim_with=claim_with
         )
-        sent = 0
-        retry: SendError | None = None
-        for (key, _), result in zip(targets, results, strict=True):
-            if isinstance(result, SendError):
-                if result.config_error:
-                    raise ConfigurationError(f"the channel refused a send: {result}")
-                if result.retryable or result.ambiguous:
-                    retry = result
-                else:
-                    log.warning("send %s refused for good: %s", key, result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                sent += 1
-        if retry is not None:
-            raise retry_later(retry)
-        return sent
+        return tally(sends, results)
 
     # ---- the customer ---------------------------------------------------------------------
 
@@ -228,41 +234,124 @@ class Outreach:
         it, and the campaign again when the provider says the window has closed after all.
         ``compose``: writes the free-form body from the localized sentence. ``part``: one of
         several sends of one kind (a correction's version), in its ledger keys."""
+        reached = await self.reach_customer_with(
+            notification_id, kind, contact, localized, campaign, compose=compose, part=part
+        )
+        return reached.outcome
+
+    async def reach_customer_with(
+        self,
+        notification_id: int,
+        kind: DeliveryKind,
+        contact: CustomerContact,
+        localized: Localized,
+        campaign: Campaign,
+        *,
+        compose: Compose | None = None,
+        alongside: Sequence[Send] = (),
+        claim_with: Sequence[Any] = (),
+        part: int | None = None,
+    ) -> Reached:
+        """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
+        step) sent with the customer's message: one ledger claim and one record for all of
+        them on the common path (inside the window). Their results come back in order.
+        ``claim_with``: the step's own writes (the answer), committed with the claim of the
+        customer's message, or on their own before any send on the other paths."""
+        extra = list(alongside)
+        reached = await self._reach(
+            notification_id, kind, contact, localized, campaign, compose, extra, claim_with, part
+        )
+        if extra and reached.alongside is None:
+            # Not sent with the customer's message (Instagram, a template, no phone): alone.
+            results = await self._sender.send_many(
+                notification_id=notification_id, kind=kind, sends=extra
+            )
+            return Reached(reached.outcome, results)
+        return reached
+
+    async def _reach(
+        self,
+        notification_id: int,
+        kind: DeliveryKind,
+        contact: CustomerContact,
+        localized: Localized,
+        campaign: Campaign,
+        compose: Compose | None,
+        alongside: list[Send],
+        claim_with: Sequence[Any],
+        part: int | None = None,
+    ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
-        merchant, conversation = contact.merchant, contact.conversation
+        conversation = contact.conversation
         last = conversation.last_inbound_at
         language = contact.language
-        if conversation.channel == ChannelName.instagram:
-            return await self._reach_instagram(
-                notification_id, kind, contact, localized, now, part=part
-            )
         target = customer_target(contact)
+        inside = conversation.channel != ChannelName.instagram and bool(target.to)
+        inside = inside and window_open(last, now)
+        if not inside:
+            await self._sender.write(claim_with)
+        if conversation.channel == ChannelName.instagram:
+            return Reached(
+                await self._reach_instagram(
+                    notification_id, kind, contact, localized, now, part=part
+                )
+            )
         if not target.to:
-            return Outcome(False, None, None, "the customer has no phone number")
-        if window_open(last, now):
+            return Reached(Outcome(False, None, None, "the customer has no phone number"))
+        if inside:
             body = (
                 await compose(conversation, localized.full_sentence, language)
                 if compose
                 else localized.full_sentence
             )
-            try:
-                sent = await self._sender.send(
-                    notification_id=notification_id,
-                    key=keys.customer_key(notification_id, kind, part),
-                    kind=kind,
-                    target=target,
-                    text=body,
+            customer = Send(keys.customer_key(notification_id, kind, part), target, text=body)
+            first, *along = await self._sender.send_many(
+                notification_id=notification_id,
+                kind=kind,
+                sends=[customer, *alongside],
+                claim_with=claim_with,
+            )
+            if isinstance(first, Sent):
+                return Reached(
+                    Outcome(True, SendMethod.direct, first.provider_message_id, None), along
                 )
-                return Outcome(True, SendMethod.direct, sent.provider_message_id, None)
-            except SendError as err:
-                if not err.window_closed:
-                    return _failed_or_raise(err)
-                log.info("%s: free-form refused (window closed); sending the template", public)
+            if not isinstance(first, SendError):
+                raise first
+            if not first.window_closed:
+                return Reached(_failed_or_raise(first), along)
+            log.info("%s: free-form refused (window closed); sending the template", public)
+            return Reached(
+                await self._reach_by_template(
+                    notification_id, kind, contact, localized, campaign, target, part
+                ),
+                along,
+            )
+        return Reached(
+            await self._reach_by_template(
+                notification_id, kind, contact, localized, campaign, target, part
+            )
+        )
+
+    async def _reach_by_template(
+        self,
+        notification_id: int,
+        kind: DeliveryKind,
+        contact: CustomerContact,
+        localized: Localized,
+        campaign: Campaign,
+        target: Target,
+        part: int | None = None,
+    ) -> Outcome:
+        merchant = contact.merchant
         try:
             async with self._db() as session:
                 template = await find_template(
-                    session, campaign.value, language, merchant.id, merchant.default_language
+                    session,
+                    campaign.value,
+                    contact.language,
+                    merchant.id,
+                    merchant.default_language,
                 )
         except TemplateMissing as exc:
             return Outcome(False, SendMethod.campaign, None, f"configuration error: {exc}")
@@ -349,6 +438,38 @@ class Outreach:
         except SendError as err:
             return _failed_or_raise(err)
         return Outcome(True, SendMethod.direct, sent.provider_message_id, None)
+
+
+@dataclass(frozen=True)
+class Reached:
+    """The customer's outcome, and what became of the sends that went with it (None: none
+    went with it)."""
+
+    outcome: Outcome
+    alongside: list[Sent | BaseException] | None = None
+
+
+def tally(sends: Sequence[Send], results: Sequence[Sent | BaseException]) -> int:
+    """How many of a step's sends went through. A permanent refusal for one person is logged
+    and does not stop the others; a configuration error is raised as one; a retryable one is
+    raised once the others are counted (the ledger skips those when Temporal retries)."""
+    sent = 0
+    retry: SendError | None = None
+    for send, result in zip(sends, results, strict=True):
+        if isinstance(result, SendError):
+            if result.config_error:
+                raise ConfigurationError(f"the channel refused a send: {result}")
+            if result.retryable or result.ambiguous:
+                retry = result
+            else:
+                log.warning("send %s refused for good: %s", send.key, result)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            sent += 1
+    if retry is not None:
+        raise retry_later(retry)
+    return sent
 
 
 def customer_target(contact: CustomerContact) -> Target:

@@ -26,12 +26,20 @@ def event_for_status(status: str) -> EventType:
 
 
 async def enqueue(
-    session: AsyncSession, *, notification_id: int, merchant_id: int, event: EventType
+    session: AsyncSession,
+    *,
+    notification_id: int,
+    merchant_id: int,
+    event: EventType,
+    subscriptions: int | None = None,
 ) -> int:
     """Add an outbox row for every live subscription of the merchant that wants ``event``;
-    the caller commits. One indexed read when the merchant has no subscription (the common
-    case), so a deployment without webhooks pays almost nothing. Returns the rows added."""
-    subscriptions = (
+    the caller commits. ``subscriptions``: the merchant row's ``webhook_subscriptions`` when
+    the caller has loaded it: with 0 (the common case) nothing is read at all. Returns the
+    rows added."""
+    if subscriptions == 0:
+        return 0
+    live = (
         await session.scalars(
             select(WebhookSubscription).where(
                 WebhookSubscription.merchant_id == merchant_id,
@@ -41,7 +49,7 @@ async def enqueue(
     ).all()
     now = utcnow()
     added = 0
-    for subscription in subscriptions:
+    for subscription in live:
         if event.value in subscription.events:
             session.add(
                 WebhookEvent(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Merchant, WebhookSubscription
@@ -78,15 +78,18 @@ async def create(
                 f"merchant {merchant_id} does not exist",
                 details={"merchant_id": merchant_id},
             )
-        live = (
-            await session.scalars(
-                select(WebhookSubscription.id).where(
-                    WebhookSubscription.merchant_id == merchant_id,
-                    WebhookSubscription.deleted_at.is_(None),
-                )
+        # One conditional UPDATE both counts and enforces the limit: two creates racing
+        # for the last place meet on the merchant row, and one of them is refused.
+        room = await session.execute(
+            update(Merchant)
+            .where(
+                Merchant.id == merchant_id,
+                Merchant.webhook_subscriptions < MAX_SUBSCRIPTIONS,
             )
-        ).all()
-        if len(live) >= MAX_SUBSCRIPTIONS:
+            .values(webhook_subscriptions=Merchant.webhook_subscriptions + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if not room.rowcount:  # type: ignore[attr-defined]
             raise NotificationError(
                 RefusalCode.conflict,
                 f"merchant {merchant_id} already has {MAX_SUBSCRIPTIONS} webhooks",
@@ -128,8 +131,23 @@ async def list_for(db: SessionFactory, merchant_id: int) -> list[WebhookView]:
 async def delete(db: SessionFactory, merchant_id: int, webhook_id: int) -> None:
     """Stop deliveries at once (events not yet delivered are dropped by their workflow)."""
     async with db() as session:
-        row = await session.get(WebhookSubscription, webhook_id)
-        if row is None or row.merchant_id != merchant_id or row.deleted_at is not None:
+        # Conditional, so two deletes racing count the subscription down once.
+        gone = await session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id == webhook_id,
+                WebhookSubscription.merchant_id == merchant_id,
+                WebhookSubscription.deleted_at.is_(None),
+            )
+            .values(deleted_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if not gone.rowcount:  # type: ignore[attr-defined]
             raise _not_found(f"webhook {webhook_id}")
-        row.deleted_at = utcnow()
+        await session.execute(
+            update(Merchant)
+            .where(Merchant.id == merchant_id, Merchant.webhook_subscriptions > 0)
+            .values(webhook_subscriptions=Merchant.webhook_subscriptions - 1)
+            .execution_options(synchronize_session=False)
+        )
         await session.commit()

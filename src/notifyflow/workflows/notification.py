@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from notifyflow.activities.follow_ups import FollowUpActivities
     from notifyflow.activities.notification import NotificationActivities
+    from notifyflow.activities.satisfaction import SatisfactionActivities
     from notifyflow.models import business_hours
     from notifyflow.models.answers import parse_answer, validate_answer
     from notifyflow.models.errors import NotificationError, RefusalCode
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from notifyflow.models.workflow_io import (
         AnswerAccepted,
         AnswerSubmission,
+        AskSatisfactionInput,
         CloseRequest,
         CustomerMessage,
         CustomerMessageAccepted,
@@ -98,6 +100,8 @@ class NotificationWorkflow:
         # The customer's follow-ups waiting to be forwarded, and how many were taken.
         self._follow_ups: list[ForwardInput] = []
         self._follow_up_count = 0
+        # The customer was asked to rate the answer (at most once per notification).
+        self._csat_asked = False
         if input.answered_directly:
             self._allowed = set(input.allowed_answerers)
 
@@ -286,6 +290,8 @@ class NotificationWorkflow:
                 tell_customer=False,
             )
         self._status = result.status
+        if result.status is NotificationStatus.delivered:
+            await self._ask_satisfaction()
         if self._input.allow_multiple_answers:
             self._stage = Stage.waiting
             self._set_details()
@@ -298,6 +304,29 @@ class NotificationWorkflow:
             answered_by=item.submission.answered_by,
             customer_text=result.customer_text,
         )
+
+    async def _ask_satisfaction(self) -> None:
+        """DESIGN §10: after the first delivery, the customer rates the answer 1–5. Only when
+        the merchant has CSAT on (it travels in the input and the service_level signal, so a
+        notification without it runs exactly the commands it always did)."""
+        if self._csat_asked or self._service is None or not self._service.csat_enabled:
+            return
+        if not workflow.patched(policies.PATCH_CSAT_ASK):
+            return
+        self._csat_asked = True
+        try:
+            await workflow.execute_activity_method(
+                SatisfactionActivities.ask_satisfaction,
+                AskSatisfactionInput(notification_id=self._input.notification_id),
+                start_to_close_timeout=policies.CSAT_ASK_TIMEOUT,
+                heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
+                schedule_to_close_timeout=policies.CSAT_ASK_GIVE_UP_AFTER,
+                retry_policy=policies.SIDE_EFFECT_RETRY,
+                summary=f"{self._public_id}: ask the customer to rate the answer",
+            )
+        except ActivityError as err:
+            # Best effort: the answer is delivered whatever becomes of the ask.
+            workflow.logger.warning("%s: csat ask gave up: %s", self._public_id, err.cause)
 
     async def _follow_up(self, kind: FollowUpKind) -> None:
         try:
@@ -368,6 +397,7 @@ class NotificationWorkflow:
             f"stage: {self._stage.value} · status: {self._status.value} · "
             f"recipients: {len(self._recipients)} · reminders: {self._reminders}"
             + (" · escalated" if self._escalated else "")
+            + (" · customer asked to rate the answer" if self._csat_asked else "")
             # Why it ended (a configuration error, an operator's reason), for the UI's reader.
             + (f"\n\nreason: {self._reason}" if self._reason else "")
         )

@@ -60,6 +60,13 @@ PATCH_CLOSE_BEFORE_OPEN = "close-before-open"
 PATCH_BOUNDED_ANSWER_WAIT = "bounded-answer-wait"
 PATCH_DELIVER_AFTER_OPEN_FAILURE = "deliver-after-open-failure"
 PATCH_SAME_ANSWER_SIGNAL = "same-answer-signal"
+# After delivery, with the merchant's csat_enabled: the ask_satisfaction activity.
+PATCH_CSAT_ASK = "csat-ask"
+
+# The customer satisfaction ask: one send; a rating asked for hours after the answer is noise,
+# so it is given up after an hour of outage rather than a day.
+CSAT_ASK_TIMEOUT = timedelta(minutes=2)
+CSAT_ASK_GIVE_UP_AFTER = timedelta(hours=1)
 
 # Outbound webhooks (DESIGN §8): the first retry within 10 s, then doubling, capped at 10 min,
 # for 24 h; one attempt is a single HTTP POST with a 10 s timeout.

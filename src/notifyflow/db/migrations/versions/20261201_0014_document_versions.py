@@ -1,8 +1,8 @@
 """answer_version: every version of a delivered notification's answer (DESIGN §10
 corrections); for a question, its Document's content by version.
 
-Revision ID: 0011
-Revises: 0009
+Revision ID: 0014
+Revises: 0013 (written as 0011 on 0009; renumbered and chained after csat when main was merged)
 Create Date: 2026-12-01
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0014"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
