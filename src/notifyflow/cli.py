@@ -458,6 +458,50 @@ def answer(
 
 
 @app.command()
+def correct(
+    notification_id: Annotated[str, typer.Argument(metavar="NOTIF_ID", help="NOTIF_<n>")],
+    by: Annotated[int, typer.Option("--by", help="The correcting merchant user's id.")],
+    answer_json: Annotated[str, typer.Option("--answer", help='JSON, e.g. {"answer": "..."}')],
+    correction_id: Annotated[
+        str | None, typer.Option("--correction-id", help="Sending it again is the same one.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Correct a delivered answer: a new version, sent to the customer by the 24 h rule."""
+    from notifyflow import corrections
+    from notifyflow.models.workflow_io import AnswerSource
+
+    public = _public_id(notification_id, as_json=as_json)
+    _check_id(by, "--by", as_json=as_json)
+    parsed = _json_object(answer_json, "--answer", as_json=as_json)
+    _check_storable(parsed, "--answer", as_json=as_json)
+    settings = _settings_or_exit()
+
+    async def work() -> Any:
+        async with _backend(settings, temporal=True) as (db, client):
+            return await corrections.correct_notification(
+                client,
+                db,
+                public,
+                answered_by=by,
+                answer=parsed,
+                source=AnswerSource.cli,
+                correction_id=correction_id,
+                settings=settings,
+            )
+
+    accepted = _run(work, settings, as_json=as_json)
+    if as_json:
+        _emit(accepted.model_dump(mode="json"))
+    else:
+        again = " (the same correction again: nothing more sent)" if accepted.duplicate else ""
+        _console().print(
+            f"[bold]{accepted.notification_id}[/] correction v{accepted.version} "
+            f"{accepted.status}{again}"
+        )
+
+
+@app.command()
 def show(
     notification_id: Annotated[str, typer.Argument(metavar="NOTIF_ID", help="NOTIF_<n>")],
     as_json: JsonOption = False,
@@ -548,14 +592,19 @@ def _print_notification(view: Any, timeline: list[Any]) -> None:
 
     if view.answers:
         answers = Table(title="answers", title_justify="left")
-        for column in ("at", "by", "source", "accepted", "answer / reason"):
+        for column in ("at", "by", "source", "accepted", "version", "answer / reason"):
             answers.add_column(column)
         for a in view.answers:
+            # Corrections (DESIGN §10) say so, with their version and their send's status.
+            version = "" if a.version is None else f"v{a.version}"
+            if a.kind == "correction":
+                version = f"correction {version} ({a.delivery_status})"
             answers.add_row(
                 _when(a.created_at),
                 str(a.answered_by or "?"),
                 a.source + (f" #{a.template}" if a.template else ""),
                 "yes" if a.accepted else "no",
+                version,
                 a.answer if a.accepted else f"{a.reason_code}: {a.reason}",
             )
         console.print(answers)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
+    AnswerVersion,
     CampaignTemplate,
     Conversation,
     ConversationUser,
@@ -38,6 +39,7 @@ from notifyflow.models.directory import (
     ConversationView,
     DocumentCreate,
     DocumentUpdate,
+    DocumentVersionView,
     DocumentView,
     MerchantCreate,
     MerchantUpdate,
@@ -51,7 +53,7 @@ from notifyflow.models.directory import (
     normalize_phone,
 )
 from notifyflow.models.errors import NotificationError, RefusalCode
-from notifyflow.models.ids import INT32_MAX
+from notifyflow.models.ids import INT32_MAX, format_notification_id
 from notifyflow.models.languages import normalize_language
 from notifyflow.models.notification import Campaign, NotificationStatus
 from notifyflow.models.pages import (
@@ -418,7 +420,7 @@ async def list_documents(
         if after is not None:
             query = query.where(Document.id > after[0])
         rows = (await session.scalars(query.order_by(Document.id).limit(limit + 1))).all()
-        return _page("documents", [DocumentView.model_validate(r) for r in rows], limit)
+        return _page("documents", await _with_versions(session, rows), limit)
 
 
 def _page(kind: str, items: list[Any], limit: int, key: Any = None) -> Page[Any]:
@@ -434,7 +436,37 @@ def _page(kind: str, items: list[Any], limit: int, key: Any = None) -> Page[Any]
 
 async def get_document(db: SessionFactory, merchant_id: int, document_id: int) -> DocumentView:
     async with db() as session:
-        return DocumentView.model_validate(await _document(session, merchant_id, document_id))
+        document = await _document(session, merchant_id, document_id)
+        (view,) = await _with_versions(session, [document])
+        return view
+
+
+async def _with_versions(session: AsyncSession, rows: Sequence[Document]) -> list[DocumentView]:
+    """The documents with the versions their corrections kept (DESIGN §10), one query."""
+    ids = [r.id for r in rows]
+    kept: dict[int, list[DocumentVersionView]] = {}
+    if ids:
+        for v in (
+            await session.scalars(
+                select(AnswerVersion)
+                .where(AnswerVersion.document_id.in_(ids))
+                .order_by(AnswerVersion.document_id, AnswerVersion.version)
+            )
+        ).all():
+            assert v.document_id is not None
+            kept.setdefault(v.document_id, []).append(
+                DocumentVersionView(
+                    version=v.version,
+                    content=v.content,
+                    notification_id=format_notification_id(v.notification_id),
+                    answered_by=v.answered_by,
+                    created_at=v.created_at,
+                )
+            )
+    return [
+        DocumentView.model_validate(r).model_copy(update={"versions": kept.get(r.id, [])})
+        for r in rows
+    ]
 
 
 async def _document(session: AsyncSession, merchant_id: int, document_id: int) -> Document:

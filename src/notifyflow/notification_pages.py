@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from notifyflow import csat
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Notification, NotificationAnswer
+from notifyflow.db.tables import AnswerVersion, Notification, NotificationAnswer
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.notification import NotificationStatus, NotificationType
 from notifyflow.models.pages import (
@@ -65,11 +65,28 @@ async def list_notifications_page(
             if ids
             else []
         )
+        # The corrections of delivered answers (DESIGN §10), shown in answers[] too.
+        versions = (
+            (
+                await session.scalars(
+                    select(AnswerVersion)
+                    .where(AnswerVersion.notification_id.in_(ids))
+                    .order_by(AnswerVersion.notification_id, AnswerVersion.version)
+                )
+            ).all()
+            if ids
+            else []
+        )
         ratings = await csat.views(session, ids)
     by_id: dict[int, list[NotificationAnswer]] = {}
     for a in answers:
         by_id.setdefault(a.notification_id, []).append(a)
-    items = [notification_view(r, [], by_id.get(r.id, []), None) for r in rows]
+    versions_of: dict[int, list[AnswerVersion]] = {}
+    for v in versions:
+        versions_of.setdefault(v.notification_id, []).append(v)
+    items = [
+        notification_view(r, [], by_id.get(r.id, []), None, versions_of.get(r.id, [])) for r in rows
+    ]
     for item, r in zip(items, rows, strict=True):
         item.csat = ratings.get(r.id)
     next_cursor = encode_cursor("notifications", [rows[-1].id]) if more and rows else None

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from notifyflow import csat, service_levels
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import (
+    AnswerVersion,
     CsatResponse,
     Delivery,
     MerchantUser,
@@ -67,8 +68,15 @@ async def get_notification(db: SessionFactory, notification_id: str) -> Notifica
             .order_by(Delivery.id.desc())
             .limit(1)
         )
+        versions = (
+            await session.scalars(
+                select(AnswerVersion)
+                .where(AnswerVersion.notification_id == n)
+                .order_by(AnswerVersion.version)
+            )
+        ).all()
         rating = await session.get(CsatResponse, n)
-    view = notification_view(row, recipients, answers, delivery)
+    view = notification_view(row, recipients, answers, delivery, versions)
     view.csat = csat.view(rating)
     return view
 
@@ -108,9 +116,46 @@ def notification_view(
     recipients: Sequence[Any],
     answers: Sequence[NotificationAnswer],
     delivery: Delivery | None,
+    versions: Sequence[AnswerVersion] = (),
 ) -> NotificationView:
-    """The row with what is attached to it (recipients with their users, answers, the
-    customer's delivery)."""
+    """The row with what is attached to it (recipients with their users, answers and the
+    corrections of a delivered answer, the customer's delivery)."""
+    answer_views = [
+        AnswerView(
+            answered_by=a.answered_by,
+            source=a.source,
+            accepted=a.accepted,
+            # Operators see the whole answer, resolution notes included (they are internal);
+            # only the customer-facing field ever leaves for a customer or an LLM.
+            answer=a.answer_text,
+            reason_code=a.reason_code,
+            reason=a.reason,
+            created_at=a.created_at,
+            template=a.template_code,
+        )
+        for a in answers
+    ]
+    if versions:
+        first = next((v for v in answer_views if v.accepted), None)
+        if first is not None:
+            first.version = 1
+        answer_views += [
+            AnswerView(
+                answered_by=v.answered_by,
+                source=v.source,
+                accepted=True,
+                answer=v.answer_text,
+                reason=v.failure_reason,
+                created_at=v.created_at,
+                kind="correction",
+                version=v.version,
+                delivery_status=v.status,
+            )
+            for v in versions
+            if v.version > 1
+        ]
+        # One history in time order: refusals that came after a correction stay after it.
+        answer_views.sort(key=lambda a: a.created_at)
     return NotificationView(
         notification_id=format_notification_id(row.id),
         type=row.type,
@@ -130,21 +175,7 @@ def notification_view(
             )
             for rec, user in recipients
         ],
-        answers=[
-            AnswerView(
-                answered_by=a.answered_by,
-                source=a.source,
-                accepted=a.accepted,
-                # Operators see the whole answer, resolution notes included (they are internal);
-                # only the customer-facing field ever leaves for a customer or an LLM.
-                answer=a.answer_text,
-                reason_code=a.reason_code,
-                reason=a.reason,
-                created_at=a.created_at,
-                template=a.template_code,
-            )
-            for a in answers
-        ],
+        answers=answer_views,
         delivery=DeliveryView(
             method=row.delivery_method or (delivery.method if delivery else None),
             channel=delivery.channel if delivery else None,
@@ -246,6 +277,16 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
         )
     for a in view.answers:
         who = names.get(a.answered_by or -1, f"user {a.answered_by}")
+        if a.kind == "correction":
+            entries.append(
+                TimelineEntry(
+                    at=a.created_at,
+                    event=f"correction v{a.version}",
+                    detail=f"by {who} via {a.source}: {a.delivery_status}"
+                    + (f" ({a.reason})" if a.reason else ""),
+                )
+            )
+            continue
         entries.append(
             TimelineEntry(
                 at=a.created_at,

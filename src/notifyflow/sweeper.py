@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from notifyflow.config import Settings
+from notifyflow.corrections import sweep_corrections
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Notification
 from notifyflow.db.types import utcnow
@@ -112,6 +113,8 @@ async def run_sweeper(
     while not stop.is_set():
         try:
             await sweep_once(client, db, settings)
+            # Corrections recorded while Temporal was away (DESIGN §10).
+            await sweep_corrections(client, db, settings)
         except Exception:
             log.exception("sweep failed; trying again in %s", every)
         try:

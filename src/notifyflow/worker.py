@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from notifyflow import starter
 from notifyflow.activities.admin_reply import AdminReplyActivities
+from notifyflow.activities.corrections import CorrectionActivities
 from notifyflow.activities.fallback import FallbackActivities
 from notifyflow.activities.follow_ups import FollowUpActivities
 from notifyflow.activities.notification import NotificationActivities
@@ -35,6 +36,7 @@ from notifyflow.outreach.service import Outreach
 from notifyflow.sweeper import run_sweeper
 from notifyflow.webhooks.dispatch import run_dispatcher
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
+from notifyflow.workflows.correction import CorrectionWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
 from notifyflow.workflows.webhook_delivery import WebhookDeliveryWorkflow
@@ -46,6 +48,7 @@ WORKFLOWS: Sequence[type] = (
     AdminReplyWorkflow,
     FallbackDeliveryWorkflow,
     WebhookDeliveryWorkflow,
+    CorrectionWorkflow,
 )
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
@@ -119,6 +122,7 @@ class Activities:
     admin_reply: AdminReplyActivities
     fallback: FallbackActivities
     follow_ups: FollowUpActivities
+    corrections: CorrectionActivities
     satisfaction: SatisfactionActivities
 
     def all(self) -> list[Callable[..., Any]]:
@@ -127,6 +131,7 @@ class Activities:
             *self.admin_reply.all(),
             *self.fallback.all(),
             *self.follow_ups.all(),
+            *self.corrections.all(),
             *self.satisfaction.all(),
         ]
 
@@ -147,6 +152,7 @@ def build_activities(
         ),
         fallback=FallbackActivities(db, outreach),
         follow_ups=FollowUpActivities(db, outreach),
+        corrections=CorrectionActivities(db, ai, outreach),
         satisfaction=SatisfactionActivities(db, sender, outreach),
     )
 

@@ -87,6 +87,7 @@ class World:
     token: str  # unique text in A's name, question and document
     secrets: set[str] = field(default_factory=set)
     ids: set[int] = field(default_factory=set)
+    delivered: str | None = None  # A's notification, answered and delivered (corrections)
 
     async def fresh_notification(self) -> str:
         """A new, routed notification of A's (answer and close change its state)."""
@@ -135,6 +136,28 @@ class Cell:
         if self.missing:
             return MISSING_NOTIFICATION
         return await self.world.fresh_notification() if fresh else self.world.notification
+
+    async def delivered_notification(self) -> str:
+        """A notification of A's whose answer was delivered: the one a correction needs."""
+        if self.missing:
+            return MISSING_NOTIFICATION
+        if self.world.delivered is None:
+            public = await self.world.fresh_notification()
+            operator = self.world.headers["operator"]
+            answered = await self.world.api.post(
+                f"/v1/notifications/{public}/answer",
+                json={"answered_by": self.world.a.admin_ids[0], "answer": {"answer": "Yes."}},
+                headers=operator,
+            )
+            assert answered.status_code == 200, answered.text
+            deadline = asyncio.get_running_loop().time() + 30
+            while (
+                await self.world.api.get(f"/v1/notifications/{public}", headers=operator)
+            ).json()["status"] != "delivered":
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            self.world.delivered = public
+        return self.world.delivered
 
     async def closed_notification(self) -> str:
         """A notification of A's that has ended: its event stream is finite."""
@@ -371,6 +394,12 @@ async def _answer(c: Cell) -> Req:
     return Req("POST", f"/v1/notifications/{await c.notification(fresh=True)}/answer", body)
 
 
+async def _correct(c: Cell) -> Req:
+    # The same correction from each caller that may: the first records v2, the rest repeat it.
+    body = {"answered_by": c.world.a.admin_ids[0], "answer": {"answer": "No, Europe only."}}
+    return Req("POST", f"/v1/notifications/{await c.delivered_notification()}/correct", body)
+
+
 async def _close(c: Cell) -> Req:
     return Req(
         "POST",
@@ -520,6 +549,7 @@ ROUTES: dict[tuple[str, str], Row] = {
     ("POST", "/v1/notifications/{notification_id}/customer-messages"): _row("merchant", 202)(
         _customer_message
     ),
+    ("POST", "/v1/notifications/{notification_id}/correct"): _row("merchant", 202)(_correct),
     ("GET", "/v1/notifications/{notification_id}/events"): _row("merchant", 200)(_events),
     ("POST", "/v1/notifications/{notification_id}/close"): _row("merchant", 200)(_close),
     # Signed by Twilio, not by us: open to every caller, and unsigned requests are 403.

@@ -76,6 +76,8 @@ BAD_INPUT = [
         ],
         "invalid_input",
     ),
+    (["correct", "NOTIF_x", "--by", "1", "--answer", '{"answer": "x"}'], "malformed_id"),
+    (["correct", "NOTIF_1", "--by", "1", "--answer", "ten to four"], "not_json"),
     (["list", "--status", "pending"], "invalid_input"),
     (["list", "--type", "user_complaint"], "unknown_type"),
 ]
@@ -267,3 +269,58 @@ async def test_request_answer_show_close_through_temporal(
     shown = json.loads(result.stdout)
     assert [a["accepted"] for a in shown["notification"]["answers"]] == [True, False]
     assert any(e["event"].startswith("sent") for e in shown["timeline"])
+
+
+async def test_correct_and_show_the_correction(
+    monkeypatch: pytest.MonkeyPatch,
+    cli_env: None,
+    dev_env,  # type: ignore[no-untyped-def]
+    db: SessionFactory,
+    task_queue: str,
+    channel: FakeTwilioChannel,
+    shop_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """``notifyflow correct`` (DESIGN §10): a new version; ``show`` marks it a correction;
+    a notification not delivered is refused with exit 2 and ``not_delivered``."""
+    from notifyflow import starter
+    from tests.fixtures.lifecycle import settings_for
+    from tests.workflows.helpers import result as outcome_of
+
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", dev_env.client.namespace)
+    monkeypatch.setenv("TEMPORAL_TASK_QUEUE", task_queue)
+    get_settings.cache_clear()
+    shop = await shop_factory()
+    by = str(shop.admins[0].id)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        publics = []
+        for question in ("Open on Sunday?", "Gift wrap?"):
+            view = await starter.request_notification(
+                dev_env.client,
+                db,
+                type="user_question_request",
+                conversation_id=shop.conversation_id,
+                context={"question": question},
+                settings=settings_for(task_queue),
+            )
+            publics.append(view.notification_id)
+        public, waiting = publics
+        await starter.answer_notification(
+            dev_env.client, db, public, answered_by=shop.admins[0].id, answer={"answer": "Yes."}
+        )
+        await outcome_of(dev_env.client, public)
+        fixed = json.dumps({"answer": "No, closed on Sundays."})
+        result = await run_async("correct", public, "--by", by, "--answer", fixed, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == {
+            "notification_id": public,
+            "version": 2,
+            "status": "pending",
+            "duplicate": False,
+        }
+        refused = await run_async("correct", waiting, "--by", by, "--answer", fixed, "--json")
+        assert refused.exit_code == 2 and error_of(refused)["code"] == "not_delivered"
+        await dev_env.client.get_workflow_handle(f"{public}:correction-2").result()
+    shown = await run_async("show", public)
+    assert shown.exit_code == 0, shown.output
+    assert "correction v2" in shown.stdout

@@ -153,6 +153,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         ("get", "/v1/notifications/{notification_id}/events"),
         ("post", "/v1/notifications/{notification_id}/customer-messages"),
         ("post", "/v1/notifications/{notification_id}/answer"),
+        ("post", "/v1/notifications/{notification_id}/correct"),
         ("post", "/v1/notifications/{notification_id}/close"),
         ("get", "/healthz"),
         ("get", "/readyz"),
@@ -168,6 +169,7 @@ async def test_openapi_documents_bearer_examples_and_the_envelope(
         "MerchantCreate",
         "NotificationRequest",
         "AnswerBody",
+        "CorrectionBody",
         "CampaignTemplateBody",
         "AnswerTemplateCreate",
         "AnswerTemplateReplace",
@@ -402,6 +404,11 @@ async def test_text_no_database_can_store_is_refused_with_its_path(api: httpx.As
             "/v1/notifications/NOTIF_1/answer",
             {"answered_by": 1, "answer_json": '{"answer": "\\u0000"}'},
             "/answer_json/answer",
+        ),
+        (
+            "/v1/notifications/NOTIF_1/correct",
+            {"answered_by": 1, "answer": {"answer": "\x00"}},
+            "/answer/answer",
         ),
     ]
     deep: object = "x"

@@ -32,10 +32,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from notifyflow import service_levels, starter
+from notifyflow import corrections, service_levels, starter
 from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError, SendResult
 from notifyflow.db.migrate import upgrade
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
+from notifyflow.models.corrections import correction_workflow_id
+from notifyflow.models.ids import parse_notification_id
 from notifyflow.models.workflow_io import (
     AnswerSource,
     AnswerSubmission,
@@ -308,6 +310,37 @@ async def question_reminder_failed_then_answered(
     return view.notification_id
 
 
+async def question_corrected(env: WorkflowEnvironment, db: SessionFactory) -> str:
+    """A delivered answer corrected once: the CorrectionWorkflow's history (its id returned)."""
+    shop = await make_shop(db)
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Do you open on Sunday?"},
+        settings=settings_for(TQ),
+    )
+    await waiting(env, view.notification_id)
+    await starter.answer_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Yes, 10am to 2pm."},
+    )
+    await env.client.get_workflow_handle(view.notification_id).result()
+    accepted = await corrections.correct_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Yes, 11am to 2pm."},
+        settings=settings_for(TQ),
+    )
+    return correction_workflow_id(parse_notification_id(view.notification_id), accepted.version)
+
+
 async def activity_failed(env: WorkflowEnvironment, public: str) -> None:
     """Until the workflow's history holds a failed activity."""
     handle = env.client.get_workflow_handle(public)
@@ -329,6 +362,7 @@ SCENARIOS: list[Scenario] = [
     question_fan_out_gave_up,
     question_delivery_gave_up,
     question_reminder_failed_then_answered,
+    question_corrected,
     question_answered_with_csat,
 ]
 

@@ -17,6 +17,7 @@ from temporalio.workflow import NondeterminismError
 
 from notifyflow.history_costs import history_cost
 from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
+from notifyflow.workflows.correction import CorrectionWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
 from tests.replay import stamp
 
@@ -43,6 +44,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "question_refused_then_answered_by_signal",
         "question_closed_by_operator",
         "question_answered_with_start",
+        "question_corrected",
         "question_answered_with_csat",
         *FAILED_ACTIVITY,
     } <= names
@@ -115,7 +117,9 @@ OLDER = sorted((HERE / "before_issue_11").glob("*.json"))
     ids=[p.stem for p in HISTORIES] + [f"before_issue_11/{p.stem}" for p in OLDER],
 )
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[NotificationWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[NotificationWorkflow, CorrectionWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(_load(path))
 
 
@@ -124,6 +128,13 @@ def test_happy_path_costs_at_most_6_actions_and_30_events(name: str) -> None:
     cost = history_cost(_load(HERE / f"{name}.json"))
     assert cost.actions <= 6, cost.by_kind
     assert cost.events <= 30, cost.by_kind
+
+
+def test_a_correction_costs_2_actions() -> None:
+    """Its own workflow: the start and one activity (DESIGN §10 corrections)."""
+    cost = history_cost(_load(HERE / "question_corrected.json"))
+    assert cost.actions == 2, cost.by_kind
+    assert cost.events <= 12, cost.by_kind
 
 
 @workflow.defn(name="NotificationWorkflow")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from notifyflow import directory, metrics, starter
+from notifyflow import corrections, directory, metrics, starter
 from notifyflow.api.deps import DB, AppSettings, Temporal
 from notifyflow.api.errors import ErrorEnvelope
 from notifyflow.api.scope import (
@@ -18,6 +18,7 @@ from notifyflow.api.scope import (
     check_request_conversation,
     notification_not_found,
 )
+from notifyflow.models.corrections import CorrectionAccepted
 from notifyflow.models.directory import Id
 from notifyflow.models.errors import NotificationError, RefusalCode, parse_id
 from notifyflow.models.ids import (
@@ -384,4 +385,87 @@ async def add_customer_message(
         body.text,
         settings=settings,
         message_id=body.message_id,
+    )
+
+
+class CorrectionBody(AnswerBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "answered_by": 2,
+                    "answer": {"answer": "Sorry: on Sundays we open 11:00–16:00."},
+                    "correction_id": "fix-sunday-hours",
+                }
+            ]
+        },
+    )
+
+    correction_id: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+            AfterValidator(plain_text),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="The client's id for this correction: sending it again is the same one",
+    )
+
+
+def _body_answer(body: AnswerBody) -> dict[str, Any] | str:
+    """The answer as given (object or JSON text); refuses both or neither, and what no
+    database can store, as the answer route does."""
+    if (body.answer is None) == (body.answer_json is None):
+        message = "give exactly one of answer (an object) or answer_json (a string)"
+        raise NotificationError(
+            RefusalCode.invalid_input,
+            message,
+            details=[
+                {"in": "body", "path": "/answer", "message": message},
+                {"in": "body", "path": "/answer_json", "message": message},
+            ],
+        )
+    if body.answer is not None:
+        _check_storable(body.answer, "/answer")
+        return body.answer
+    _check_storable(body.answer_json, "/answer_json")
+    try:
+        _check_storable(json.loads(body.answer_json or ""), "/answer_json")
+    except ValueError:
+        pass
+    return body.answer_json or ""
+
+
+@router.post(
+    "/{notification_id}/correct", status_code=202, responses=_e(400, 403, 404, 409, 422, 503)
+)
+async def correct_notification(
+    notification_id: str,
+    body: CorrectionBody,
+    db: DB,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: CallerDep,
+) -> CorrectionAccepted:
+    """Correct a delivered answer (DESIGN §10): who may answer may correct; the correction is
+    validated like an answer. The new version is recorded (the question's Document shows it)
+    before this returns; the customer gets it by the 24 h rule, durably. 409 ``not_delivered``
+    unless the notification is delivered. The same ``correction_id`` (or, without one, the
+    same person sending the current version again) is the same correction: sent once."""
+    public_id = _public_id(notification_id)
+    answer = _body_answer(body)
+    await check_notification(db, caller, public_id)
+    await check_answerer(db, caller, body.answered_by)
+    return await corrections.correct_notification(
+        await temporal.get(),
+        db,
+        public_id,
+        answered_by=body.answered_by,
+        answer=answer,
+        source=AnswerSource.api,
+        correction_id=body.correction_id,
+        settings=settings,
     )

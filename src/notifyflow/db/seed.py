@@ -17,6 +17,7 @@ notification_closed                ``{{1}}`` the closure notice (contract text, 
 notification_reminder              ``{{1}}`` notification id, ``{{2}}`` question / reason summary
 customer_request_expired           ``{{1}}`` a polite message in the customer's language
 notification_follow_up             ``{{1}}`` notification id, ``{{2}}`` the customer's new message
+notification_correction            ``{{1}}`` the corrected answer, localized as a fragment
 customer_satisfaction_quick_reply  ``{{1}}`` notification id (also in the buttons' ids)
 customer_satisfaction_request      ``{{1}}`` notification id (also in the buttons' ids)
 =================================  =================================================================
@@ -78,6 +79,7 @@ TEMPLATE_VARIABLES: dict[Campaign, tuple[str, ...]] = {
     Campaign.notification_reminder: ("notification_id", "request_summary"),
     Campaign.customer_request_expired: ("expiry_message",),
     Campaign.notification_follow_up: ("notification_id", "customer_message"),
+    Campaign.notification_correction: ("answer_fragment",),
     Campaign.customer_satisfaction_quick_reply: ("notification_id",),
     Campaign.customer_satisfaction_request: ("notification_id",),
 }
@@ -154,6 +156,17 @@ _BODIES: dict[Campaign, dict[str, str]] = {
         "es": (
             "El cliente volvió a escribir sobre una solicitud.\n\nReferencia: {{1}}\n"
             "Mensaje: {{2}}\n\nResponde a este mensaje para contestar."
+        ),
+    },
+    Campaign.notification_correction: {
+        "en": (
+            "Hello! A correction to our earlier answer: {{1}}\n\n"
+            "We are sorry for the confusion. Reply to this message if there is anything else "
+            "we can help with."
+        ),
+        "es": (
+            "¡Hola! Una corrección a nuestra respuesta anterior: {{1}}\n\n"
+            "Disculpa la confusión. Si necesitas algo más, responde a este mensaje."
         ),
     },
     Campaign.customer_request_expired: {

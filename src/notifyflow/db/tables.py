@@ -268,6 +268,48 @@ class AnswerTemplate(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class AnswerVersion(Base):
+    """Every version of a delivered notification's answer (DESIGN §10 corrections): version 1
+    is the first answer (written when the first correction comes), each correction the next.
+    For a question, ``content`` is its Document's content at that version, and the Document's
+    current content is the latest version's. ``correction_key`` (the client's
+    ``correction_id``, else a digest of who and what) makes a client's retry the same
+    correction; the unique version number makes two concurrent corrections two versions."""
+
+    __tablename__ = "answer_version"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "version", name="uq_answer_version_number"),
+        UniqueConstraint(
+            "notification_id", "correction_key", name="uq_answer_version_correction_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    # NULL for a support request: only a question has a Document.
+    document_id: Mapped[int | None] = mapped_column(
+        ForeignKey("document.id"), default=None, index=True
+    )
+    answered_by: Mapped[int | None] = mapped_column(ForeignKey("merchant_user.id"), default=None)
+    source: Mapped[str] = mapped_column(String(16))
+    # The whole answer as JSON (resolution notes included: they stay in the database).
+    answer_text: Mapped[str] = mapped_column(Text)
+    # The customer-facing field's text.
+    content: Mapped[str] = mapped_column(Text, default="")
+    correction_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Localized once and kept, so a retried send sends the same words.
+    localized_fragment: Mapped[str | None] = mapped_column(Text, default=None)
+    localized_sentence: Mapped[str | None] = mapped_column(Text, default=None)
+    # pending → sent | failed for a correction; version 1 is the delivered answer (sent).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    delivery_method: Mapped[str | None] = mapped_column(String(16), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class Delivery(Base):
     """The ledger of outbound sends. The idempotency key (notification, step, recipient) means a
     retried activity finds the row of an accepted send and does not message a person twice."""

@@ -448,6 +448,16 @@ class MerchantUserView(_View):
     )
 
 
+class DocumentVersionView(BaseModel):
+    """One kept version of a question's Document (DESIGN §10 corrections)."""
+
+    version: int
+    content: str
+    notification_id: str
+    answered_by: int | None = None
+    created_at: datetime
+
+
 class DocumentView(_View):
     id: int
     merchant_id: int
@@ -456,6 +466,9 @@ class DocumentView(_View):
     content: str
     created_at: datetime
     updated_at: datetime
+    # A question's Document once its answer was corrected: every version, oldest first, the
+    # content being the latest's. Empty for a Document never corrected (its content is all).
+    versions: list[DocumentVersionView] = Field(default_factory=list)
 
 
 class ConversationView(_View):

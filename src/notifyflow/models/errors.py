@@ -28,6 +28,8 @@ class RefusalCode(StrEnum):
     # Not a mistake: the workflow could not take it in time (its worker is busy or away, or its
     # recipients are still being routed). Nothing was changed; the caller may try again.
     not_ready = "not_ready"
+    # A correction of a notification whose answer was not delivered (DESIGN §10).
+    not_delivered = "not_delivered"
 
 
 HTTP_STATUS: dict[RefusalCode, int] = {
@@ -45,6 +47,7 @@ HTTP_STATUS: dict[RefusalCode, int] = {
     RefusalCode.not_allowed: 403,
     RefusalCode.conflict: 409,
     RefusalCode.not_ready: 503,
+    RefusalCode.not_delivered: 409,
 }
 
 # Seconds a caller should wait before trying a ``not_ready`` call again.

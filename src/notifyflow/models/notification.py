@@ -53,6 +53,8 @@ class Campaign(StrEnum):
     customer_request_expired = "customer_request_expired"
     # The customer wrote again about an open notification (DESIGN §8 follow-ups).
     notification_follow_up = "notification_follow_up"
+    # A correction of a delivered answer, to the customer outside the 24 h window (DESIGN §10).
+    notification_correction = "notification_correction"
     # Customer satisfaction (DESIGN §10): the 1–5 ask inside the 24 h window (a twilio/quick-reply
     # sent in session, three buttons) and outside it (the approved quick-reply template, five).
     customer_satisfaction_quick_reply = "customer_satisfaction_quick_reply"

@@ -18,6 +18,12 @@ class AnswerView(BaseModel):
     created_at: datetime
     # The answer template (canned answer) the answer named; ``answer`` is what it resolved to.
     template: str | None = None
+    # answer | correction (DESIGN §10). Once a delivered answer has been corrected, the first
+    # accepted answer is version 1 and each correction the next; None before that.
+    kind: str = "answer"
+    version: int | None = None
+    # A correction's send to the customer: pending | sent | failed (``reason`` says why).
+    delivery_status: str | None = None
 
 
 class DeliveryView(BaseModel):

@@ -20,6 +20,8 @@ class DeliveryKind(StrEnum):
     admin_reply = "admin_reply"
     # A customer's follow-up forwarded to the recipients; its key carries the follow-up's number.
     customer_message = "customer_message"
+    # A correction of a delivered answer (DESIGN §10); its key carries the version number.
+    correction = "correction"
     # The customer's satisfaction ask after delivery (DESIGN §10), once per notification.
     csat = "csat"
     # The notices of a notification's end carry its final status as their kind.

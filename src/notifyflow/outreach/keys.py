@@ -19,14 +19,16 @@ def member_key(
     return f"{format_notification_id(notification_id)}:{step}:{merchant_user_id}"
 
 
-def customer_key(notification_id: int, kind: DeliveryKind) -> str:
-    """A free-form message to the notification's customer."""
-    return f"{format_notification_id(notification_id)}:{kind}:{RecipientKind.customer}"
+def customer_key(notification_id: int, kind: DeliveryKind, part: int | None = None) -> str:
+    """A free-form message to the notification's customer; ``part`` tells apart several of
+    one kind (the corrections, by version: ``NOTIF_7:correction-2:customer``)."""
+    step = f"{kind}-{part}" if part is not None else f"{kind}"
+    return f"{format_notification_id(notification_id)}:{step}:{RecipientKind.customer}"
 
 
-def customer_template_key(notification_id: int, kind: DeliveryKind) -> str:
+def customer_template_key(notification_id: int, kind: DeliveryKind, part: int | None = None) -> str:
     """The template to the notification's customer (outside the 24 h window)."""
-    return f"{customer_key(notification_id, kind)}:template"
+    return f"{customer_key(notification_id, kind, part)}:template"
 
 
 def shortened_key(key: str) -> str:

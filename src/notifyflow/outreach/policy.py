@@ -40,7 +40,8 @@ def instagram_decision(
         )
     if window_open(last_inbound, now):
         return InstagramDecision(True)
-    if kind == DeliveryKind.answer:
+    if kind in (DeliveryKind.answer, DeliveryKind.correction):
+        # A correction is the human's answer again, so HUMAN_AGENT covers it too.
         return InstagramDecision(True, human_agent=True)
     return InstagramDecision(False, reason="the Instagram 24-hour window is closed")
 

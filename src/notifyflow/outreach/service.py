@@ -228,12 +228,14 @@ class Outreach:
         campaign: Campaign,
         *,
         compose: Compose | None = None,
+        part: int | None = None,
     ) -> Outcome:
         """The 24-hour rule, decided now: free-form inside the window, the campaign outside
         it, and the campaign again when the provider says the window has closed after all.
-        ``compose``: writes the free-form body from the localized sentence."""
+        ``compose``: writes the free-form body from the localized sentence. ``part``: one of
+        several sends of one kind (a correction's version), in its ledger keys."""
         reached = await self.reach_customer_with(
-            notification_id, kind, contact, localized, campaign, compose=compose
+            notification_id, kind, contact, localized, campaign, compose=compose, part=part
         )
         return reached.outcome
 
@@ -249,6 +251,7 @@ class Outreach:
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
         outcome_with: Callable[[Outcome], Sequence[Any]] | None = None,
+        part: int | None = None,
     ) -> Reached:
         """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
         step) sent with the customer's message: one ledger claim and one record for all of
@@ -268,6 +271,7 @@ class Outreach:
             extra,
             claim_with,
             outcome_with,
+            part,
         )
         if extra and reached.alongside is None:
             # Not sent with the customer's message (Instagram, a template, no phone): alone.
@@ -288,6 +292,7 @@ class Outreach:
         alongside: list[Send],
         claim_with: Sequence[Any],
         outcome_with: Callable[[Outcome], Sequence[Any]] | None,
+        part: int | None = None,
     ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
@@ -301,7 +306,9 @@ class Outreach:
             await self._sender.write(claim_with)
         if conversation.channel == ChannelName.instagram:
             return Reached(
-                await self._reach_instagram(notification_id, kind, contact, localized, now)
+                await self._reach_instagram(
+                    notification_id, kind, contact, localized, now, part=part
+                )
             )
         if not target.to:
             return Reached(Outcome(False, None, None, "the customer has no phone number"))
@@ -311,7 +318,7 @@ class Outreach:
                 if compose
                 else localized.full_sentence
             )
-            customer = Send(keys.customer_key(notification_id, kind), target, text=body)
+            customer = Send(keys.customer_key(notification_id, kind, part), target, text=body)
             decided: list[Outcome] = []
 
             def record_with(results: list[Sent | BaseException]) -> Sequence[Any]:
@@ -342,13 +349,13 @@ class Outreach:
             log.info("%s: free-form refused (window closed); sending the template", public)
             return Reached(
                 await self._reach_by_template(
-                    notification_id, kind, contact, localized, campaign, target
+                    notification_id, kind, contact, localized, campaign, target, part
                 ),
                 along,
             )
         return Reached(
             await self._reach_by_template(
-                notification_id, kind, contact, localized, campaign, target
+                notification_id, kind, contact, localized, campaign, target, part
             )
         )
 
@@ -360,6 +367,7 @@ class Outreach:
         localized: Localized,
         campaign: Campaign,
         target: Target,
+        part: int | None = None,
     ) -> Outcome:
         merchant = contact.merchant
         try:
@@ -375,7 +383,7 @@ class Outreach:
             return Outcome(False, SendMethod.campaign, None, f"configuration error: {exc}")
         try:
             sent = await self.send_customer_template(
-                notification_id, kind, target, template, localized.continuation_fragment
+                notification_id, kind, target, template, localized.continuation_fragment, part=part
             )
         except SendError as err:
             return _failed_or_raise(err, method=SendMethod.campaign)
@@ -391,11 +399,12 @@ class Outreach:
         *,
         other_data: dict[str, Any] | None = None,
         shorten_on_refusal: bool = True,
+        part: int | None = None,
     ) -> Sent:
         """The customer's template, under the one key every path uses for it; when the
         provider's copy of the template is stricter than ours (63013 whitespace, 63021 too
         long), once more with a plain, shorter variable. Raises SendError."""
-        key = keys.customer_template_key(notification_id, kind)
+        key = keys.customer_template_key(notification_id, kind, part)
         try:
             return await self._sender.send(
                 notification_id=notification_id,
@@ -429,6 +438,8 @@ class Outreach:
         contact: CustomerContact,
         localized: Localized,
         now: datetime,
+        *,
+        part: int | None = None,
     ) -> Outcome:
         merchant, conversation, customer = contact.merchant, contact.conversation, contact.customer
         decision = instagram_decision(conversation.last_inbound_at, now, kind)
@@ -444,7 +455,7 @@ class Outreach:
         try:
             sent = await self._sender.send(
                 notification_id=notification_id,
-                key=keys.customer_key(notification_id, kind),
+                key=keys.customer_key(notification_id, kind, part),
                 kind=kind,
                 target=target,
                 text=localized.full_sentence,
