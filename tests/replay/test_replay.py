@@ -106,15 +106,16 @@ def test_failure_histories_hold_a_failed_activity(name: str) -> None:
     assert f'"status":"{status}"'.encode() in result.replace(b" ", b"")
 
 
-# Recorded on the workflow code before issue 11 (commit eec5dbf): workflows started then may
-# still be running, so they must keep replaying (workflow.patched); never re-recorded.
-OLDER = sorted((HERE / "before_issue_11").glob("*.json"))
+# Recorded on the workflow code of earlier releases — before issue 11 (commit eec5dbf), before
+# issue 15 (commit ff0026c): workflows started then may still be running, so they must keep
+# replaying (workflow.patched); never re-recorded.
+OLDER = sorted(HERE.glob("before_issue_*/*.json"))
 
 
 @pytest.mark.parametrize(
     "path",
     HISTORIES + OLDER,
-    ids=[p.stem for p in HISTORIES] + [f"before_issue_11/{p.stem}" for p in OLDER],
+    ids=[p.stem for p in HISTORIES] + [f"{p.parent.name}/{p.stem}" for p in OLDER],
 )
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
