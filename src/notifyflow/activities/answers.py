@@ -108,23 +108,8 @@ class Answers:
         }
         async with self._db() as session:
             if first:
-                session.add(
-                    NotificationAnswer(
-                        notification_id=notification.id,
-                        answered_by=input.answered_by,
-                        source=input.source.value,
-                        answer_text=json.dumps(input.answer, ensure_ascii=False),
-                        accepted=True,
-                        single_answer=not notification.allow_multiple_answers,
-                        created_at=input.answered_at,
-                        template_code=input.template,
-                    )
-                )
-                values.update(
-                    status=NotificationStatus.answered.value,
-                    answered_by=input.answered_by,
-                    answered_at=input.answered_at,
-                )
+                session.add(NotificationAnswer(**_accepted_answer(notification, input)))
+                values.update(_answered(input))
                 if notification.type == NotificationType.user_question_request:
                     values["document_id"] = await _apply_to_document(session, notification, text)
                 await webhook_events.enqueue(
@@ -168,22 +153,9 @@ class Answers:
         statements: list[Any] = []
         if first:
             statements.append(
-                insert(NotificationAnswer).values(
-                    notification_id=notification.id,
-                    answered_by=input.answered_by,
-                    source=input.source.value,
-                    answer_text=json.dumps(input.answer, ensure_ascii=False),
-                    accepted=True,
-                    single_answer=not notification.allow_multiple_answers,
-                    created_at=input.answered_at,
-                    template_code=input.template,
-                )
+                insert(NotificationAnswer).values(**_accepted_answer(notification, input))
             )
-            values.update(
-                status=NotificationStatus.answered.value,
-                answered_by=input.answered_by,
-                answered_at=input.answered_at,
-            )
+            values.update(_answered(input))
             if question:
                 statements.append(
                     update(Document)
@@ -198,6 +170,29 @@ class Answers:
             .execution_options(synchronize_session=False)
         )
         return statements
+
+
+def _accepted_answer(notification: Notification, input: DeliverInput) -> dict[str, Any]:
+    """The accepted answer's row in the answer history."""
+    return {
+        "notification_id": notification.id,
+        "answered_by": input.answered_by,
+        "source": input.source.value,
+        "answer_text": json.dumps(input.answer, ensure_ascii=False),
+        "accepted": True,
+        "single_answer": not notification.allow_multiple_answers,
+        "created_at": input.answered_at,
+        "template_code": input.template,
+    }
+
+
+def _answered(input: DeliverInput) -> dict[str, Any]:
+    """What the first accepted answer sets on the notification."""
+    return {
+        "status": NotificationStatus.answered.value,
+        "answered_by": input.answered_by,
+        "answered_at": input.answered_at,
+    }
 
 
 def count_first_answer(notification: Notification, answered_at: datetime) -> None:
