@@ -155,12 +155,15 @@ class FakeOutreach:
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
         outcome_with: Any = None,
+        on_claimed: Any = None,
     ) -> Reached:
         # The answer's writes ride with the real ledger's claim: written here instead.
         async with self.db() as session:
             for stmt in claim_with:
                 await session.execute(stmt)
             await session.commit()
+        if on_claimed is not None:
+            on_claimed()
         outcome = await self.reach_customer(
             notification_id, kind, contact, localized, campaign, compose=compose
         )
@@ -235,6 +238,36 @@ async def test_open_asks_the_admins_and_records_them(
             )
         ).all()
     assert sorted(recorded) == sorted(shop.admin_ids)
+
+
+async def test_a_retried_escalation_keeps_the_recipients_it_recorded(
+    db: SessionFactory, make_merchant: MerchantFactory
+) -> None:
+    """An escalation whose sends failed after its recipients were recorded is retried with the
+    same input: the retry asks them again (the ledger skips what went through) instead of
+    failing on the recipients it already wrote, until the activity gives up."""
+    shop = await make_merchant(admins=3)
+    notification = await _question(db, shop)
+    outreach = FakeOutreach(db)
+    first_admin, *others = shop.admin_ids
+    escalate = FollowUpInput(
+        notification_id=notification.id, kind=FollowUpKind.escalation, recipients=[first_admin]
+    )
+    for _ in range(2):
+        result = await ActivityEnvironment().run(_lifecycle(db, outreach).follow_up, escalate)
+        assert sorted(result.recipients) == sorted(shop.admin_ids) and result.sent == 2
+    assert [(kind, users) for _, kind, users in outreach.asked] == [
+        (DeliveryKind.escalation, sorted(others))
+    ] * 2
+    async with db() as session:
+        recorded = (
+            await session.scalars(
+                select(NotificationRecipient.merchant_user_id).where(
+                    NotificationRecipient.notification_id == notification.id
+                )
+            )
+        ).all()
+    assert sorted(recorded) == sorted(others)
 
 
 async def test_a_reminder_is_one_notice_to_the_current_recipients(

@@ -283,6 +283,12 @@ async def test_a_campaign_without_any_template_is_a_configuration_error(
         assert channel.sent == []
         row = await wait_status(db, view.notification_id, {"closed"})
         assert row.close_reason == outcome.reason
+        # Nobody was asked, but who would have been is on record (the routing's writes go
+        # in although no claim carried them).
+        closed = await starter.get_notification(db, view.notification_id)
+        assert sorted(r.merchant_user_id for r in closed.recipients) == sorted(
+            a.id for a in shop.admins
+        )
     finally:
         await ensure_default_templates(db)
         clear_template_cache()

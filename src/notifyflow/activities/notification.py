@@ -7,10 +7,12 @@ goes out through :class:`~notifyflow.outreach.service.Outreach`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
 from notifyflow.activities.answers import (
@@ -27,6 +29,7 @@ from notifyflow.activities.routing import ADMIN, Router
 from notifyflow.ai.base import AIProvider, Localized
 from notifyflow.db.answer_history import record_refused_answer
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import Notification
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -95,13 +98,22 @@ class NotificationActivities:
     @with_log_context
     async def open_notification(self, input: OpenInput) -> OpenResult:
         routed = await self._router.route(input.notification_id)
-        await self._outreach.ask(
-            routed.notification,
-            routed.merchant,
-            routed.members,
-            DeliveryKind.request,
-            claim_with=routed.writes,
-        )
+        try:
+            await self._outreach.ask(
+                routed.notification,
+                routed.merchant,
+                routed.members,
+                DeliveryKind.request,
+                claim_with=routed.writes,
+            )
+        except ConfigurationError:
+            # No request template: nobody is asked, but who would have been stays on record
+            # (the notification's recipients, their instructions), as when the provider
+            # refuses the sends — then they went in with the claim already (the unique
+            # recipient refuses them a second time).
+            with contextlib.suppress(IntegrityError):
+                await self._outreach.write(routed.writes)
+            raise
         allowed = sorted({u.id for u in routed.chosen} | {u.id for u in routed.admins})
         return OpenResult(
             recipients=[u.id for u in routed.chosen],
@@ -158,6 +170,8 @@ class NotificationActivities:
         notification, merchant = loaded.notification, loaded.contact.merchant
         language = loaded.contact.language
         claim_with: list[Any] = []
+        # The first answer is counted once its row is committed (with the claim).
+        counted_on_claim = False
         if loaded.recorded and notification.localized_fragment:
             # A retry: the answer and its words were kept by the earlier attempt.
             localized = Localized(
@@ -188,8 +202,7 @@ class NotificationActivities:
                 )
             else:
                 claim_with = statements
-                if first:
-                    count_first_answer(notification, input.answered_at)
+                counted_on_claim = first
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         users, known = loaded.roster.users, loaded.roster.known
         closure: list[Send] = []
@@ -221,7 +234,14 @@ class NotificationActivities:
             outcome_with=(
                 None
                 if merchant.webhook_subscriptions
-                else lambda outcome: [outcome_statement(notification.id, outcome)]
+                else lambda outcome: outcome_statement(notification.id, outcome).returning(
+                    Notification.id
+                )
+            ),
+            on_claimed=(
+                (lambda: count_first_answer(notification, input.answered_at))
+                if counted_on_claim
+                else None
             ),
         )
         outcome = reached.outcome
@@ -233,7 +253,7 @@ class NotificationActivities:
                 outcome,
                 subscriptions=merchant.webhook_subscriptions,
             )
-        elif reached.sent_now or not outcome.ok:
+        elif reached.first_record:
             count_outcome(outcome)
         notices = self._closure_tally(closure, reached.alongside or [])
         if not outcome.ok:

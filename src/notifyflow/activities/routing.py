@@ -241,12 +241,13 @@ class Router:
                 ).all()
             )
             writes = recipient_writes(notification, members, reason, support_type, codes)
-            for stmt in writes.statements:
-                await session.execute(stmt)
             try:
+                for stmt in writes.statements:
+                    await session.execute(stmt)
                 await session.commit()
             except IntegrityError:
                 # An earlier attempt wrote them (same notification, same users): keep those.
+                # The insert itself raises it (the unique recipient), not only the commit.
                 await session.rollback()
             else:
                 notification.context = writes.context

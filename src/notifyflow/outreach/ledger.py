@@ -123,6 +123,7 @@ class Sender:
         concurrency: int = SEND_CONCURRENCY,
         claim_with: Sequence[Any] = (),
         record_with: RecordWith | None = None,
+        on_claimed: Callable[[], None] | None = None,
     ) -> list[Sent | BaseException]:
         """Each send once per its key, the provider called for several at once (at most
         ``concurrency`` in flight): one statement claims every ledger row, one transaction
@@ -136,16 +137,21 @@ class Sender:
         ``claim_with``: the step's own writes (recipients, the answer), committed with the
         ledger's claim, in the same statement on PostgreSQL (:class:`Writes`): what the step
         decided and what it is about to send are recorded together or not at all.
-        ``record_with``: given the results, the step's writes that follow from them (the
+        ``on_claimed``: called once the claim (and ``claim_with``) is committed.
+        ``record_with``: given the results, the step's write that follows from them (the
         notification's outcome), committed with the record of the sends."""
         if len({s.key for s in sends}) != len(sends):
             raise ValueError("one key per send")
         if not sends:
             # Nothing to send; the step's own writes still go in.
             await self.write(claim_with)
+            if on_claimed is not None:
+                on_claimed()
             return []
         prepared = [self._prepare(s, kind) for s in sends]
         claims = await self._claim_many(notification_id, prepared, claim_with)
+        if on_claimed is not None:
+            on_claimed()
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def call(p: _Prepared) -> SendResult:
@@ -189,7 +195,7 @@ class Sender:
             else:
                 accepted.append((p, claim.delivery_id, got.provider_message_id, p.body))
                 results.append(Sent(got.provider_message_id, p.method, duplicate=False))
-        follow = list(record_with(results)) if record_with is not None else []
+        follow = record_with(results) if record_with is not None else None
         await self._record(notification_id, accepted, refused, follow)
         return results
 
@@ -345,12 +351,12 @@ class Sender:
         notification_id: int,
         accepted: list[tuple[_Prepared, int, str, str]],
         refused: list[tuple[int, SendError]],
-        follow: Sequence[Any] = (),
+        follow: Follow | None = None,
     ) -> None:
         """Every outcome of one step in one transaction: the ledger says sent exactly when
         the history shows the message (one UPDATE and one multi-row INSERT for all the
         accepted sends)."""
-        if not accepted and not refused and not follow:
+        if not accepted and not refused and follow is None:
             return
         now = utcnow()
         writes = Writes()
@@ -388,17 +394,31 @@ class Sender:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        for stmt in follow:
-            writes.add(stmt)
         async with self._db() as session:
-            await writes.run(session)
+            if follow is None:
+                await writes.run(session)
+                changed = False
+            else:
+                result = await writes.run(session, follow.statement)
+                changed = result is not None and result.first() is not None
             await session.commit()
+        if follow is not None:
+            follow.done(changed)
         for p, _, _, _ in accepted:
             _count_delivery("accepted", p.kind, p.method)
 
 
-# Given a step's results (in the order of its sends), the writes that follow from them.
-RecordWith = Callable[[list["Sent | BaseException"]], Sequence[Any]]
+@dataclass(frozen=True)
+class Follow:
+    """A write that follows from a step's results, committed with their record: one
+    statement with ``RETURNING`` (a row back means it changed something), and who is told."""
+
+    statement: Any
+    done: Callable[[bool], None]
+
+
+# Given a step's results (in the order of its sends), the write that follows from them.
+RecordWith = Callable[[list["Sent | BaseException"]], Follow | None]
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from notifyflow.models.vocabulary import (
 from notifyflow.outreach import keys
 from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.errors import ConfigurationError, retry_later
-from notifyflow.outreach.ledger import Send, Sender, Sent, Target
+from notifyflow.outreach.ledger import Follow, Send, Sender, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome, instagram_decision, shortened_variable, window_open
 from notifyflow.outreach.templates import RenderedTemplate, TemplateMissing, find_template, render
@@ -217,6 +217,10 @@ class Outreach:
         )
         return tally(sends, results)
 
+    async def write(self, statements: Sequence[Any]) -> None:
+        """A step's own writes, on their own (when no send carries them)."""
+        await self._sender.write(statements)
+
     # ---- the customer ---------------------------------------------------------------------
 
     async def reach_customer(
@@ -250,16 +254,18 @@ class Outreach:
         compose: Compose | None = None,
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
-        outcome_with: Callable[[Outcome], Sequence[Any]] | None = None,
+        outcome_with: Callable[[Outcome], Any] | None = None,
         part: int | None = None,
+        on_claimed: Callable[[], None] | None = None,
     ) -> Reached:
         """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
         step) sent with the customer's message: one ledger claim and one record for all of
         them on the common path (inside the window). Their results come back in order.
         ``claim_with``: the step's own writes (the answer), committed with the claim of the
         customer's message, or on their own before any send on the other paths.
-        ``outcome_with``: the writes that record an outcome, committed with the record of the
-        customer's message where the outcome is known then (``Reached.recorded``)."""
+        ``outcome_with``: the statement (with ``RETURNING``) that records an outcome,
+        committed with the record of the customer's message where the outcome is known then
+        (``Reached.recorded``). ``on_claimed``: called once ``claim_with`` is committed."""
         extra = list(alongside)
         reached = await self._reach(
             notification_id,
@@ -272,6 +278,7 @@ class Outreach:
             claim_with,
             outcome_with,
             part,
+            on_claimed,
         )
         if extra and reached.alongside is None:
             # Not sent with the customer's message (Instagram, a template, no phone): alone.
@@ -291,8 +298,9 @@ class Outreach:
         compose: Compose | None,
         alongside: list[Send],
         claim_with: Sequence[Any],
-        outcome_with: Callable[[Outcome], Sequence[Any]] | None,
+        outcome_with: Callable[[Outcome], Any] | None,
         part: int | None = None,
+        on_claimed: Callable[[], None] | None = None,
     ) -> Reached:
         public = format_notification_id(notification_id)
         now = utcnow()
@@ -304,6 +312,8 @@ class Outreach:
         inside = inside and window_open(last, now)
         if not inside:
             await self._sender.write(claim_with)
+            if on_claimed is not None:
+                on_claimed()
         if conversation.channel == ChannelName.instagram:
             return Reached(
                 await self._reach_instagram(
@@ -319,14 +329,13 @@ class Outreach:
                 else localized.full_sentence
             )
             customer = Send(keys.customer_key(notification_id, kind, part), target, text=body)
-            decided: list[Outcome] = []
+            decided: list[bool] = []
 
-            def record_with(results: list[Sent | BaseException]) -> Sequence[Any]:
+            def record_with(results: list[Sent | BaseException]) -> Follow | None:
                 outcome = _decided(results[0])
                 if outcome is None or outcome_with is None:
-                    return []
-                decided.append(outcome)
-                return outcome_with(outcome)
+                    return None
+                return Follow(outcome_with(outcome), decided.append)
 
             first, *along = await self._sender.send_many(
                 notification_id=notification_id,
@@ -334,18 +343,24 @@ class Outreach:
                 sends=[customer, *alongside],
                 claim_with=claim_with,
                 record_with=record_with,
+                on_claimed=on_claimed,
             )
             if isinstance(first, Sent):
                 return Reached(
                     Outcome(True, SendMethod.direct, first.provider_message_id, None),
                     along,
                     recorded=bool(decided),
-                    sent_now=not first.duplicate,
+                    first_record=any(decided),
                 )
             if not isinstance(first, SendError):
                 raise first
             if not first.window_closed:
-                return Reached(_failed_or_raise(first), along, recorded=bool(decided))
+                return Reached(
+                    _failed_or_raise(first),
+                    along,
+                    recorded=bool(decided),
+                    first_record=any(decided),
+                )
             log.info("%s: free-form refused (window closed); sending the template", public)
             return Reached(
                 await self._reach_by_template(
@@ -473,10 +488,10 @@ class Reached:
 
     outcome: Outcome
     alongside: list[Sent | BaseException] | None = None
-    # The outcome was recorded with the customer's message (``outcome_with``).
+    # The outcome was recorded with the customer's message (``outcome_with``), and this call's
+    # record was the first (an earlier attempt's had not: count it now).
     recorded: bool = False
-    # The customer's message went out in this call (not found sent by an earlier attempt).
-    sent_now: bool = True
+    first_record: bool = False
 
 
 def _decided(result: Sent | BaseException) -> Outcome | None:
