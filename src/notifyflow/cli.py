@@ -32,7 +32,7 @@ def _print_version(value: bool) -> None:
     if value:
         from notifyflow import __version__
 
-        print(f"notifyflow {__version__}")
+        typer.echo(f"notifyflow {__version__}")
         raise typer.Exit()
 
 
@@ -77,7 +77,7 @@ def _settings_or_exit(*, check: bool = True) -> Settings:
     try:
         return get_settings() if check else load_settings(check=False)
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -103,7 +103,7 @@ def worker(as_json: JsonLogsOption = False) -> None:
         asyncio.run(run_worker(settings))
     except SettingsError as exc:
         # Found only when the worker starts (a metrics port already in use): one line, exit 2.
-        print(f"error: {exc}", file=sys.stderr)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -154,17 +154,39 @@ def db_upgrade(as_json: JsonOption = False) -> None:
         )
         return
     if result.applied:
-        print(
+        typer.echo(
             f"applied {len(result.applied)} migration(s), "
             f"{result.from_revision or 'empty database'} → {result.to_revision}:"
         )
         for rev, doc in result.applied:
-            print(f"  {rev}  {doc}")
+            typer.echo(f"  {rev}  {doc}")
     else:
-        print(f"already at the latest migration ({result.to_revision}): nothing to apply")
-    print(
+        typer.echo(f"already at the latest migration ({result.to_revision}): nothing to apply")
+    typer.echo(
         f"provisioned {result.templates_provisioned} default campaign template(s)"
         + ("" if result.templates_provisioned else " (all present)")
+    )
+
+
+@db_app.command("content-definitions")
+def db_content_definitions(as_json: JsonOption = True) -> None:
+    """The Twilio Content definitions of the default templates, as JSON (always: it is what
+    an operator pastes): what to create (POST /v1/Content) and have approved for WhatsApp once
+    per template, with the SID and body `db upgrade` provisions for it (PUT the approved SID
+    over it). Needs no settings."""
+    from notifyflow.db.seed import DEFAULT_TEMPLATES, content_definition
+
+    _emit(
+        [
+            {
+                "campaign": str(t.campaign),
+                "language": t.language,
+                "content_sid": t.content_sid,
+                "body": t.body,
+                "definition": content_definition(t),
+            }
+            for t in DEFAULT_TEMPLATES.values()
+        ]
     )
 
 
@@ -184,7 +206,7 @@ def seed_demo(as_json: JsonOption = False) -> None:
     if as_json:
         _emit({**asdict(ids), "created": ids.created, "summary": demo_summary(ids)})
     else:
-        print(demo_summary(ids))
+        typer.echo(demo_summary(ids))
 
 
 # ---- notifications: request, answer, show, list, close ------------------------------------
@@ -198,13 +220,13 @@ class _Unreachable(Exception):
 
 def _fail(message: str, exit_code: int, *, as_json: bool, code: str = "invalid_input") -> NoReturn:
     if as_json:
-        print(json.dumps({"error": {"code": code, "message": message, "details": None}}))
-    print(f"error: {message}", file=sys.stderr)
+        typer.echo(json.dumps({"error": {"code": code, "message": message, "details": None}}))
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(exit_code)
 
 
 def _emit(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, default=str, indent=2))
+    typer.echo(json.dumps(value, ensure_ascii=False, default=str, indent=2))
 
 
 def _public_id(text: str, *, as_json: bool) -> str:
@@ -724,8 +746,8 @@ def keys_create(
     if as_json:
         _emit(created.model_dump(mode="json"))
         return
-    print(created.key)
-    print(
+    typer.echo(created.key)
+    typer.echo(
         f"key {created.id} ({created.prefix}) for merchant {created.merchant_id}: shown once, "
         "store it now",
         file=sys.stderr,

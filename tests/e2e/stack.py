@@ -30,17 +30,28 @@ from typing import Any, Literal
 
 import httpx
 
-# The product's shipped data (template definitions, classification texts), not its database.
-from notifyflow.db.seed import (
-    DEFAULT_TEMPLATES,
-    SUPPORT_CLASSIFICATION_CATEGORY,
-    SUPPORT_CLASSIFICATIONS,
-)
 from tests.fakes.openai_server import FAKE_OPENAI_KEY, FakeOpenAI
 from tests.fakes.twilio_server import FakeTwilio, normalize_number
 from tests.faults.harness import until
 from tests.faults.processes import ROOT, TEMPORAL, DevServer, free_port
 from tests.fixtures.database import unique_phone
+
+# What each team handles, as a merchant writes it in its SupportClassification documents
+# (the title names the user type the classifier routes to).
+CLASSIFICATIONS: dict[str, str] = {
+    "sales": (
+        "Sales team: questions about pricing, discounts and promotions, bulk or wholesale "
+        "orders, product availability and stock, and help with buying or placing an order."
+    ),
+    "returns": (
+        "Returns team: refunds, returns, exchanges, and orders that arrived damaged, "
+        "incomplete or with the wrong items."
+    ),
+    "technical": (
+        "Technical team: product setup and assembly, problems with the app, bugs, and "
+        "products that are not working as expected."
+    ),
+}
 
 NOTIFYFLOW = Path(sys.prefix) / "bin" / "notifyflow"
 TASK_QUEUE = "notifyflow-e2e"
@@ -347,11 +358,14 @@ class E2EStack:
     async def register_templates(self) -> None:
         """Approve at the fake Twilio the Content definitions the product ships (what an operator
         does once in the Twilio console): it then renders them and checks their variables.
-        Nothing is read from the product's database."""
+        They come from the product's own command (`notifyflow db content-definitions`), as an
+        operator reads them; nothing is read from the product's database or its modules."""
+        done = await self.acli("db", "content-definitions")
+        assert done.returncode == 0, f"content-definitions failed:\n{done.stdout}{done.stderr}"
         self.templates = {}
-        for (campaign, language), template in DEFAULT_TEMPLATES.items():
-            self.twilio.register_template(template.content_sid, template.body)
-            self.templates[(str(campaign), language)] = template.content_sid
+        for template in json.loads(done.stdout):
+            self.twilio.register_template(template["content_sid"], template["body"])
+            self.templates[(template["campaign"], template["language"])] = template["content_sid"]
 
     def requests_to(self, phone: str, public: str) -> list[dict[str, Any]]:
         """The request campaigns of ``public`` the fake Twilio accepted for ``phone`` (not
@@ -455,9 +469,9 @@ async def open_shop(
             await http.post(
                 f"/v1/merchants/{mid}/documents",
                 json={
-                    "category": SUPPORT_CLASSIFICATION_CATEGORY,
+                    "category": "SupportClassification",
                     "title": title,
-                    "content": SUPPORT_CLASSIFICATIONS[title],
+                    "content": CLASSIFICATIONS[title],
                 },
             )
         )
