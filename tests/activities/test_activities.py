@@ -139,22 +139,10 @@ class FakeOutreach:
         campaign: Campaign,
         *,
         compose: Any = None,
-    ) -> Outcome:
-        self.reached.append((notification_id, kind, campaign, localized.full_sentence))
-        return self.outcome
-
-    async def reach_customer_with(
-        self,
-        notification_id: int,
-        kind: DeliveryKind,
-        contact: CustomerContact,
-        localized: Localized,
-        campaign: Campaign,
-        *,
-        compose: Any = None,
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
         outcome_with: Any = None,
+        part: int | None = None,
         on_claimed: Any = None,
     ) -> Reached:
         # The answer's writes ride with the real ledger's claim: written here instead.
@@ -164,10 +152,10 @@ class FakeOutreach:
             await session.commit()
         if on_claimed is not None:
             on_claimed()
-        outcome = await self.reach_customer(
-            notification_id, kind, contact, localized, campaign, compose=compose
+        self.reached.append((notification_id, kind, campaign, localized.full_sentence))
+        return Reached(
+            self.outcome, [Sent(f"SM-{s.key}", SendMethod.direct, False) for s in alongside]
         )
-        return Reached(outcome, [Sent(f"SM-{s.key}", SendMethod.direct, False) for s in alongside])
 
 
 @dataclass

@@ -112,7 +112,7 @@ class CorrectionActivities:
             localized.continuation_fragment,
             f"{correction_lead(language)} {localized.full_sentence}",
         )
-        outcome = await self._outreach.reach_customer(
+        reached = await self._outreach.reach_customer(
             input.notification_id,
             DeliveryKind.correction,
             contact,
@@ -121,6 +121,7 @@ class CorrectionActivities:
             compose=self._answers.compose,
             part=input.version,
         )
+        outcome = reached.outcome
         result = await self._record(row.id, outcome)
         log.info(
             "%s: correction v%d %s (%s)",

@@ -221,7 +221,7 @@ class NotificationActivities:
             except ConfigurationError as err:
                 # Best effort: the closure notice follows the outcome, it does not decide it.
                 log.error("closure notices not sent: %s", err.message)
-        reached = await self._outreach.reach_customer_with(
+        reached = await self._outreach.reach_customer(
             notification.id,
             DeliveryKind.answer,
             loaded.contact,
@@ -308,13 +308,15 @@ class NotificationActivities:
         )
         if input.tell_customer:
             localized = await self._answers.localize(EXPIRY_MESSAGE, contact.language)
-            outcome = await self._outreach.reach_customer(
-                input.notification_id,
-                DeliveryKind.expiry,
-                contact,
-                localized,
-                Campaign.customer_request_expired,
-            )
+            outcome = (
+                await self._outreach.reach_customer(
+                    input.notification_id,
+                    DeliveryKind.expiry,
+                    contact,
+                    localized,
+                    Campaign.customer_request_expired,
+                )
+            ).outcome
             if not outcome.ok:
                 log.warning("%s: the customer could not be told: %s", public, outcome.reason)
 

@@ -232,35 +232,19 @@ class Outreach:
         campaign: Campaign,
         *,
         compose: Compose | None = None,
-        part: int | None = None,
-    ) -> Outcome:
-        """The 24-hour rule, decided now: free-form inside the window, the campaign outside
-        it, and the campaign again when the provider says the window has closed after all.
-        ``compose``: writes the free-form body from the localized sentence. ``part``: one of
-        several sends of one kind (a correction's version), in its ledger keys."""
-        reached = await self.reach_customer_with(
-            notification_id, kind, contact, localized, campaign, compose=compose, part=part
-        )
-        return reached.outcome
-
-    async def reach_customer_with(
-        self,
-        notification_id: int,
-        kind: DeliveryKind,
-        contact: CustomerContact,
-        localized: Localized,
-        campaign: Campaign,
-        *,
-        compose: Compose | None = None,
         alongside: Sequence[Send] = (),
         claim_with: Sequence[Any] = (),
         outcome_with: Callable[[Outcome], Any] | None = None,
         part: int | None = None,
         on_claimed: Callable[[], None] | None = None,
     ) -> Reached:
-        """:meth:`reach_customer`, and ``alongside`` (notices to merchant users about the same
-        step) sent with the customer's message: one ledger claim and one record for all of
-        them on the common path (inside the window). Their results come back in order.
+        """The 24-hour rule, decided now: free-form inside the window, the campaign outside
+        it, and the campaign again when the provider says the window has closed after all.
+        ``compose``: writes the free-form body from the localized sentence. ``part``: one of
+        several sends of one kind (a correction's version), in its ledger keys.
+        ``alongside``: notices to merchant users about the same step, sent with the customer's
+        message: one ledger claim and one record for all of them on the common path (inside
+        the window); their results come back in order.
         ``claim_with``: the step's own writes (the answer), committed with the claim of the
         customer's message, or on their own before any send on the other paths.
         ``outcome_with``: the statement (with ``RETURNING``) that records an outcome,
