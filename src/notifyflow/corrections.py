@@ -40,7 +40,7 @@ from notifyflow.db.tables import (
 )
 from notifyflow.db.types import utcnow
 from notifyflow.launch import START_WAIT, start_once
-from notifyflow.models.answers import parse_answer, validate_answer
+from notifyflow.models.answers import answer_text, parse_answer, validate_answer
 from notifyflow.models.corrections import (
     CorrectionAccepted,
     CorrectionInput,
@@ -66,10 +66,6 @@ RECORD_ATTEMPTS = 5
 # starting one after this long (a day of Temporal outage: the operator has been told by then).
 SWEEP_GRACE = timedelta(seconds=10)
 SWEEP_WINDOW = timedelta(days=1)
-
-
-def _answer_text(answer: dict[str, Any] | str) -> str:
-    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
 
 
 async def correct_notification(
@@ -113,7 +109,7 @@ async def record_correction(
 ) -> tuple[CorrectionAccepted, bool]:
     """Check and record; returns the reply and whether the version still has to be sent."""
     public = format_notification_id(n)
-    text = _answer_text(answer)
+    text = answer_text(answer)
     for _ in range(RECORD_ATTEMPTS):
         async with db() as session:
             notification = await session.get(Notification, n)

@@ -8,7 +8,6 @@ raise ``NotificationError`` (with its HTTP status) and change nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -45,7 +44,7 @@ from notifyflow.launch import (
     workflow_input,
 )
 from notifyflow.models.answer_templates import template_reference
-from notifyflow.models.answers import parse_answer, validate_answer
+from notifyflow.models.answers import answer_text, parse_answer, validate_answer
 from notifyflow.models.errors import NotificationError, RefusalCode, parse_id, refusal_for
 from notifyflow.models.ids import (
     format_notification_id,
@@ -162,7 +161,7 @@ async def answer_new_notification(
             RefusalCode.not_allowed,
             f"merchant user {answered_by} may not answer for this conversation's merchant",
         )
-    text = _answer_text(answer)
+    text = answer_text(answer)
     code = template_reference(answer)
     resolved: answer_templates.Resolved | None = None
     if code is not None:
@@ -263,12 +262,6 @@ async def _start_soon(
         )
 
 
-def _answer_text(answer: dict[str, Any] | str) -> str:
-    if isinstance(answer, str):
-        return answer
-    return json.dumps(answer, ensure_ascii=False)
-
-
 async def answer_notification(
     client: Client,
     db: SessionFactory,
@@ -284,7 +277,7 @@ async def answer_notification(
     answer history; ``not_ready`` (try again) is not a refusal of the answer."""
     n = parse_id(notification_id)
     public = format_notification_id(n)
-    text = _answer_text(answer)
+    text = answer_text(answer)
     # {"template": "<code>"}: the merchant's canned answer, resolved and validated now; the
     # workflow gets (and validates again) the answer itself, with the code beside it.
     code = template_reference(answer)
@@ -403,7 +396,7 @@ async def record_refused_answer(
     """Keep an answer refused before it reached the workflow (the API's access checks: a
     merchant key answering as another merchant's user) in the answer history too."""
     await _record_refusal(
-        db, parse_id(notification_id), answered_by, source, _answer_text(answer), error
+        db, parse_id(notification_id), answered_by, source, answer_text(answer), error
     )
 
 

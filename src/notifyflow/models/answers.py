@@ -12,6 +12,11 @@ from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.text import unstorable
 
 
+def answer_text(answer: dict[str, Any] | str) -> str:
+    """An answer as the JSON text it is stored and submitted as (a string is that already)."""
+    return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+
+
 def parse_answer(answer_json: str | dict[str, Any]) -> dict[str, Any]:
     """The answer as an object; text that is not a JSON object is refused as ``not_json``."""
     if isinstance(answer_json, dict):
