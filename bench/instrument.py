@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import CacheStats
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+CACHE_HIT = CacheStats.CACHE_HIT
 
 _WS = re.compile(r"\s+")
 _IN_LIST = re.compile(r"\(\s*(?:%\(\w+\)s|\?|\$\d+)(?:\s*,\s*(?:%\(\w+\)s|\?|\$\d+))+\s*\)")
@@ -40,6 +43,10 @@ class SqlCounters:
         self.by_verb: Counter[str] = Counter()
         self.by_text: Counter[str] = Counter()
         self.time_by_text: Counter[str] = Counter()
+        # Statements SQLAlchemy compiled again instead of taking from its cache (a statement
+        # that is not cacheable, or one whose cache key differs on every call), by text.
+        self.compiled = 0
+        self.compiled_by_text: Counter[str] = Counter()
         # Compiled statements come from SQLAlchemy's cache: few distinct strings.
         self._normalized: dict[str, tuple[str, str]] = {}
         sync = engine.sync_engine
@@ -50,7 +57,9 @@ class SqlCounters:
         event.listen(sync, "begin", self._begin)
         event.listen(sync.pool, "checkout", self._checkout)
 
-    def _before(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def _before(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, *_: Any
+    ) -> None:
         self.statements += 1
         known = self._normalized.get(statement)
         if known is None:
@@ -61,6 +70,9 @@ class SqlCounters:
         text, verb = known
         self.by_verb[verb] += 1
         self.by_text[text] += 1
+        if context is not None and getattr(context, "cache_hit", None) is not CACHE_HIT:
+            self.compiled += 1
+            self.compiled_by_text[text] += 1
         conn.info["bench_text"] = text
         conn.info["bench_t0"] = time.perf_counter()
 
@@ -93,12 +105,17 @@ class SqlCounters:
             "begins": self.begins,
             "checkouts": self.checkouts,
             "sql_seconds": self.seconds,
+            "compiled": self.compiled,
             "by_verb": dict(self.by_verb),
         }
 
     def statement_table(self) -> dict[str, dict[str, float]]:
         return {
-            text: {"count": count, "seconds": self.time_by_text.get(text, 0.0)}
+            text: {
+                "count": count,
+                "seconds": self.time_by_text.get(text, 0.0),
+                "compiled": self.compiled_by_text.get(text, 0),
+            }
             for text, count in self.by_text.items()
         }
 

@@ -196,6 +196,8 @@ class Bench:
             "worker_cpu_ms_per": (worker["cpu_ms"] - phase.worker["cpu_ms"]) / per,
             "worker_sql_statements_per": d(ws, we, "statements") / per,
             "worker_sql_commits_per": d(ws, we, "commits") / per,
+            # SQL compiled instead of taken from SQLAlchemy's statement cache.
+            "worker_sql_compiled_per": d(ws, we, "compiled") / per,
             "worker_sql_rollbacks_per": d(ws, we, "rollbacks") / per,
             "worker_sql_begins_per": d(ws, we, "begins") / per,
             "worker_pool_checkouts_per": d(ws, we, "checkouts") / per,
@@ -690,7 +692,12 @@ class Bench:
         """Over the whole run so far (warm-up, B0, B1, N): the statements by count."""
         rows = sorted(table.items(), key=lambda kv: -kv[1]["count"])[:25]
         return [
-            {"count": int(v["count"]), "ms": round(v["seconds"] * 1000, 1), "sql": k[:240]}
+            {
+                "count": int(v["count"]),
+                "compiled": int(v.get("compiled", 0)),
+                "ms": round(v["seconds"] * 1000, 1),
+                "sql": k[:240],
+            }
             for k, v in rows
         ]
 

@@ -46,6 +46,11 @@ def _tuned_worker_factory(
 
     def factory(*args: Any, **kwargs: Any) -> Any:
         kwargs["workflows"] = [*kwargs.get("workflows", []), *workflows]
+        # The floor's workflows are compiled once like the product's (build_worker does it for
+        # those): B0 stays the same floor the product's workflows run on.
+        from notifyflow import workflow_code_cache
+
+        workflow_code_cache.install(workflows)
         kwargs["activities"] = [*kwargs.get("activities", []), *activities]
         for key, value in tuning.items():
             if value is None:

@@ -17,7 +17,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from notifyflow import starter
+from notifyflow import starter, workflow_code_cache
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.corrections import CorrectionActivities
 from notifyflow.activities.fallback import FallbackActivities
@@ -167,6 +167,8 @@ def build_worker(
     nexus_handlers: Sequence[object] = (),
     webhooks: WebhookActivities | None = None,
 ) -> Worker:
+    # The sandbox imports each workflow's module afresh per workflow run: compile it once.
+    workflow_code_cache.install(WORKFLOWS)
     return Worker(
         client,
         task_queue=task_queue,

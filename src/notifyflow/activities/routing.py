@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow import answer_templates
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.statements import dialect_name, factory_dialect, insert_rows
 from notifyflow.db.tables import (
     Conversation,
     Document,
@@ -197,7 +198,9 @@ class Router:
             members = await self._outreach.members(merchant, chosen, roster.known)
             # Recorded with the ledger's claim of the requests (open_notification): one
             # transaction, one statement on PostgreSQL.
-            writes = recipient_writes(notification, members, "initial", support_type, codes)
+            writes = recipient_writes(
+                factory_dialect(self._db), notification, members, "initial", support_type, codes
+            )
             notification.context = writes.context
             return Routed(
                 notification, merchant, chosen, admins, members, support_type, writes.statements
@@ -240,7 +243,9 @@ class Router:
                     )
                 ).all()
             )
-            writes = recipient_writes(notification, members, reason, support_type, codes)
+            writes = recipient_writes(
+                dialect_name(session), notification, members, reason, support_type, codes
+            )
             try:
                 for stmt in writes.statements:
                     await session.execute(stmt)
@@ -264,6 +269,7 @@ class RecipientWrites:
 
 
 def recipient_writes(
+    dialect: str,
     notification: Notification,
     members: Mapping[int, Member],
     reason: str,
@@ -279,7 +285,9 @@ def recipient_writes(
     if members:
         instruction = instruction_text(notification, support_type, quick_codes)
         statements.append(
-            insert(NotificationRecipient).values(
+            insert_rows(
+                dialect,
+                NotificationRecipient,
                 [
                     {
                         "notification_id": notification_id,
@@ -289,11 +297,13 @@ def recipient_writes(
                         "added_at": now,
                     }
                     for m in members.values()
-                ]
+                ],
             )
         )
         statements.append(
-            insert(Message).values(
+            insert_rows(
+                dialect,
+                Message,
                 [
                     {
                         "conversation_id": m.conversation.id,
@@ -307,7 +317,7 @@ def recipient_writes(
                         "created_at": now,
                     }
                     for m in members.values()
-                ]
+                ],
             )
         )
     context = dict(notification.context)

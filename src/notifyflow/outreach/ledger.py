@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow import worker_metrics
@@ -26,7 +26,14 @@ from notifyflow.channels.base import (
     closes_window,
 )
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.statements import Writes, dialect_name, insert_ignoring_duplicates, per_row
+from notifyflow.db.statements import (
+    Writes,
+    dialect_name,
+    factory_dialect,
+    insert_ignoring_duplicates,
+    insert_rows,
+    per_row,
+)
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
 from notifyflow.models.vocabulary import (
@@ -376,8 +383,10 @@ class Sender:
                 .execution_options(synchronize_session=False)
             )
             writes.add(
-                insert(Message).values(
-                    [_history_row(p, body, notification_id, now) for p, _, _, body in accepted]
+                insert_rows(
+                    factory_dialect(self._db),
+                    Message,
+                    [_history_row(p, body, notification_id, now) for p, _, _, body in accepted],
                 )
             )
         for delivery_id, err in refused:

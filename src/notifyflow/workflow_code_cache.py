@@ -1,0 +1,85 @@
+"""Compile the workflow code once per worker process, not once per workflow run.
+
+Temporal's sandbox imports a workflow's module (and every module it imports that is not passed
+through, such as its packages) afresh for each workflow it runs and for each replay after a
+cache eviction: that is what keeps one workflow's module state away from another's. Python's
+import machinery then reads the module's bytecode from ``__pycache__`` or, when there is none,
+compiles the source again. There is none whenever bytecode is not written —
+``PYTHONDONTWRITEBYTECODE`` (our Dockerfile sets it, as do many CI and development setups), a
+read-only source tree, an editable install — and then every new notification recompiled
+``workflows/notification.py``: 9 % of the worker's CPU in the bench (docs/performance.md).
+
+:func:`install` puts a finder first on ``sys.meta_path`` that hands out the workflows' modules
+(and their packages: the sandbox re-imports those too) with a loader that keeps each compiled
+code object for the life of the process. The module is still *executed* afresh in every
+sandbox (a new module object, new globals), so the isolation the sandbox exists for is
+unchanged; only the compilation, whose result is immutable, is shared. Every other import is
+left to Python as before (keeping every module's code would cost memory for nothing).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from types import CodeType, ModuleType
+
+# path -> code object; code objects are immutable and safe to share between threads.
+_CODE: dict[str, CodeType] = {}
+_LOCK = threading.Lock()
+
+
+class _CompiledOnceLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname: str) -> CodeType | None:
+        path = self.get_filename(fullname)
+        code = _CODE.get(path)
+        if code is None:
+            code = super().get_code(fullname)
+            if code is not None:
+                with _LOCK:
+                    code = _CODE.setdefault(path, code)
+        return code
+
+
+class SandboxCodeFinder(importlib.abc.MetaPathFinder):
+    """Finds what the path finder finds; the workflows' source modules get the compile-once
+    loader."""
+
+    def __init__(self) -> None:
+        self.modules: set[str] = set()
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if (
+            spec is None
+            or spec.origin is None
+            or type(spec.loader) is not importlib.machinery.SourceFileLoader
+        ):
+            return None  # let the rest of sys.meta_path decide, as without this finder
+        spec.loader = _CompiledOnceLoader(fullname, spec.origin)
+        return spec
+
+
+def install(workflows: Iterable[type]) -> None:
+    """For these workflow classes (idempotent); the worker calls it before it runs them."""
+    finder = next((f for f in sys.meta_path if isinstance(f, SandboxCodeFinder)), None)
+    if finder is None:
+        finder = SandboxCodeFinder()
+        sys.meta_path.insert(0, finder)
+    for cls in workflows:
+        parts = cls.__module__.split(".")
+        finder.modules.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+
+def compiled_modules() -> int:
+    """How many source files the sandbox has compiled so far (for tests and diagnostics)."""
+    return len(_CODE)

@@ -1,0 +1,107 @@
+"""The many-row INSERT of the hot paths (db/statements.py): what it writes, and that its SQL is
+compiled once and then taken from SQLAlchemy's cache whatever the number of rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, select
+
+from notifyflow.db.session import SessionFactory
+from notifyflow.db.statements import dialect_name, insert_ignoring_duplicates, insert_rows
+from notifyflow.db.tables import ConversationUser, Message
+from tests.fixtures.database import unique_phone
+
+
+def _rows(conversation_id: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "conversation_id": conversation_id,
+            "role": "assistant",
+            "content": f"réponse n°{i} — «quoted» \\ \"and\" 'more'",
+            "other_data": {"kind": "test", "n": i, "nested": {"list": [1, None, "ü"]}},
+            "created_at": datetime(2026, 12, 1, 10, i, 30, 123456, tzinfo=UTC),
+        }
+        for i in range(count)
+    ]
+
+
+async def test_rows_are_written_as_given_with_the_columns_defaults(
+    db: SessionFactory, make_merchant
+):
+    merchant = await make_merchant()
+    async with db() as session:
+        await session.execute(
+            insert_rows(dialect_name(session), Message, _rows(merchant.conversation_id, 3))
+        )
+        await session.commit()
+        stored = (
+            await session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == merchant.conversation_id, Message.role == "assistant"
+                )
+                .order_by(Message.created_at)
+            )
+        ).all()
+    assert [(m.content, m.other_data, m.created_at) for m in stored] == [
+        (r["content"], r["other_data"], r["created_at"]) for r in _rows(merchant.conversation_id, 3)
+    ]
+    # Columns not given take their defaults (no payload, no provider id).
+    assert all(m.whatsapp_payload is None and m.provider_message_id is None for m in stored)
+
+
+async def test_a_claim_of_several_keys_returns_only_the_new_ones(db: SessionFactory) -> None:
+    now = datetime.now(UTC)
+    phones = [unique_phone() for _ in range(2)]
+
+    def people(numbers: list[str]) -> list[dict[str, Any]]:
+        return [{"phone": p, "name": f"Person {p[-4:]}", "created_at": now} for p in numbers]
+
+    async with db() as session:
+        dialect = dialect_name(session)
+        first = await session.execute(
+            insert_ignoring_duplicates(
+                dialect, ConversationUser, people(phones[:1]), unique=["phone"]
+            ).returning(ConversationUser.phone)
+        )
+        assert first.scalars().all() == phones[:1]
+        # The first key exists already: left as it is, and only the new one comes back.
+        again = await session.execute(
+            insert_ignoring_duplicates(
+                dialect, ConversationUser, people(phones), unique=["phone"]
+            ).returning(ConversationUser.phone)
+        )
+        assert again.scalars().all() == phones[1:]
+        await session.rollback()
+
+
+async def test_postgresql_compiles_the_insert_once_for_any_number_of_rows(
+    db: SessionFactory, db_engine, make_merchant
+):
+    merchant = await make_merchant()
+    hits: list[Any] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO message"):
+            hits.append(context.cache_hit)
+
+    event.listen(db_engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db() as session:
+            dialect = dialect_name(session)
+            for count in (1, 2, 5, 2):
+                await session.execute(
+                    insert_rows(dialect, Message, _rows(merchant.conversation_id, count))
+                )
+            await session.rollback()
+    finally:
+        event.remove(db_engine.sync_engine, "before_cursor_execute", seen)
+    assert len(hits) == 4
+    if dialect == "postgresql":
+        # Compiled at most for the first (another test may have compiled it already), then
+        # taken from the cache however many rows follow.
+        from sqlalchemy.engine.interfaces import CacheStats
+
+        assert hits[1:] == [CacheStats.CACHE_HIT] * 3
