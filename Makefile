@@ -41,7 +41,8 @@ test: $(STAMP)
 
 # The long fault-injection loops (reduced in `make test`).
 test-full: $(STAMP)
-	NOTIFYFLOW_FAULT_TRIALS=10 $(BIN)/python -m pytest -m "slow or not slow"
+	NOTIFYFLOW_FAULT_TRIALS=10 NOTIFYFLOW_SCHEMATHESIS_EXAMPLES=60 \
+		$(BIN)/python -m pytest -m "slow or not slow"
 
 # The benchmark (docs/performance.md): Temporal's own floor (B0, B1) and the notification
 # lifecycle side by side in one run; --quick in under three minutes.

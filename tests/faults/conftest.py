@@ -2,7 +2,7 @@
 worker in a subprocess, the session's PostgreSQL, a fake Twilio that can hold sends and the
 fake OpenAI; plus the summary line printed at the end of the run.
 
-``NOTIFYFLOW_FAULT_TRIALS`` sets how many times each SIGKILL scenario runs (default 2;
+``NOTIFYFLOW_FAULT_TRIALS`` sets how many times each SIGKILL scenario runs (default 1;
 ``make test-full`` sets 10).
 """
 
