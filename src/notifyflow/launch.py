@@ -86,6 +86,7 @@ def workflow_input(
         admin_ids=admin_ids,
         priority=Priority(notification.priority or Priority.normal),
         service=_service(notification),
+        open_locally=True,
     )
 
 
