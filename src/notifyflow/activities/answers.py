@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from temporalio import activity
@@ -19,6 +20,7 @@ from notifyflow import worker_metrics
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.statements import dialect_name
 from notifyflow.db.tables import (
     Conversation,
     ConversationUser,
@@ -65,22 +67,19 @@ class Answers:
             cleaned = " ".join(text.split())
             return Localized(cleaned, cleaned)
 
-    async def compose(self, conversation: Conversation, answer: str, language: str) -> str:
-        """The free-form reply, written for the conversation so far; the localized answer as
-        it is when the AI fails."""
-        async with self._db() as session:
-            rows = (
-                await session.scalars(
-                    select(Message)
-                    .where(
-                        Message.conversation_id == conversation.id,
-                        Message.role.in_((MessageRole.user, MessageRole.assistant)),
-                    )
-                    .order_by(Message.created_at.desc(), Message.id.desc())
-                    .limit(HISTORY_TURNS)
-                )
-            ).all()
-        history = [ChatTurn(role=m.role, content=m.content) for m in reversed(rows)]
+    async def compose(
+        self,
+        conversation: Conversation,
+        answer: str,
+        language: str,
+        history: list[ChatTurn] | None = None,
+    ) -> str:
+        """The free-form reply, written for the conversation so far (``history``: its latest
+        turns, read here when not given); the localized answer as it is when the AI fails."""
+        if history is None:
+            async with self._db() as session:
+                rows = (await session.scalars(_latest_turns(conversation.id))).all()
+            history = [ChatTurn(role=m.role, content=m.content) for m in reversed(rows)]
         try:
             return await self._ai.compose_reply(history, answer, language)
         except AIError as err:
@@ -258,6 +257,49 @@ async def _apply_to_document(session: AsyncSession, notification: Notification, 
     return document.id
 
 
+def _latest_turns(conversation_id: Any) -> Any:
+    """The conversation's latest turns (user and assistant), newest first."""
+    return (
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.role.in_((MessageRole.user, MessageRole.assistant)),
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(HISTORY_TURNS)
+    )
+
+
+def _turns_column(dialect: str) -> Any:
+    """The customer conversation's latest turns as one JSON array of [role, content], newest
+    first: a scalar subquery of the delivery load, so the free-form reply's composition needs
+    no statement of its own."""
+    latest = (
+        select(Message.role, Message.content, Message.created_at, Message.id)
+        .where(
+            Message.conversation_id == Notification.conversation_id,
+            Message.role.in_((MessageRole.user, MessageRole.assistant)),
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(HISTORY_TURNS)
+        .correlate(Notification)
+        .subquery("turns")
+    )
+    pair = func.json_build_array if dialect == "postgresql" else func.json_array
+    if dialect == "postgresql":
+        agg = func.json_agg(
+            aggregate_order_by(
+                pair(latest.c.role, latest.c.content),
+                latest.c.created_at.desc(),
+                latest.c.id.desc(),
+            )
+        )
+    else:
+        # SQLite aggregates in the subquery's order.
+        agg = func.json_group_array(pair(latest.c.role, latest.c.content))
+    return select(agg).scalar_subquery()
+
+
 # The customer's side of the delivery load (the merchant users' conversations are the plain
 # entities). Built once: an alias made per call costs column proxies every time.
 _CUSTOMER_CONVERSATION = aliased(Conversation, name="customer_conversation")
@@ -275,6 +317,8 @@ class ForDelivery:
     roster: Roster
     # Whether the question's knowledge-base Document is there to be filled in.
     document_exists: bool = False
+    # The customer conversation's latest turns, oldest first (for the free-form reply).
+    turns: list[ChatTurn] = field(default_factory=list)
 
 
 async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
@@ -303,6 +347,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
                         MerchantUser,
                         Conversation,
                         Document.id,
+                        _turns_column(dialect_name(session)),
                     )
                     .join(
                         customer_conversation,
@@ -328,7 +373,10 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     notification, conversation, merchant, person, recorded = rows[0][:5]
     contact = CustomerContact(merchant, conversation, person)
     roster = Roster.of([(r[5], r[6]) for r in rows])
-    return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None)
+    raw = rows[0][8]
+    latest = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    turns = [ChatTurn(role=role, content=content) for role, content in reversed(latest)]
+    return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None, turns)
 
 
 def outcome_statement(notification_id: int, outcome: Outcome) -> Any:

@@ -65,9 +65,11 @@ async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
         return
 
     async def beat() -> None:
+        # The heartbeat timeout runs from the activity's start, so the first beat is due only
+        # after ``every``: most activities end within milliseconds and never send one.
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

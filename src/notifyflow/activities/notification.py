@@ -8,6 +8,7 @@ goes out through :class:`~notifyflow.outreach.service.Outreach`."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -227,7 +228,7 @@ class NotificationActivities:
             loaded.contact,
             localized,
             cfg.answered_campaign,
-            compose=self._answers.compose,
+            compose=functools.partial(self._answers.compose, history=loaded.turns),
             alongside=closure,
             claim_with=claim_with,
             # Without webhooks to write, the outcome is recorded with the customer's message.
