@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         default=None, validation_alias="NOTIFYFLOW_WORKER_METRICS_ADDRESS"
     )
 
+    # Open notifications a worker keeps in memory (the SDK's sticky cache). One costs about
+    # 115 KB; past the cache a notification is evicted and replayed from its history when it
+    # next wakes (an answer, a reminder): memory against a little CPU per wake-up. 600 keeps a
+    # worker under 250 MB whatever is open (docs/performance.md).
+    worker_cached_workflows: int = Field(
+        default=600, ge=1, validation_alias="NOTIFYFLOW_WORKER_CACHED_WORKFLOWS"
+    )
+
     # The Nexus endpoint Voyager workflows call (it targets TEMPORAL_NAMESPACE and
     # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
     nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")

@@ -163,7 +163,7 @@ def build_worker(
     activities: Activities,
     *,
     max_concurrent_activities: int = 200,
-    max_cached_workflows: int = 750,
+    max_cached_workflows: int = 600,
     nexus_handlers: Sequence[object] = (),
     webhooks: WebhookActivities | None = None,
 ) -> Worker:
@@ -178,9 +178,7 @@ def build_worker(
         # NOTIFYFLOW_NEXUS_ENDPOINT, which targets this task queue).
         nexus_service_handlers=list(nexus_handlers),
         max_concurrent_activities=max_concurrent_activities,
-        # A cached open notification costs 110-140 KB; past the cache a workflow is evicted
-        # and replayed from history when it next wakes (about 1 ms more CPU per answer). The
-        # bench measured 307 MB with 10,000 open at a cache of 1,000: 750 keeps it under 300.
+        # NOTIFYFLOW_WORKER_CACHED_WORKFLOWS (config.py): memory against replays.
         max_cached_workflows=max_cached_workflows,
         # On SIGTERM, let in-flight sends finish (their ledger rows stay consistent) before
         # cancelling; below compose's stop_grace_period and the dev stack's stop timeout.
@@ -233,6 +231,7 @@ async def run_worker(settings: Settings) -> None:
         client,
         settings.temporal_task_queue,
         activities,
+        max_cached_workflows=settings.worker_cached_workflows,
         nexus_handlers=[NotificationServiceHandler(db, settings)],
         webhooks=webhooks,
     )
