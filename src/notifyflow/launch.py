@@ -86,7 +86,6 @@ def workflow_input(
         admin_ids=admin_ids,
         priority=Priority(notification.priority or Priority.normal),
         service=_service(notification),
-        open_locally=True,
     )
 
 

@@ -8,9 +8,7 @@ the worker as soon as that send arrives. Three ways the held send can end, rotat
 - ``accepted_after_death``: the provider takes it a moment after the worker died.
 
 In the last two the ledger row is still ``pending`` when the activity is retried, so the retry
-must ask the provider (``find_accepted``) and not send again. ``open_notification`` is a local
-activity (issue 17): a kill during it is noticed by the workflow task's timeout (10 s), after
-which the new worker replays the workflow and runs the fan-out again through the ledger.
+must ask the provider (``find_accepted``) and not send again.
 
 The loop (``test_worker_killed_mid_activity``) runs the worker with a 5 s ``start_to_close``
 and a 1 s sticky timeout (``FAULT_ACTIVITY_TIMEOUT``, see worker_proc.py) so that a trial takes

@@ -20,7 +20,6 @@ from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkf
 from notifyflow.workflows.correction import CorrectionWorkflow
 from notifyflow.workflows.notification import NotificationWorkflow
 from tests.replay import stamp
-from tests.replay.activities import LOCAL_ACTIVITY_MARKER, activities_run, failed_activities
 
 HERE = Path(__file__).parent / "histories"
 HISTORIES = sorted(p for p in HERE.glob("*.json") if p.name != stamp.STAMP)
@@ -53,12 +52,16 @@ def test_every_path_has_a_recorded_history() -> None:
 
 def test_the_csat_history_asks_after_delivery_behind_its_patch() -> None:
     history = _load(HERE / "question_answered_with_csat.json")
-    assert activities_run(history) == ["open_notification", "deliver_answer", "ask_satisfaction"]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == ["open_notification", "deliver_answer", "ask_satisfaction"]
     markers = [
         e.marker_recorded_event_attributes.SerializeToString()
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        and e.marker_recorded_event_attributes.marker_name != LOCAL_ACTIVITY_MARKER
     ]
     assert len(markers) == 1 and b"csat-ask" in markers[0]
 
@@ -83,7 +86,17 @@ def test_a_workflow_change_makes_the_histories_stale(
 def test_failure_histories_hold_a_failed_activity(name: str) -> None:
     activity, status = FAILED_ACTIVITY[name]
     history = _load(HERE / f"{name}.json")
-    assert activity in failed_activities(history)
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    failed = [
+        scheduled[e.activity_task_failed_event_attributes.scheduled_event_id]
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+    ]
+    assert activity in failed
     (completed,) = [
         e
         for e in history.events
@@ -94,9 +107,8 @@ def test_failure_histories_hold_a_failed_activity(name: str) -> None:
 
 
 # Recorded on the workflow code of earlier releases — before issue 11 (commit eec5dbf), before
-# issue 15 (commit ff0026c), before issue 17 (commit e2d7fc4: the fan-out a regular activity):
-# workflows started then may still be running, so they must keep replaying (workflow.patched,
-# or the input's open_locally); never re-recorded.
+# issue 15 (commit ff0026c): workflows started then may still be running, so they must keep
+# replaying (workflow.patched); never re-recorded.
 OLDER = sorted(HERE.glob("before_issue_*/*.json"))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Text, and_, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -297,7 +297,8 @@ def _turns_column(dialect: str) -> Any:
     else:
         # SQLite aggregates in the subquery's order.
         agg = func.json_group_array(pair(latest.c.role, latest.c.content))
-    return select(agg).scalar_subquery()
+    # As text: the value repeats on every user row of the load, and is parsed once, here.
+    return select(cast(agg, Text)).scalar_subquery()
 
 
 # The customer's side of the delivery load (the merchant users' conversations are the plain
@@ -374,7 +375,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     contact = CustomerContact(merchant, conversation, person)
     roster = Roster.of([(r[5], r[6]) for r in rows])
     raw = rows[0][8]
-    latest = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    latest = json.loads(raw) if raw else []
     turns = [ChatTurn(role=role, content=content) for role, content in reversed(latest)]
     return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None, turns)
 

@@ -58,12 +58,6 @@ async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
     """Heartbeat while the body runs, so a worker that dies mid-activity is noticed within the
     heartbeat timeout rather than the whole start-to-close timeout."""
 
-    if activity.info().is_local:
-        # A local activity does not heartbeat: the worker's workflow task stands for it (a dead
-        # worker is noticed by that task's timeout).
-        yield
-        return
-
     async def beat() -> None:
         # The heartbeat timeout runs from the activity's start, so the first beat is due only
         # after ``every``: most activities end within milliseconds and never send one.

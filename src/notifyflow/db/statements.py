@@ -77,6 +77,8 @@ def insert_ignoring_duplicates(
 
 def _from_recordset(make: Any, table: Any, rows: Sequence[Mapping[str, Any]]) -> Insert:
     target: Table = getattr(table, "__table__", table)
+    if not rows:
+        raise ValueError("an insert of rows needs at least one row")
     names = list(rows[0])
     if any(list(row) != names for row in rows):
         raise ValueError("every row of one insert must give the same columns, in one order")
@@ -114,11 +116,15 @@ def _from_recordset(make: Any, table: Any, rows: Sequence[Mapping[str, Any]]) ->
 
 def _default_value(default: Any) -> Any:
     # A callable default (utcnow, dict) is wrapped by SQLAlchemy to take an execution context.
+    if default.is_clause_element:
+        raise ValueError(f"a SQL default cannot travel in the rows' JSON: {default.arg}")
     return default.arg(None) if default.is_callable else default.arg
 
 
 def _jsonable(type_: Any, value: Any) -> Any:
-    """A column's value as json_to_recordset reads it back into the column's type."""
+    """A column's value as json_to_recordset reads it back into the column's type (a None is
+    SQL NULL, also in a JSON column, where SQLAlchemy's own insert would store JSON null: both
+    read back as None)."""
     if value is None:
         return None
     if isinstance(type_, TypeDecorator):

@@ -65,11 +65,6 @@ class NotificationWorkflowInput(BaseModel):
     admin_ids: list[int] = Field(default_factory=list)
     priority: Priority = Priority.normal
     service: ServiceLevel | None = None
-    # The fan-out runs as a local activity inside the first workflow task (issue 17: 5 events
-    # and an activity task fewer per notification). Set by the starter for every workflow it
-    # starts; a workflow started before that (its recorded input lacks it) replays the
-    # activity it ran, so no patch marker is needed.
-    open_locally: bool = False
 
 
 class AnswerSource(StrEnum):

@@ -1,10 +1,9 @@
 """NotificationWorkflow: one durable workflow per notification.
 
-Happy path, in Temporal actions: start (search attributes set here, free), the ``open`` local
-activity inside the first workflow task (classify, record recipients, fan out the request
-campaign), one timer (the reminder deadline), the ``submit_answer`` update, one
-``deliver_answer`` activity (persist, localize, send to the customer, closure notices), one
-search-attribute upsert with the final status: 6 actions, 20 events.
+Happy path, in Temporal actions: start (search attributes set here, free), one ``open``
+activity (classify, record recipients, fan out the request campaign), one timer (the reminder
+deadline), the ``submit_answer`` update, one ``deliver_answer`` activity (persist, localize,
+send to the customer, closure notices), one search-attribute upsert with the final status.
 
 Validation happens in the update's validator from workflow state alone, so a bad answer is
 refused before anything is written to history and no database query runs for it.
@@ -16,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from notifyflow.activities.follow_ups import FollowUpActivities
@@ -51,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         NotificationOutcome,
         NotificationWorkflowInput,
         OpenInput,
-        OpenResult,
         Priority,
         RecordRejectionInput,
         RejectedAttempt,
@@ -126,8 +124,16 @@ class NotificationWorkflow:
             )
         if not input.answered_directly:
             try:
-                opened = await self._open()
-            except FailureError as err:
+                opened = await workflow.execute_activity_method(
+                    NotificationActivities.open_notification,
+                    OpenInput(notification_id=input.notification_id),
+                    start_to_close_timeout=policies.OPEN_TIMEOUT,
+                    heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
+                    schedule_to_close_timeout=policies.GIVE_UP_AFTER,
+                    retry_policy=policies.SIDE_EFFECT_RETRY,
+                    summary=f"{self._public_id}: route and notify recipients",
+                )
+            except ActivityError as err:
                 # A day of failures, or a configuration error: nobody could be asked. An answer
                 # an admin gave meanwhile is still delivered; otherwise end in a terminal state
                 # with the reason instead of failing the workflow.
@@ -198,30 +204,6 @@ class NotificationWorkflow:
                 )
 
         return await self._end(outcome)
-
-    async def _open(self) -> OpenResult:
-        """Route and ask the recipients: a local activity in the first workflow task (a dead
-        worker is noticed by the workflow task's timeout, 10 s), or, for a workflow started
-        before that (its input says so), the activity its history recorded."""
-        if self._input.open_locally:
-            return await workflow.execute_local_activity_method(
-                NotificationActivities.open_notification,
-                OpenInput(notification_id=self._input.notification_id),
-                start_to_close_timeout=policies.OPEN_TIMEOUT,
-                schedule_to_close_timeout=policies.GIVE_UP_AFTER,
-                retry_policy=policies.SIDE_EFFECT_RETRY,
-                local_retry_threshold=policies.OPEN_LOCAL_RETRY_THRESHOLD,
-                summary=f"{self._public_id}: route and notify recipients",
-            )
-        return await workflow.execute_activity_method(
-            NotificationActivities.open_notification,
-            OpenInput(notification_id=self._input.notification_id),
-            start_to_close_timeout=policies.OPEN_TIMEOUT,
-            heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
-            schedule_to_close_timeout=policies.GIVE_UP_AFTER,
-            retry_policy=policies.SIDE_EFFECT_RETRY,
-            summary=f"{self._public_id}: route and notify recipients",
-        )
 
     async def _end(self, outcome: NotificationOutcome) -> NotificationOutcome:
         self._status = outcome.status
@@ -649,10 +631,8 @@ class _SameAnswer(Exception):
     """The answer already accepted, submitted again by the same person."""
 
 
-def _open_failure(err: FailureError) -> str:
-    # A regular activity's failure comes wrapped in an ActivityError; a local activity's is
-    # raised as it is (the ApplicationError, or the TimeoutError of its schedule-to-close).
-    cause = err.cause if isinstance(err, ActivityError) else err
+def _open_failure(err: ActivityError) -> str:
+    cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type == CONFIGURATION_ERROR:
         return cause.message
     return f"the merchant's team could not be notified: {cause or err}"

@@ -14,10 +14,6 @@ DELIVER_TIMEOUT = timedelta(minutes=5)
 FOLLOW_UP_TIMEOUT = timedelta(minutes=5)
 FINISH_TIMEOUT = timedelta(minutes=5)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
-# The fan-out as a local activity: its first attempt runs inside the workflow task; every retry
-# waits on a workflow timer instead of inside the task (any backoff is above this threshold),
-# so the workflow task completes between attempts and an admin's answer is taken meanwhile.
-OPEN_LOCAL_RETRY_THRESHOLD = timedelta(milliseconds=1)
 # A non-admin's answer that arrives before routing is done waits this long inside the update,
 # then is refused as "not ready" (the API answers 503 with Retry-After): the answer route must
 # return within 10 s (DESIGN §7) even while the fan-out is being retried.
