@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker, settings_for
-from tests.workflows.helpers import until
+from tests.workflows.helpers import result, until
 
 from notifyflow import starter, workflow_code_cache
 
@@ -18,7 +18,7 @@ WORKFLOW_MODULE = "notifyflow.workflows.notification"
 
 
 async def test_many_notifications_compile_the_workflow_module_once(
-    skip_env,
+    dev_env,
     db,
     task_queue,
     channel: FakeTwilioChannel,
@@ -40,18 +40,24 @@ async def test_many_notifications_compile_the_workflow_module_once(
     monkeypatch.setattr(bootstrap.SourceLoader, "get_code", counting)
     shop = await shop_factory()
     settings = settings_for(task_queue)
-    async with running_worker(skip_env.client, db, task_queue, channel):
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        opened = []
         for n in range(3):
-            await starter.request_notification(
-                skip_env.client,
+            view = await starter.request_notification(
+                dev_env.client,
                 db,
                 type="user_question_request",
                 conversation_id=shop.conversation_id,
                 context={"question": f"Question {n}?"},
                 settings=settings,
             )
+            opened.append(view.notification_id)
         # Three workflow runs, three sandboxes: every admin got every request.
         await until(lambda: all(len(channel.to(a.phone)) == 3 for a in shop.admins))
+        # Nothing is left running for the tests after this one.
+        for public in opened:
+            await starter.close_notification(dev_env.client, db, public, reason="test over")
+            await result(dev_env.client, public)
     # Read from source (or a .pyc) at most once in this process, not once per workflow run.
     assert len(loads) <= 1
     assert workflow_code_cache.compiled_modules() >= 1
