@@ -4,6 +4,7 @@ a question, the knowledge-base Document — written in one transaction."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -270,10 +271,12 @@ def _latest_turns(conversation_id: Any) -> Any:
     )
 
 
+@functools.cache
 def _turns_column(dialect: str) -> Any:
     """The customer conversation's latest turns as one JSON array of [role, content], newest
     first: a scalar subquery of the delivery load, so the free-form reply's composition needs
-    no statement of its own."""
+    no statement of its own. Built once per dialect (constructs are immutable; building one
+    per delivery cost column proxies every time, like the aliases below)."""
     latest = (
         select(Message.role, Message.content, Message.created_at, Message.id)
         .where(
