@@ -205,6 +205,20 @@ def _lifecycle(db: SessionFactory, outreach: FakeOutreach) -> NotificationActivi
     return NotificationActivities(db, OfflineProvider(), outreach)  # type: ignore[arg-type]
 
 
+async def _recorded_recipients(db: SessionFactory, notification_id: int) -> list[int]:
+    """Who the database says was asked about the notification."""
+    async with db() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(NotificationRecipient.merchant_user_id).where(
+                        NotificationRecipient.notification_id == notification_id
+                    )
+                )
+            ).all()
+        )
+
+
 async def test_open_asks_the_admins_and_records_them(
     db: SessionFactory, make_merchant: MerchantFactory
 ) -> None:
@@ -217,14 +231,7 @@ async def test_open_asks_the_admins_and_records_them(
     assert sorted(result.recipients) == sorted(shop.admin_ids)
     assert sorted(result.allowed_answerers) == sorted(shop.admin_ids)
     assert outreach.asked == [(notification.id, DeliveryKind.request, sorted(shop.admin_ids))]
-    async with db() as session:
-        recorded = (
-            await session.scalars(
-                select(NotificationRecipient.merchant_user_id).where(
-                    NotificationRecipient.notification_id == notification.id
-                )
-            )
-        ).all()
+    recorded = await _recorded_recipients(db, notification.id)
     assert sorted(recorded) == sorted(shop.admin_ids)
 
 
@@ -247,14 +254,7 @@ async def test_a_retried_escalation_keeps_the_recipients_it_recorded(
     assert [(kind, users) for _, kind, users in outreach.asked] == [
         (DeliveryKind.escalation, sorted(others))
     ] * 2
-    async with db() as session:
-        recorded = (
-            await session.scalars(
-                select(NotificationRecipient.merchant_user_id).where(
-                    NotificationRecipient.notification_id == notification.id
-                )
-            )
-        ).all()
+    recorded = await _recorded_recipients(db, notification.id)
     assert sorted(recorded) == sorted(others)
 
 
