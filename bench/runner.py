@@ -988,6 +988,10 @@ class Bench:
                 "--output",
                 str(out),
                 "--nonblocking",
+                # Only the thread holding the GIL: a thread blocked in a C call (a queue get,
+                # libpq waiting to take the GIL back) is not CPU and would otherwise show as
+                # the "self" time of the Python frame that made the call.
+                "--gil",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
