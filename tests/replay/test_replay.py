@@ -3,7 +3,8 @@ non-deterministic change), the happy paths stay within their action and event bu
 failure paths really hold failed activities, and the histories are not older than the workflow
 code they guard (tests/replay/stamp.py)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the subclass below overrides run(), whose
+# parameters the SDK compares with the (evaluated) annotations of NotificationWorkflow.__init__.
 
 from pathlib import Path
 

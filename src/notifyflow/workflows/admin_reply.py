@@ -6,7 +6,9 @@ no-op), and a message delivered twice is handled once. The webhook answers Twili
 AI call, the answer and the reply happen here, retried by Temporal.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the sandbox executes this module for every
+# workflow run, and the SDK then resolves each handler's string annotations anew (a
+# compile() per annotation); evaluated annotations cost nothing at that point.
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError

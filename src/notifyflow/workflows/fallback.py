@@ -6,7 +6,9 @@ USE_EXISTING, so a callback Twilio delivers twice, or two replicas of the API re
 once, start one run. The one activity is idempotent through the delivery ledger.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the sandbox executes this module for every
+# workflow run, and the SDK then resolves each handler's string annotations anew (a
+# compile() per annotation); evaluated annotations cost nothing at that point.
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
