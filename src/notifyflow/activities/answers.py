@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, func, insert, select, update
+from sqlalchemy import Text, and_, bindparam, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -325,51 +325,63 @@ class ForDelivery:
     turns: list[ChatTurn] = field(default_factory=list)
 
 
-async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
-    """One statement: the notification with its customer, merchant and whether this answer
-    is recorded already (a retry), and the merchant's users with their own conversations."""
+@functools.cache
+def _delivery_load(dialect: str) -> Any:
+    """:func:`load_for_delivery`'s statement, built once per dialect with the notification
+    and the answer's time as bound parameters (building it and its cache key per delivery
+    cost more worker CPU than executing it)."""
     already = (
         select(NotificationAnswer.id)
         .where(
             NotificationAnswer.notification_id == Notification.id,
             NotificationAnswer.accepted.is_(True),
-            NotificationAnswer.created_at == input.answered_at,
+            NotificationAnswer.created_at
+            == bindparam("answered_at", type_=NotificationAnswer.created_at.type),
         )
         .exists()
     )
     customer_conversation, customer = _CUSTOMER_CONVERSATION, _CUSTOMER
+    return (
+        join_own_conversation(
+            select(
+                Notification,
+                customer_conversation,
+                Merchant,
+                customer,
+                already,
+                MerchantUser,
+                Conversation,
+                Document.id,
+                _turns_column(dialect),
+            )
+            .join(
+                customer_conversation,
+                customer_conversation.id == Notification.conversation_id,
+            )
+            .join(Merchant, Merchant.id == Notification.merchant_id)
+            .join(customer, customer.id == customer_conversation.conversation_user_id)
+            .outerjoin(Document, Document.id == Notification.document_id)
+            .outerjoin(
+                MerchantUser,
+                and_(
+                    MerchantUser.merchant_id == Merchant.id,
+                    MerchantUser.deactivated_at.is_(None),
+                ),
+            )
+        )
+        .where(Notification.id == bindparam("notification_id"))
+        .order_by(MerchantUser.id)
+    )
+
+
+async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDelivery:
+    """One statement: the notification with its customer, merchant and whether this answer
+    is recorded already (a retry), and the merchant's users with their own conversations."""
     async with db() as session:
         rows = (
             await session.execute(
-                join_own_conversation(
-                    select(
-                        Notification,
-                        customer_conversation,
-                        Merchant,
-                        customer,
-                        already,
-                        MerchantUser,
-                        Conversation,
-                        Document.id,
-                        _turns_column(dialect_name(session)),
-                    )
-                    .join(
-                        customer_conversation,
-                        customer_conversation.id == Notification.conversation_id,
-                    )
-                    .join(Merchant, Merchant.id == Notification.merchant_id)
-                    .join(customer, customer.id == customer_conversation.conversation_user_id)
-                    .outerjoin(Document, Document.id == Notification.document_id)
-                    .outerjoin(
-                        MerchantUser,
-                        and_(
-                            MerchantUser.merchant_id == Merchant.id,
-                            MerchantUser.deactivated_at.is_(None),
-                        ),
-                    )
-                )
-                .where(Notification.id == input.notification_id)
-                .order_by(MerchantUser.id)
+                _delivery_load(dialect_name(session)),
+                {"notification_id": input.notification_id, "answered_at": input.answered_at},
             )
         ).all()
     if not rows:

@@ -4,6 +4,7 @@ instruction messages and the routing result written in one transaction."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow import answer_templates
@@ -110,39 +111,8 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
-            # One statement: the notification, its merchant, the merchant's active users with
-            # their own conversations, and which of them an earlier attempt recorded.
             rows = (
-                await session.execute(
-                    join_own_conversation(
-                        select(
-                            Notification,
-                            Merchant,
-                            MerchantUser,
-                            Conversation,
-                            NotificationRecipient.id,
-                            # The instruction message's quick answers ride on this statement.
-                            answer_templates.quick_codes_column(),
-                        )
-                        .join(Merchant, Merchant.id == Notification.merchant_id)
-                        .outerjoin(
-                            MerchantUser,
-                            and_(
-                                MerchantUser.merchant_id == Merchant.id,
-                                MerchantUser.deactivated_at.is_(None),
-                            ),
-                        )
-                    )
-                    .outerjoin(
-                        NotificationRecipient,
-                        and_(
-                            NotificationRecipient.notification_id == Notification.id,
-                            NotificationRecipient.merchant_user_id == MerchantUser.id,
-                        ),
-                    )
-                    .where(Notification.id == notification_id)
-                    .order_by(MerchantUser.id)
-                )
+                await session.execute(_route_load(), {"notification_id": notification_id})
             ).all()
             if not rows:
                 raise non_retryable(f"notification {notification_id} does not exist")
@@ -257,6 +227,43 @@ class Router:
             else:
                 notification.context = writes.context
         return members
+
+
+@functools.cache
+def _route_load() -> Any:
+    """One statement: the notification, its merchant, the merchant's active users with their
+    own conversations, which of them an earlier attempt recorded, and the instruction
+    message's quick answers. Built once, the id a bound parameter: building the construct and
+    its cache key per call cost more worker CPU than executing it."""
+    return (
+        join_own_conversation(
+            select(
+                Notification,
+                Merchant,
+                MerchantUser,
+                Conversation,
+                NotificationRecipient.id,
+                answer_templates.quick_codes_column(),
+            )
+            .join(Merchant, Merchant.id == Notification.merchant_id)
+            .outerjoin(
+                MerchantUser,
+                and_(
+                    MerchantUser.merchant_id == Merchant.id,
+                    MerchantUser.deactivated_at.is_(None),
+                ),
+            )
+        )
+        .outerjoin(
+            NotificationRecipient,
+            and_(
+                NotificationRecipient.notification_id == Notification.id,
+                NotificationRecipient.merchant_user_id == MerchantUser.id,
+            ),
+        )
+        .where(Notification.id == bindparam("notification_id"))
+        .order_by(MerchantUser.id)
+    )
 
 
 @dataclass(frozen=True)
