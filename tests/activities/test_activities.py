@@ -18,6 +18,7 @@ from notifyflow.activities.notification import NotificationActivities
 from notifyflow.ai.base import Localized
 from notifyflow.ai.offline import OfflineProvider
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.statements import execute
 from notifyflow.db.tables import (
     Merchant,
     MerchantUser,
@@ -93,7 +94,7 @@ class FakeOutreach:
         # The routing's writes ride with the real ledger's claim: written here instead.
         async with self.db() as session:
             for stmt in claim_with:
-                await session.execute(stmt)
+                await execute(session, stmt)
             await session.commit()
         self.asked.append((notification.id, kind, sorted(members)))
         return len(members)
@@ -148,7 +149,7 @@ class FakeOutreach:
         # The answer's writes ride with the real ledger's claim: written here instead.
         async with self.db() as session:
             for stmt in claim_with:
-                await session.execute(stmt)
+                await execute(session, stmt)
             await session.commit()
         if on_claimed is not None:
             on_claimed()

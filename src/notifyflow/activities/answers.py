@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, func, insert, select, update
+from sqlalchemy import Text, and_, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -20,8 +20,15 @@ from temporalio import activity
 from notifyflow import worker_metrics
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, ChatTurn, Localized
-from notifyflow.db.session import SessionFactory
-from notifyflow.db.statements import dialect_name
+from notifyflow.db.session import SessionFactory, autocommit
+from notifyflow.db.statements import (
+    Bound,
+    bind_update,
+    dialect_name,
+    execute,
+    factory_dialect,
+    insert_rows,
+)
 from notifyflow.db.tables import (
     Conversation,
     ConversationUser,
@@ -145,6 +152,7 @@ class Answers:
         if first and (subscriptions or (question and not document_exists)):
             return None
         now = utcnow()
+        dialect = factory_dialect(self._db)
         values: dict[str, Any] = {
             "localized_fragment": localized.continuation_fragment,
             "localized_sentence": localized.full_sentence,
@@ -153,21 +161,23 @@ class Answers:
         statements: list[Any] = []
         if first:
             statements.append(
-                insert(NotificationAnswer).values(**_accepted_answer(notification, input))
+                insert_rows(dialect, NotificationAnswer, [_accepted_answer(notification, input)])
             )
             values.update(_answered(input))
             if question:
                 statements.append(
-                    update(Document)
-                    .where(Document.id == notification.document_id)
-                    .values(content=text, updated_at=now)
-                    .execution_options(synchronize_session=False)
+                    bind_update(
+                        Document,
+                        where="id",
+                        key=notification.document_id,
+                        values={"content": text, "updated_at": now},
+                        name="document",
+                    )
                 )
         statements.append(
-            update(Notification)
-            .where(Notification.id == notification.id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            bind_update(
+                Notification, where="id", key=notification.id, values=values, name="answered"
+            )
         )
         return statements
 
@@ -378,6 +388,7 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     """One statement: the notification with its customer, merchant and whether this answer
     is recorded already (a retry), and the merchant's users with their own conversations."""
     async with db() as session:
+        await autocommit(session)  # one read
         rows = (
             await session.execute(
                 _delivery_load(dialect_name(session)),
@@ -395,29 +406,52 @@ async def load_for_delivery(db: SessionFactory, input: DeliverInput) -> ForDeliv
     return ForDelivery(notification, contact, bool(recorded), roster, rows[0][7] is not None, turns)
 
 
-def outcome_statement(notification_id: int, outcome: Outcome) -> Any:
+def outcome_statement(notification_id: int, outcome: Outcome, *, returning: bool = False) -> Bound:
     """Delivered (by which method) or delivery_failed (why), unless an earlier attempt
     recorded the outcome: only the first record counts (a retried delivery, the same sends
-    answered by the ledger, must not write a second webhook event or count twice)."""
+    answered by the ledger, must not write a second webhook event or count twice). With
+    ``returning``, the notification's id comes back when it changed."""
     status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
     now = utcnow()
-    return (
-        update(Notification)
+    return Bound(
+        _outcome_update(returning),
+        {
+            "outcome__id": notification_id,
+            "outcome__status": status.value,
+            "outcome__delivery_method": outcome.method,
+            "outcome__failure_reason": outcome.reason,
+            "outcome__delivered_at": now if outcome.ok else None,
+            "outcome__updated_at": now,
+        },
+        static=True,
+    )
+
+
+@functools.cache
+def _outcome_update(returning: bool) -> Any:
+    table: Any = Notification.__table__
+    stmt = (
+        update(table)
         .where(
-            Notification.id == notification_id,
-            Notification.status.not_in(
+            table.c.id == bindparam("outcome__id", type_=table.c.id.type),
+            table.c.status.not_in(
                 [NotificationStatus.delivered.value, NotificationStatus.delivery_failed.value]
             ),
         )
         .values(
-            status=status.value,
-            delivery_method=outcome.method,
-            failure_reason=outcome.reason,
-            delivered_at=now if outcome.ok else None,
-            updated_at=now,
+            {
+                name: bindparam(f"outcome__{name}", type_=table.c[name].type)
+                for name in (
+                    "status",
+                    "delivery_method",
+                    "failure_reason",
+                    "delivered_at",
+                    "updated_at",
+                )
+            }
         )
-        .execution_options(synchronize_session=False)
     )
+    return stmt.returning(table.c.id) if returning else stmt
 
 
 def count_outcome(outcome: Outcome) -> None:
@@ -438,7 +472,7 @@ async def record_outcome(
     event."""
     status = NotificationStatus.delivered if outcome.ok else NotificationStatus.delivery_failed
     async with db() as session:
-        changed = await session.execute(outcome_statement(notification_id, outcome))
+        changed = await execute(session, outcome_statement(notification_id, outcome))
         first = bool(changed.rowcount)  # type: ignore[attr-defined]
         if first:
             await webhook_events.enqueue(

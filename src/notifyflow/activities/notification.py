@@ -30,7 +30,6 @@ from notifyflow.activities.routing import ADMIN, Router
 from notifyflow.ai.base import AIProvider, Localized
 from notifyflow.db.answer_history import record_refused_answer
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Notification
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import (
     NOTIFICATION_CONFIG,
@@ -235,9 +234,7 @@ class NotificationActivities:
             outcome_with=(
                 None
                 if merchant.webhook_subscriptions
-                else lambda outcome: outcome_statement(notification.id, outcome).returning(
-                    Notification.id
-                )
+                else lambda outcome: outcome_statement(notification.id, outcome, returning=True)
             ),
             on_claimed=(
                 (lambda: count_first_answer(notification, input.answered_at))

@@ -12,14 +12,20 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow import answer_templates
 from notifyflow.activities.common import fall_back, non_retryable
 from notifyflow.ai.base import AIError, AIProvider, Classification, SupportCategory
-from notifyflow.db.session import SessionFactory
-from notifyflow.db.statements import dialect_name, factory_dialect, insert_rows
+from notifyflow.db.session import SessionFactory, autocommit
+from notifyflow.db.statements import (
+    bind_update,
+    dialect_name,
+    execute,
+    factory_dialect,
+    insert_rows,
+)
 from notifyflow.db.tables import (
     Conversation,
     Document,
@@ -111,6 +117,7 @@ class Router:
     async def route(self, notification_id: int) -> Routed:
         """The first routing, or on a retry the one an earlier attempt recorded."""
         async with self._db() as session:
+            await autocommit(session)  # reads only
             rows = (
                 await session.execute(_route_load(), {"notification_id": notification_id})
             ).all()
@@ -218,7 +225,7 @@ class Router:
             )
             try:
                 for stmt in writes.statements:
-                    await session.execute(stmt)
+                    await execute(session, stmt)
                 await session.commit()
             except IntegrityError:
                 # An earlier attempt wrote them (same notification, same users): keep those.
@@ -341,9 +348,12 @@ def recipient_writes(
         }
     )
     statements.append(
-        update(Notification)
-        .where(Notification.id == notification_id)
-        .values(context=context, **values)
-        .execution_options(synchronize_session=False)
+        bind_update(
+            Notification,
+            where="id",
+            key=notification_id,
+            values={"context": context, **values},
+            name="routed",
+        )
     )
     return RecipientWrites(statements, context)

@@ -46,12 +46,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
-from notifyflow.db.statements import dialect_name, insert_ignoring_duplicates
+from notifyflow.db.statements import dialect_name, execute, insert_ignoring_duplicates
 from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
@@ -317,13 +317,14 @@ async def ensure_default_templates(session_factory: SessionFactory) -> int:
             return 0
         # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
         # overwrites a template an operator has already replaced.
-        stmt: Insert = insert_ignoring_duplicates(
+        stmt = insert_ignoring_duplicates(
             dialect_name(session),
             CampaignTemplate,
             rows,
             unique=["campaign", "language", "merchant_scope"],
-        ).returning(CampaignTemplate.id)
-        inserted = len((await session.execute(stmt)).all())
+            returning=["id"],
+        )
+        inserted = len((await execute(session, stmt)).all())
         await session.commit()
     log.info("inserted %d default campaign templates", inserted)
     return inserted

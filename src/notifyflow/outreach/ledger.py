@@ -25,14 +25,14 @@ from notifyflow.channels.base import (
     SendResult,
     closes_window,
 )
-from notifyflow.db.session import SessionFactory
+from notifyflow.db.session import SessionFactory, autocommit
 from notifyflow.db.statements import (
     Writes,
     dialect_name,
     factory_dialect,
     insert_ignoring_duplicates,
     insert_rows,
-    per_row,
+    update_rows,
 )
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.db.types import utcnow
@@ -212,6 +212,7 @@ class Sender:
         if not statements:
             return
         async with self._db() as session:
+            await autocommit(session)  # one statement on PostgreSQL (Writes)
             await _run(session, statements)
             await session.commit()
 
@@ -284,9 +285,16 @@ class Sender:
         ]
         claims: dict[str, _Claim] = {}
         async with self._db() as session:
+            # The claim is one statement on PostgreSQL, atomic on its own; a retry's reads
+            # and decisions about earlier rows follow it (each on its own, as after a crash).
+            await autocommit(session)
             stmt = insert_ignoring_duplicates(
-                dialect_name(session), Delivery, rows, unique=["idempotency_key"]
-            ).returning(Delivery.id, Delivery.idempotency_key)
+                dialect_name(session),
+                Delivery,
+                rows,
+                unique=["idempotency_key"],
+                returning=["id", "idempotency_key"],
+            )
             writes = Writes()
             for extra in claim_with:
                 writes.add(extra)
@@ -369,18 +377,19 @@ class Sender:
         writes = Writes()
         if accepted:
             writes.add(
-                update(Delivery)
-                .where(Delivery.id.in_([delivery_id for _, delivery_id, _, _ in accepted]))
-                .values(
-                    status="sent",
-                    provider_message_id=per_row(
-                        Delivery.id, {d: pmid for _, d, pmid, _ in accepted}
-                    ),
-                    error_code=None,
-                    error_message=None,
-                    updated_at=now,
+                update_rows(
+                    factory_dialect(self._db),
+                    Delivery,
+                    [{"id": d, "provider_message_id": pmid} for _, d, pmid, _ in accepted],
+                    key="id",
+                    same={
+                        "status": "sent",
+                        "error_code": None,
+                        "error_message": None,
+                        "updated_at": now,
+                    },
+                    name="sent",
                 )
-                .execution_options(synchronize_session=False)
             )
             writes.add(
                 insert_rows(
@@ -404,6 +413,7 @@ class Sender:
                 .execution_options(synchronize_session=False)
             )
         async with self._db() as session:
+            await autocommit(session)  # one statement on PostgreSQL (Writes)
             if follow is None:
                 await writes.run(session)
                 changed = False
