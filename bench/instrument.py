@@ -31,7 +31,9 @@ def normalize_statement(statement: str) -> str:
 
 class SqlCounters:
     """Statements (``before_cursor_execute``), their time, transactions (``commit``), rollbacks,
-    BEGINs and pool checkouts on one engine."""
+    BEGINs and pool checkouts on one engine, and the round trips to the server they make: each
+    statement, each BEGIN and COMMIT/ROLLBACK of a connection not in autocommit (psycopg sends
+    them as commands of their own), and a pre-ping per checkout when the pool pings."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.statements = 0
@@ -39,6 +41,8 @@ class SqlCounters:
         self.rollbacks = 0
         self.begins = 0
         self.checkouts = 0
+        self.round_trips = 0
+        self._pings = bool(getattr(engine.sync_engine.pool, "_pre_ping", False))
         self.seconds = 0.0
         self.by_verb: Counter[str] = Counter()
         self.by_text: Counter[str] = Counter()
@@ -61,6 +65,7 @@ class SqlCounters:
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, *_: Any
     ) -> None:
         self.statements += 1
+        self.round_trips += 1
         known = self._normalized.get(statement)
         if known is None:
             text = normalize_statement(statement)
@@ -85,17 +90,21 @@ class SqlCounters:
             if text is not None:
                 self.time_by_text[text] += elapsed
 
-    def _commit(self, _conn: Any) -> None:
+    def _commit(self, conn: Any) -> None:
         self.commits += 1
+        self.round_trips += _in_transaction(conn)
 
-    def _rollback(self, _conn: Any) -> None:
+    def _rollback(self, conn: Any) -> None:
         self.rollbacks += 1
+        self.round_trips += _in_transaction(conn)
 
-    def _begin(self, _conn: Any) -> None:
+    def _begin(self, conn: Any) -> None:
         self.begins += 1
+        self.round_trips += _in_transaction(conn)
 
     def _checkout(self, *_: Any) -> None:
         self.checkouts += 1
+        self.round_trips += self._pings
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -104,6 +113,7 @@ class SqlCounters:
             "rollbacks": self.rollbacks,
             "begins": self.begins,
             "checkouts": self.checkouts,
+            "round_trips": self.round_trips,
             "sql_seconds": self.seconds,
             "compiled": self.compiled,
             "by_verb": dict(self.by_verb),
@@ -118,6 +128,12 @@ class SqlCounters:
             }
             for text, count in self.by_text.items()
         }
+
+
+def _in_transaction(conn: Any) -> int:
+    """1 when the connection runs real transactions (its BEGIN, COMMIT and ROLLBACK are round
+    trips), 0 in autocommit (SQLAlchemy still reports them; psycopg sends nothing)."""
+    return 0 if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT" else 1
 
 
 def self_cpu_ms() -> float:

@@ -157,6 +157,11 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         result["sql_transactions_per_notification"],
     )
     row(
+        "  worker SQL round trips / notification",
+        None,
+        n.get("worker_sql_round_trips_per"),
+    )
+    row(
         "  starter SQL statements / notification",
         None,
         result.get("starter_sql_statements_per_notification"),

@@ -201,6 +201,8 @@ class Bench:
             "worker_sql_rollbacks_per": d(ws, we, "rollbacks") / per,
             "worker_sql_begins_per": d(ws, we, "begins") / per,
             "worker_pool_checkouts_per": d(ws, we, "checkouts") / per,
+            # Statements, BEGIN/COMMIT/ROLLBACK outside autocommit, pre-pings (instrument.py).
+            "worker_sql_round_trips_per": d(ws, we, "round_trips") / per,
             "worker_sql_ms_per": d(ws, we, "sql_seconds") * 1000 / per,
             "worker_sql_by_verb_per": {
                 verb: (we["by_verb"].get(verb, 0) - ws["by_verb"].get(verb, 0)) / per
@@ -208,6 +210,7 @@ class Bench:
             },
             "starter_sql_statements_per": d(phase.starter_sql, starter, "statements") / per,
             "starter_sql_commits_per": d(phase.starter_sql, starter, "commits") / per,
+            "starter_sql_round_trips_per": d(phase.starter_sql, starter, "round_trips") / per,
             "server_cpu_ms_per": (
                 (server_cpu - phase.server_cpu) / per
                 if server_cpu is not None and phase.server_cpu is not None
