@@ -95,7 +95,7 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
     from bench.instrument import SqlCounters, memory_mb, self_cpu_ms
     from bench.workflows import ACTIVITIES, WORKFLOWS
     from notifyflow.config import Settings
-    from notifyflow.db.session import session_factory
+    from notifyflow.db.session import create_engine, session_factory
     from notifyflow.providers import build_ai, build_channel, build_instagram
 
     settings = Settings()
@@ -110,7 +110,10 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
             return real_create(url, **{**kwargs, **engine_options})
 
         setattr(session_module, "create_async_engine", create_with_options)  # noqa: B010
-    engine = product.worker_engine(settings)
+    # The product's worker engine (releases before worker_engine: create_engine's defaults),
+    # so this bench also measures an older checkout side by side.
+    make_engine = getattr(product, "worker_engine", None)
+    engine = make_engine(settings) if make_engine else create_engine(settings.database_url)
     counters = SqlCounters(engine)
     db = session_factory(engine)
     client = await product.connect(settings)
