@@ -177,8 +177,9 @@ def update_rows(
     same: Mapping[str, Any],
     name: str,
 ) -> Bound:
-    """One UPDATE giving each row (found by ``key``) its own values (the other keys of
-    ``rows``, the same in every row) and every row the values of ``same``.
+    """One UPDATE for several rows: the row whose ``key`` column equals a row's ``key`` gets
+    that row's other values (every row of ``rows`` gives the same columns), and all of them get
+    the values of ``same``.
 
     On PostgreSQL ``UPDATE … FROM json_to_recordset(:<name>__rows)``, built once for the
     table and the column names, ``same`` bound as ``<name>__<column>``; on SQLite (no DML in
