@@ -16,11 +16,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from notifyflow.history_costs import history_cost
-from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
-from notifyflow.workflows.correction import CorrectionWorkflow
-from notifyflow.workflows.notification import NotificationWorkflow
-from tests.replay import stamp
+# This module defines a workflow (the subclass below), so the sandbox executes it: what it uses
+# from notifyflow is passed through, the same objects the workflow code sees.
+with workflow.unsafe.imports_passed_through():
+    from notifyflow.history_costs import history_cost
+    from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
+    from notifyflow.workflows.correction import CorrectionWorkflow
+    from notifyflow.workflows.notification import NotificationWorkflow
+    from tests.replay import stamp
 
 HERE = Path(__file__).parent / "histories"
 HISTORIES = sorted(p for p in HERE.glob("*.json") if p.name != stamp.STAMP)

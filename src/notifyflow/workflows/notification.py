@@ -20,22 +20,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from notifyflow.activities.follow_ups import FollowUpActivities
-    from notifyflow.activities.notification import NotificationActivities
-    from notifyflow.activities.satisfaction import SatisfactionActivities
-    from notifyflow.models import business_hours
-    from notifyflow.models.answers import parse_answer, validate_answer
-    from notifyflow.models.errors import NotificationError, RefusalCode
-    from notifyflow.models.ids import (
-        MalformedNotificationId,
-        format_notification_id,
-        parse_notification_id,
-    )
-    from notifyflow.models.notification import (
+    from notifyflow.workflows.deps import (
+        CONFIGURATION_ERROR,
         NOTIFICATION_CONFIG,
-        NotificationStatus,
-    )
-    from notifyflow.models.workflow_io import (
+        NOTIFICATION_STATUS,
         AnswerAccepted,
         AnswerSubmission,
         AskSatisfactionInput,
@@ -45,23 +33,33 @@ with workflow.unsafe.imports_passed_through():
         DeliverInput,
         DeliverResult,
         FinishInput,
+        FollowUpActivities,
         FollowUpInput,
         FollowUpKind,
         FollowUpResult,
         ForwardInput,
+        MalformedNotificationId,
+        NotificationActivities,
+        NotificationError,
         NotificationOutcome,
+        NotificationStatus,
         NotificationWorkflowInput,
         OpenInput,
         Priority,
         RecordRejectionInput,
+        RefusalCode,
         RejectedAttempt,
+        SatisfactionActivities,
         ServiceChange,
         Stage,
         WorkflowStatus,
+        business_hours,
+        format_notification_id,
+        parse_answer,
+        parse_notification_id,
+        policies,
+        validate_answer,
     )
-    from notifyflow.outreach.errors import CONFIGURATION_ERROR
-    from notifyflow.search_attributes import NOTIFICATION_STATUS
-    from notifyflow.workflows import policies
 
 
 MAX_REJECTED_SHOWN = 50
