@@ -33,7 +33,7 @@ class SqlCounters:
     """Statements (``before_cursor_execute``), their time, transactions (``commit``), rollbacks,
     BEGINs and pool checkouts on one engine, and the round trips to the server they make: each
     statement, each BEGIN and COMMIT/ROLLBACK of a connection not in autocommit (psycopg sends
-    them as commands of their own), and a pre-ping per checkout when the pool pings."""
+    them as commands of their own), and each pre-ping."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.statements = 0
@@ -42,7 +42,15 @@ class SqlCounters:
         self.begins = 0
         self.checkouts = 0
         self.round_trips = 0
-        self._pings = bool(getattr(engine.sync_engine.pool, "_pre_ping", False))
+        # The pool pings a connection it hands out again, not a fresh one: count real pings.
+        dialect = engine.sync_engine.dialect
+        ping = dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            self.round_trips += 1
+            return bool(ping(dbapi_connection))
+
+        dialect.do_ping = counted_ping  # type: ignore[method-assign]
         self.seconds = 0.0
         self.by_verb: Counter[str] = Counter()
         self.by_text: Counter[str] = Counter()
@@ -104,7 +112,6 @@ class SqlCounters:
 
     def _checkout(self, *_: Any) -> None:
         self.checkouts += 1
-        self.round_trips += self._pings
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -110,10 +110,7 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
             return real_create(url, **{**kwargs, **engine_options})
 
         setattr(session_module, "create_async_engine", create_with_options)  # noqa: B010
-    # The product's worker engine (releases before worker_engine: create_engine's defaults),
-    # so this bench also measures an older checkout side by side.
-    make_engine = getattr(product, "worker_engine", None)
-    engine = make_engine(settings) if make_engine else create_engine(settings.database_url)
+    engine = create_engine(settings.database_url)
     counters = SqlCounters(engine)
     db = session_factory(engine)
     client = await product.connect(settings)

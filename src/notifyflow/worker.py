@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
@@ -216,17 +215,11 @@ async def log_template_gaps(db: SessionFactory) -> list[str]:
     return missing
 
 
-def worker_engine(settings: Settings) -> AsyncEngine:
-    """The worker's database engine: no pre-ping (``create_engine``): an activity that meets a
-    dropped connection fails that attempt and is retried on a fresh pool."""
-    return create_engine(settings.database_url, pre_ping=False)
-
-
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight work and stop."""
     from notifyflow.providers import build_ai, build_channel, build_instagram
 
-    engine = worker_engine(settings)
+    engine = create_engine(settings.database_url)
     db = session_factory(engine)
     client = await connect(settings, runtime=metrics_runtime(settings))
     ai = build_ai(settings)

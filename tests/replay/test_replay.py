@@ -111,8 +111,8 @@ def test_failure_histories_hold_a_failed_activity(name: str) -> None:
 
 
 # Recorded on the workflow code of earlier releases — before issue 11 (commit eec5dbf), before
-# issue 15 (commit ff0026c): workflows started then may still be running, so they must keep
-# replaying (workflow.patched); never re-recorded.
+# issue 15 (commit ff0026c), before issue 17's third step (commit 41864bd): workflows started
+# then may still be running, so they must keep replaying (workflow.patched); never re-recorded.
 OLDER = sorted(HERE.glob("before_issue_*/*.json"))
 
 

@@ -19,14 +19,13 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+psycopg://`` or ``sqlite+aiosqlite://``).
 
-    ``pre_ping``: test each pooled PostgreSQL connection with a round trip when it is taken
-    (a request never meets a connection the server dropped). The worker turns it off: its
-    activities are retried anyway, and the first statement on a dropped connection
-    invalidates the whole pool (SQLAlchemy's disconnect handling), so a database restart
-    costs one retried attempt instead of a round trip before every transaction."""
+    PostgreSQL connections are tested with a round trip when taken from the pool (pre-ping):
+    in the worker, the record of a step's sends comes right after the provider accepted them,
+    and a connection the server dropped meanwhile must not fail that record (its retry would
+    have to find the sends at the provider, which Instagram cannot)."""
     from notifyflow.tracing import instrument_engine
 
     if url.startswith("sqlite"):
@@ -35,7 +34,7 @@ def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> As
         event.listen(sync, "connect", _sqlite_pragmas)
     else:
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
         )
     instrument_engine(engine)  # a span per statement when tracing is on; nothing otherwise
     return engine
@@ -46,8 +45,9 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 async def autocommit(session: AsyncSession) -> None:
-    """Run this session's statements without a transaction on PostgreSQL — for a read of one
-    statement, which is consistent on its own: saves the BEGIN and ROLLBACK round trips. Call
-    it before the session's first statement."""
+    """Run this session's statements without a transaction on PostgreSQL — for a unit of work
+    that is one statement (a read, or a step's writes combined by ``Writes``), atomic and
+    consistent on its own: saves the BEGIN and COMMIT/ROLLBACK round trips. Call it before the
+    session's first statement."""
     if session.get_bind().dialect.name == "postgresql":
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})

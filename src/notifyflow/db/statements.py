@@ -318,9 +318,12 @@ class Writes:
     async def run(self, session: AsyncSession, main: Any | None = None) -> Result[Any] | None:
         """Execute every statement added, and ``main`` (returned: its result)."""
         quiet, self._quiet = self._quiet, []
+        parts = [*quiet, bound(main)] if main is not None else quiet
+        # Checked on every dialect: a clash that only PostgreSQL's one statement would meet
+        # must fail the tests on SQLite too.
+        params = _merged_params(parts)
         if dialect_name(session) == "postgresql" and quiet:
-            parts = [*quiet, bound(main)] if main is not None else quiet
-            return await execute(session, _combined(parts))
+            return await execute(session, _combined(parts, params))
         for stmt in quiet:
             await execute(session, stmt)
         if main is None:
@@ -328,14 +331,21 @@ class Writes:
         return await execute(session, main)
 
 
-def _combined(parts: list[Bound]) -> Bound:
-    """The last part with the others as its CTEs ``w0``, ``w1``, …, and every part's values."""
+def _merged_params(parts: list[Bound]) -> dict[str, Any]:
+    """Every part's values; two parts binding one name would share it in one statement."""
     params: dict[str, Any] = {}
     for part in parts:
         for name, value in part.params.items():
             if name in params:
                 raise ValueError(f"two statements of one write bind {name!r}")
             params[name] = value
+    return params
+
+
+def _combined(parts: list[Bound], params: dict[str, Any] | None = None) -> Bound:
+    """The last part with the others as its CTEs ``w0``, ``w1``, …, and every part's values."""
+    if params is None:
+        params = _merged_params(parts)
     if all(p.static for p in parts):
         stmt = _combine_static(tuple(p.statement for p in parts))
         return Bound(stmt, params, static=True)

@@ -156,9 +156,7 @@ class Sender:
                 on_claimed()
             return []
         prepared = [self._prepare(s, kind) for s in sends]
-        claims = await self._claim_many(notification_id, prepared, claim_with)
-        if on_claimed is not None:
-            on_claimed()
+        claims = await self._claim_many(notification_id, prepared, claim_with, on_claimed)
         gate = asyncio.Semaphore(max(1, concurrency))
 
         async def call(p: _Prepared) -> SendResult:
@@ -253,7 +251,11 @@ class Sender:
         )
 
     async def _claim_many(
-        self, notification_id: int, prepared: list[_Prepared], claim_with: Sequence[Any]
+        self,
+        notification_id: int,
+        prepared: list[_Prepared],
+        claim_with: Sequence[Any],
+        on_claimed: Callable[[], None] | None = None,
     ) -> dict[str, _Claim]:
         """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
@@ -285,8 +287,8 @@ class Sender:
         ]
         claims: dict[str, _Claim] = {}
         async with self._db() as session:
-            # The claim is one statement on PostgreSQL, atomic on its own; a retry's reads
-            # and decisions about earlier rows follow it (each on its own, as after a crash).
+            # The claim (with the step's own writes) is one statement on PostgreSQL, atomic on
+            # its own: no transaction around it.
             await autocommit(session)
             stmt = insert_ignoring_duplicates(
                 dialect_name(session),
@@ -302,8 +304,16 @@ class Sender:
             assert claimed is not None
             for row in claimed.all():
                 claims[row.idempotency_key] = _Claim(delivery_id=row.id)
-            earlier = [p for p in prepared if p.send.key not in claims]
-            if earlier:
+            await session.commit()
+        # Committed: what the step decided is recorded (a retry finds it recorded).
+        if on_claimed is not None:
+            on_claimed()
+        earlier = [p for p in prepared if p.send.key not in claims]
+        if earlier:
+            # A retry: the rows an earlier attempt claimed are read and decided in one
+            # transaction of their own (a failure there, e.g. the provider's lookup, leaves
+            # them as they were).
+            async with self._db() as session:
                 found = {
                     row.idempotency_key: row
                     for row in await session.scalars(
@@ -314,7 +324,7 @@ class Sender:
                 }
                 for p in earlier:
                     claims[p.send.key] = await self._decide(session, found[p.send.key], p)
-            await session.commit()
+                await session.commit()
         return claims
 
     @staticmethod
