@@ -138,9 +138,7 @@ async def record_request(
         # One read for everything the row needs: the conversation, its customer's phone, the
         # merchant's timezone and webhook count, its service levels and its active admins
         # (one row per admin).
-        found = (
-            await session.execute(_request_load(), {"conversation_id": conversation_id})
-        ).all()
+        found = (await session.execute(_request_load(), {"conversation_id": conversation_id})).all()
         if not found or found[0][0].merchant_user_id is not None:
             if (replay := await earlier()) is not None:
                 return replay

@@ -14,6 +14,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # The full name, so the sandbox passes it through (a `from <package> import <module>`
+    # would import the module afresh inside the sandbox for every workflow run).
+    import notifyflow.workflows.policies as policies
     from notifyflow.activities.admin_reply import AdminReplyActivities
     from notifyflow.models.inbound import (
         AdminReplyDecision,
@@ -21,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         AdminReplyMessage,
         ReplyOutcome,
     )
-    from notifyflow.workflows import policies
 
 SORRY = (
     "Sorry — your message could not be processed just now. Please send your answer again in a "

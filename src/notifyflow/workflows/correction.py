@@ -16,6 +16,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # The full name, so the sandbox passes it through (a `from <package> import <module>`
+    # would import the module afresh inside the sandbox for every workflow run).
+    import notifyflow.workflows.policies as policies
     from notifyflow.activities.corrections import CorrectionActivities
     from notifyflow.models.corrections import (
         CorrectionFailure,
@@ -23,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         CorrectionResult,
     )
     from notifyflow.models.ids import format_notification_id
-    from notifyflow.workflows import policies
 
 
 @workflow.defn(name="CorrectionWorkflow")

@@ -14,10 +14,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # The full name, so the sandbox passes it through (a `from <package> import <module>`
+    # would import the module afresh inside the sandbox for every workflow run).
+    import notifyflow.workflows.policies as policies
     from notifyflow.activities.fallback import FallbackActivities
     from notifyflow.models.ids import format_notification_id
     from notifyflow.models.inbound import FallbackAction, FallbackInput, FallbackResult
-    from notifyflow.workflows import policies
 
 
 def fallback_workflow_id(notification_id: int, action: FallbackAction) -> str:

@@ -14,9 +14,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # The full name, so the sandbox passes it through (a `from <package> import <module>`
+    # would import the module afresh inside the sandbox for every workflow run).
+    import notifyflow.workflows.policies as policies
     from notifyflow.activities.webhooks import WebhookActivities
     from notifyflow.models.webhooks import WebhookDeliveryInput, WebhookDeliveryResult
-    from notifyflow.workflows import policies
 
 
 @workflow.defn(name="WebhookDeliveryWorkflow")
