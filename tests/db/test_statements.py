@@ -17,7 +17,6 @@ from notifyflow.db.statements import (
     bind_update,
     dialect_name,
     execute,
-    insert_ignoring_duplicates,
     insert_rows,
     update_rows,
 )
@@ -38,24 +37,34 @@ def _rows(conversation_id: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
+async def _insert_messages(db: SessionFactory, conversation_id: int, count: int) -> None:
+    async with db() as session:
+        await execute(
+            session, insert_rows(dialect_name(session), Message, _rows(conversation_id, count))
+        )
+        await session.commit()
+
+
+async def _messages(db: SessionFactory, conversation_id: int) -> list[Message]:
+    """The conversation's assistant messages, oldest first (each row has its own time)."""
+    async with db() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id, Message.role == "assistant")
+                    .order_by(Message.created_at)
+                )
+            ).all()
+        )
+
+
 async def test_rows_are_written_as_given_with_the_columns_defaults(
     db: SessionFactory, make_merchant
 ):
     merchant = await make_merchant()
-    async with db() as session:
-        await execute(
-            session, insert_rows(dialect_name(session), Message, _rows(merchant.conversation_id, 3))
-        )
-        await session.commit()
-        stored = (
-            await session.scalars(
-                select(Message)
-                .where(
-                    Message.conversation_id == merchant.conversation_id, Message.role == "assistant"
-                )
-                .order_by(Message.created_at)
-            )
-        ).all()
+    await _insert_messages(db, merchant.conversation_id, 3)
+    stored = await _messages(db, merchant.conversation_id)
     assert [(m.content, m.other_data, m.created_at) for m in stored] == [
         (r["content"], r["other_data"], r["created_at"]) for r in _rows(merchant.conversation_id, 3)
     ]
@@ -74,7 +83,7 @@ async def test_a_claim_of_several_keys_returns_only_the_new_ones(db: SessionFact
         dialect = dialect_name(session)
         first = await execute(
             session,
-            insert_ignoring_duplicates(
+            insert_rows(
                 dialect, ConversationUser, people(phones[:1]), unique=["phone"], returning=["phone"]
             ),
         )
@@ -82,7 +91,7 @@ async def test_a_claim_of_several_keys_returns_only_the_new_ones(db: SessionFact
         # The first key exists already: left as it is, and only the new one comes back.
         again = await execute(
             session,
-            insert_ignoring_duplicates(
+            insert_rows(
                 dialect, ConversationUser, people(phones), unique=["phone"], returning=["phone"]
             ),
         )
@@ -120,28 +129,11 @@ async def test_postgresql_compiles_the_insert_once_for_any_number_of_rows(
         assert hits[1:] == [CacheStats.CACHE_HIT] * 3
 
 
-async def _messages(db: SessionFactory, conversation_id: int) -> list[Message]:
-    async with db() as session:
-        return list(
-            (
-                await session.scalars(
-                    select(Message)
-                    .where(Message.conversation_id == conversation_id, Message.role == "assistant")
-                    .order_by(Message.id)
-                )
-            ).all()
-        )
-
-
 async def test_an_update_of_rows_gives_each_its_own_values_and_all_the_same_ones(
     db: SessionFactory, make_merchant
 ):
     merchant = await make_merchant()
-    async with db() as session:
-        await execute(
-            session, insert_rows(dialect_name(session), Message, _rows(merchant.conversation_id, 3))
-        )
-        await session.commit()
+    await _insert_messages(db, merchant.conversation_id, 3)
     first, second, third = await _messages(db, merchant.conversation_id)
     sid = f"SM{uuid.uuid4().hex}"  # provider ids are unique across the database
     async with db() as session:

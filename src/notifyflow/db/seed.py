@@ -51,7 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
-from notifyflow.db.statements import dialect_name, execute, insert_ignoring_duplicates
+from notifyflow.db.statements import dialect_name, execute, insert_rows
 from notifyflow.db.tables import (
     CampaignTemplate,
     Conversation,
@@ -317,7 +317,7 @@ async def ensure_default_templates(session_factory: SessionFactory) -> int:
             return 0
         # ON CONFLICT DO NOTHING: two processes seeding at once both succeed, and neither
         # overwrites a template an operator has already replaced.
-        stmt = insert_ignoring_duplicates(
+        stmt = insert_rows(
             dialect_name(session),
             CampaignTemplate,
             rows,

@@ -129,18 +129,6 @@ def insert_rows(
     raise NotImplementedError(f"{dialect} is not supported")
 
 
-def insert_ignoring_duplicates(
-    dialect: str,
-    table: Any,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    unique: Sequence[str],
-    returning: Sequence[str] = (),
-) -> Bound:
-    """:func:`insert_rows` with ``ON CONFLICT (unique) DO NOTHING``."""
-    return insert_rows(dialect, table, rows, unique=unique, returning=returning)
-
-
 @functools.cache
 def _recordset_insert(
     target: Table, names: tuple[str, ...], unique: tuple[str, ...], returning: tuple[str, ...]
@@ -224,12 +212,6 @@ def _recordset_update(
     return update(target).where(target.c[key] == source.c[key]).values(**values)
 
 
-def static_update(table: Any, *, where: str, columns: Sequence[str], name: str) -> Any:
-    """``UPDATE table SET col = :<name>__<col>, … WHERE <where> = :<name>__<where>``, built once
-    per table, columns and name (:func:`bind_update` gives its values)."""
-    return _static_update(getattr(table, "__table__", table), where, tuple(columns), name)
-
-
 @functools.cache
 def _static_update(target: Table, where: str, columns: tuple[str, ...], name: str) -> Any:
     return (
@@ -248,8 +230,9 @@ def bind_update(
     name: str,
     returning: Sequence[str] = (),
 ) -> Bound:
-    """:func:`static_update` of ``values`` (a dict: its keys are the columns set) for the row
-    whose ``where`` column is ``key``."""
+    """``UPDATE table SET col = :<name>__<col>, … WHERE <where> = :<name>__<where>`` (built
+    once per table, columns and name) with ``values`` (its keys are the columns set) for the
+    row whose ``where`` column is ``key``."""
     target: Table = getattr(table, "__table__", table)
     stmt = _static_update(target, where, tuple(values), name)
     if returning:

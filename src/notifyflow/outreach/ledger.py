@@ -30,7 +30,6 @@ from notifyflow.db.statements import (
     Writes,
     dialect_name,
     factory_dialect,
-    insert_ignoring_duplicates,
     insert_rows,
     update_rows,
 )
@@ -290,7 +289,7 @@ class Sender:
             # The claim (with the step's own writes) is one statement on PostgreSQL, atomic on
             # its own: no transaction around it.
             await autocommit(session)
-            stmt = insert_ignoring_duplicates(
+            stmt = insert_rows(
                 dialect_name(session),
                 Delivery,
                 rows,
