@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, cast, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -45,7 +45,7 @@ from notifyflow.models.notification import NotificationStatus, NotificationType,
 from notifyflow.models.vocabulary import MessageRole
 from notifyflow.models.workflow_io import DeliverInput, FinishInput
 from notifyflow.outreach.contacts import CustomerContact, load_contact
-from notifyflow.outreach.members import Roster, join_own_conversation
+from notifyflow.outreach.members import Roster, is_active_user_of, join_own_conversation
 from notifyflow.outreach.policy import Outcome
 from notifyflow.webhooks import events as webhook_events
 
@@ -371,13 +371,7 @@ def _delivery_load(dialect: str) -> Any:
             .join(Merchant, Merchant.id == Notification.merchant_id)
             .join(customer, customer.id == customer_conversation.conversation_user_id)
             .outerjoin(Document, Document.id == Notification.document_id)
-            .outerjoin(
-                MerchantUser,
-                and_(
-                    MerchantUser.merchant_id == Merchant.id,
-                    MerchantUser.deactivated_at.is_(None),
-                ),
-            )
+            .outerjoin(MerchantUser, is_active_user_of(Merchant.id))
         )
         .where(Notification.id == bindparam("notification_id"))
         .order_by(MerchantUser.id)

@@ -44,7 +44,13 @@ from notifyflow.models.notification import (
     NotificationType,
 )
 from notifyflow.models.vocabulary import MessageRole
-from notifyflow.outreach.members import Member, Roster, join_own_conversation, merchant_users
+from notifyflow.outreach.members import (
+    Member,
+    Roster,
+    is_active_user_of,
+    join_own_conversation,
+    merchant_users,
+)
 from notifyflow.outreach.service import Outreach
 
 log = logging.getLogger(__name__)
@@ -253,13 +259,7 @@ def _route_load() -> Any:
                 answer_templates.quick_codes_column(),
             )
             .join(Merchant, Merchant.id == Notification.merchant_id)
-            .outerjoin(
-                MerchantUser,
-                and_(
-                    MerchantUser.merchant_id == Merchant.id,
-                    MerchantUser.deactivated_at.is_(None),
-                ),
-            )
+            .outerjoin(MerchantUser, is_active_user_of(Merchant.id))
         )
         .outerjoin(
             NotificationRecipient,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVarTuple
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Conversation, ConversationUser, MerchantUser
@@ -58,17 +59,18 @@ class Roster:
         return cls(list(users.values()), known)
 
 
+def is_active_user_of(merchant_id: Any) -> ColumnElement[bool]:
+    """The merchant's active users: a departed (deactivated) one is told nothing more.
+    ``merchant_id``: a value, or a column to join on."""
+    return and_(MerchantUser.merchant_id == merchant_id, MerchantUser.deactivated_at.is_(None))
+
+
 async def merchant_users(db: SessionFactory, merchant_id: int) -> list[MerchantUser]:
-    """Every active user of a merchant: a departed (deactivated) one is told nothing more."""
+    """Every active user of a merchant."""
     async with db() as session:
         return list(
             (
-                await session.scalars(
-                    select(MerchantUser).where(
-                        MerchantUser.merchant_id == merchant_id,
-                        MerchantUser.deactivated_at.is_(None),
-                    )
-                )
+                await session.scalars(select(MerchantUser).where(is_active_user_of(merchant_id)))
             ).all()
         )
 
