@@ -38,7 +38,11 @@ async def replay(history: WorkflowHistory, count: int, rounds: int) -> list[floa
     """CPU ms per replayed notification, one figure per round of ``count`` replays."""
     # As the worker runs it: the workflow module compiled once per process.
     workflow_code_cache.install([NotificationWorkflow])
-    replayer = Replayer(workflows=[NotificationWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[NotificationWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_code_cache.sandboxed_runner(),
+    )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
         for i in range(count):

@@ -173,6 +173,8 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
+        # The SDK's sandbox, without recompiling its own code strings per activation.
+        workflow_runner=workflow_code_cache.sandboxed_runner(),
         activities=[*activities.all(), *(webhooks.all() if webhooks is not None else [])],
         # The Nexus NotificationService (Voyager workflows call it through the endpoint
         # NOTIFYFLOW_NEXUS_ENDPOINT, which targets this task queue).

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from notifyflow import workflow_code_cache
 from notifyflow.workflows.admin_reply import AdminReplyWorkflow
 from notifyflow.workflows.fallback import FallbackDeliveryWorkflow
 from tests.inbound.conftest import HISTORIES
@@ -39,5 +40,6 @@ async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[AdminReplyWorkflow, FallbackDeliveryWorkflow],
         data_converter=pydantic_data_converter,
+        workflow_runner=workflow_code_cache.sandboxed_runner(),
     )
     await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
