@@ -110,7 +110,9 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
             return real_create(url, **{**kwargs, **engine_options})
 
         setattr(session_module, "create_async_engine", create_with_options)  # noqa: B010
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
+    )
     counters = SqlCounters(engine)
     db = session_factory(engine)
     client = await product.connect(settings)

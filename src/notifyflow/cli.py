@@ -298,7 +298,9 @@ async def _backend(settings: Settings, *, temporal: bool) -> AsyncIterator[tuple
     from notifyflow.tracing import setup_tracing
 
     setup_tracing("notifyflow-cli")  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
+    )
     try:
         client = None
         if temporal:

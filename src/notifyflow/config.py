@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         default=600, ge=1, validation_alias="NOTIFYFLOW_WORKER_CACHED_WORKFLOWS"
     )
 
+    # A pooled PostgreSQL connection idle this long is pinged before use (0: at every use, as
+    # SQLAlchemy's pool_pre_ping). A busy worker takes a connection back within milliseconds,
+    # and a ping per statement was half of its round trips; the record of messages a provider
+    # just accepted is always pinged (db/session.py).
+    db_ping_after_idle_seconds: float = Field(
+        default=1.0, ge=0, validation_alias="NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS"
+    )
+
     # The Nexus endpoint Voyager workflows call (it targets TEMPORAL_NAMESPACE and
     # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
     nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")

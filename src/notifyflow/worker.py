@@ -221,7 +221,9 @@ async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight work and stop."""
     from notifyflow.providers import build_ai, build_channel, build_instagram
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
+    )
     db = session_factory(engine)
     client = await connect(settings, runtime=metrics_runtime(settings))
     ai = build_ai(settings)

@@ -103,7 +103,9 @@ async def main() -> None:
     if activity_timeout is not None:
         _fail_over_fast(activity_timeout)
         log.info("activity start_to_close shortened to %ss", activity_timeout)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
+    )
     db = session_factory(engine)
     client = await connect(settings)
     ai = build_ai(settings)

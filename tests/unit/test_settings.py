@@ -22,6 +22,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "NOTIFYFLOW_REMIND_AFTER",
         "NOTIFYFLOW_ESCALATE_AFTER",
         "NOTIFYFLOW_AUTO_CLOSE_AFTER",
+        "NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -48,6 +49,8 @@ def test_durations_in_seconds_or_iso_8601(text: str, expected: timedelta) -> Non
         ("NOTIFYFLOW_ESCALATE_AFTER", "P"),
         ("NOTIFYFLOW_AI", "claude"),
         ("NOTIFYFLOW_CHANNEL", "sms"),
+        ("NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS", "-1"),
+        ("NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS", "often"),
     ],
 )
 def test_a_bad_value_names_its_variable(

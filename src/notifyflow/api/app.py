@@ -64,7 +64,9 @@ def create_app(
     db = session_factory
     if db is None:
         # Creating an engine opens no connection; the first query does.
-        engine = db_session.create_engine(settings.database_url)
+        engine = db_session.create_engine(
+            settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
+        )
         db = db_session.session_factory(engine)
 
     async def connect() -> Client:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event
+import contextlib
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+# A pooled PostgreSQL connection idle this long is tested before it is handed out (1 s:
+# NOTIFYFLOW_DB_PING_AFTER_IDLE's default).
+PING_AFTER_IDLE = 1.0
+_IDLE_SINCE = "notifyflow_idle_since"
+_ALWAYS_PING: ContextVar[bool] = ContextVar("notifyflow_always_ping", default=False)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
@@ -19,13 +31,19 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE
+) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+psycopg://`` or ``sqlite+aiosqlite://``).
 
-    PostgreSQL connections are tested with a round trip when taken from the pool (pre-ping):
-    in the worker, the record of a step's sends comes right after the provider accepted them,
-    and a connection the server dropped meanwhile must not fail that record (its retry would
-    have to find the sends at the provider, which Instagram cannot)."""
+    A PostgreSQL connection taken from the pool is tested with a round trip (a ping; one that
+    fails makes the pool reconnect) when it sat there ``ping_after_idle`` seconds or more
+    (0: every time), or when the caller asks for it (:func:`ping_on_checkout`): the worker's
+    record of sends the provider just accepted always does — a connection the server dropped
+    meanwhile must not fail that record (its retry would have to find the sends at the
+    provider, which Instagram cannot). A connection handed back moments ago is not pinged: a
+    busy worker takes one several times a second, and the ping was a round trip per
+    statement."""
     from notifyflow.tracing import instrument_engine
 
     if url.startswith("sqlite"):
@@ -33,11 +51,45 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         sync: Engine = engine.sync_engine
         event.listen(sync, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        _ping_idle_connections(engine.sync_engine, ping_after_idle)
     instrument_engine(engine)  # a span per statement when tracing is on; nothing otherwise
     return engine
+
+
+@contextlib.contextmanager
+def ping_on_checkout() -> Iterator[None]:
+    """Connections taken from the pool inside this block are pinged however recently they
+    were used: for a write that must not fail on a connection the server dropped."""
+    token = _ALWAYS_PING.set(True)
+    try:
+        yield
+    finally:
+        _ALWAYS_PING.reset(token)
+
+
+def _ping_idle_connections(sync: Engine, after_idle: float) -> None:
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            # Cleared by the pool when it closes the connection: a new one starts without.
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None:
+            return  # connected just now
+        if time.monotonic() - since < after_idle and not _ALWAYS_PING.get():
+            return
+        try:
+            # Looked up at each call: the benchmark counts the round trips it makes.
+            alive = sync.dialect.do_ping(dbapi_connection)
+        except Exception as err:  # noqa: BLE001 - any failure: this connection is not usable
+            raise exc.InvalidatePoolError(f"ping failed: {err}") from err
+        if not alive:
+            raise exc.InvalidatePoolError("ping failed")
+
+    event.listen(sync.pool, "checkin", checkin)
+    event.listen(sync.pool, "checkout", checkout)
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:

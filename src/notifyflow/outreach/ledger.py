@@ -25,7 +25,7 @@ from notifyflow.channels.base import (
     SendResult,
     closes_window,
 )
-from notifyflow.db.session import SessionFactory, autocommit
+from notifyflow.db.session import SessionFactory, autocommit, ping_on_checkout
 from notifyflow.db.statements import (
     Writes,
     dialect_name,
@@ -421,15 +421,19 @@ class Sender:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        async with self._db() as session:
-            await autocommit(session)  # one statement on PostgreSQL (Writes)
-            if follow is None:
-                await writes.run(session)
-                changed = False
-            else:
-                result = await writes.run(session, follow.statement)
-                changed = result is not None and result.first() is not None
-            await session.commit()
+        # The provider has the messages: the connection is tested before this record, however
+        # recently it was used (a dropped one would fail the attempt, and its retry would have
+        # to find the sends at the provider, which Instagram cannot).
+        with ping_on_checkout():
+            async with self._db() as session:
+                await autocommit(session)  # one statement on PostgreSQL (Writes)
+                if follow is None:
+                    await writes.run(session)
+                    changed = False
+                else:
+                    result = await writes.run(session, follow.statement)
+                    changed = result is not None and result.first() is not None
+                await session.commit()
         if follow is not None:
             follow.done(changed)
         for p, _, _, _ in accepted:
