@@ -3,16 +3,21 @@ it once per process (notifyflow/workflow_code_cache.py), wherever bytecode is no
 
 from __future__ import annotations
 
+import dataclasses
 import importlib._bootstrap_external as bootstrap
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec, SerializationContext, WithSerializationContext
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from tests.fixtures.lifecycle import FakeTwilioChannel, running_worker, settings_for
 from tests.workflows.helpers import result, until
 
@@ -90,9 +95,10 @@ async def test_replays_compile_the_sandboxs_code_strings_once() -> None:
     for _ in range(3):
         await replayer.replay_workflow(history)
     after = workflow_code_cache._compiled.cache_info()
-    # Three more runs compiled nothing new, and each ran many strings (activations, payloads).
+    # Three more runs compiled nothing new, and each ran its strings (one per activation, and
+    # the creation of its sandbox) compiled.
     assert after.misses == before.misses
-    assert after.hits - before.hits >= 3 * 20
+    assert after.hits - before.hits >= 3 * 10
 
 
 def test_only_the_workflows_modules_are_kept_compiled() -> None:
@@ -105,3 +111,46 @@ def test_only_the_workflows_modules_are_kept_compiled() -> None:
     assert {"notifyflow", "notifyflow.workflows", WORKFLOW_MODULE} <= finders[0].modules
     # Any other module is Python's business, as without the finder.
     assert finders[0].find_spec("notifyflow.starter", None) is None
+
+
+class _ContextRecorder(PayloadCodec, WithSerializationContext):
+    """Changes no payload; notes the serialization context of each it encodes or decodes."""
+
+    def __init__(self, seen: list[str], context: SerializationContext | None = None) -> None:
+        self.seen = seen
+        self.context = context
+
+    def with_context(self, context: SerializationContext) -> _ContextRecorder:
+        return _ContextRecorder(self.seen, context)
+
+    def _note(self, payloads: Sequence[Payload]) -> list[Payload]:
+        self.seen.extend(repr(self.context) for _ in payloads)
+        return list(payloads)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return self._note(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return self._note(payloads)
+
+
+async def test_payloads_get_the_serialization_context_the_sdks_runner_gives_them() -> None:
+    history = WorkflowHistory.from_json(
+        "h", (HISTORIES / "question_answered_free_form.json").read_text()
+    )
+    seen: dict[str, list[str]] = {}
+    for name, runner in (
+        ("sdk", SandboxedWorkflowRunner()),
+        ("ours", workflow_code_cache.sandboxed_runner()),
+    ):
+        seen[name] = []
+        converter = dataclasses.replace(
+            pydantic_data_converter, payload_codec=_ContextRecorder(seen[name])
+        )
+        await Replayer(
+            workflows=[NotificationWorkflow], data_converter=converter, workflow_runner=runner
+        ).replay_workflow(history)
+    # The workflow's own context and each activity's (its type, its id) in the same order.
+    assert seen["ours"] == seen["sdk"]
+    assert any("ActivitySerializationContext" in c for c in seen["sdk"])
+    assert any("WorkflowSerializationContext" in c for c in seen["sdk"])
