@@ -120,6 +120,17 @@ def print_table(result: dict[str, Any], console: Console) -> None:
     )
     row("answer→delivered p95 / B1 p95", "latency_p95_ratio", result["latency_p95_ratio"])
     table.add_row(
+        "  bare update after each answer p50/p95/p99",
+        _lat(raw["latency"].get("b1_interleaved")),
+        "",
+        "",
+    )
+    row(
+        "  answer→delivered p95 / that p95",
+        "latency_p95_ratio_interleaved",
+        result.get("latency_p95_ratio_interleaved"),
+    )
+    table.add_row(
         f"B1 at concurrency {result['concurrency']}", _lat(raw["b1"].get("loaded")), "", ""
     )
     table.add_row(

@@ -721,6 +721,11 @@ class Bench:
             delivered: list[float] = []
             completed: list[float] = []
             accepted: list[float] = []
+            # A bare update after each answer, the same minute as it: B1's own phase ran
+            # earlier, and on this shared machine its p95 moved by 70 % between runs minutes
+            # apart. Reported beside the ratio to B1, which stays the issue's figure.
+            beside = await self._bare_update_handle("l")
+            bare: list[float] = []
             for i, n in ids:
                 try:
                     t_perf = time.perf_counter()
@@ -730,15 +735,47 @@ class Bench:
                     delivered.append((at - t0) * 1000)
                     await self.completed(n)
                     completed.append((time.perf_counter() - t_perf) * 1000)
+                    bare.append(await self._bare_update(beside, i))
                 except Exception as exc:  # noqa: BLE001 - counted
                     self._error("L answer", exc)
                 progress.advance(task2)
+            await self._finish_bare(beside)
         self.samples["n_serial"] = delivered
+        self.samples["b1_interleaved"] = bare
         self.raw["latency"] = {
             "answer_accepted": summary(accepted),
             "answer_to_delivered": summary(delivered),
             "answer_to_completed": summary(completed),
+            "b1_interleaved": summary(bare),
         }
+
+    async def _bare_update_handle(self, tag: str) -> Any:
+        from bench.workflows import WaitingWorkflow
+
+        handle = await self.client.start_workflow(
+            WaitingWorkflow.run,
+            id=f"b1{tag}-{self.run_id}",
+            task_queue=TASK_QUEUE,
+            execution_timeout=timedelta(hours=2),
+        )
+        # The first update also waits for the first workflow task: not timed.
+        await handle.execute_update(WaitingWorkflow.ping, -1)
+        return handle
+
+    async def _bare_update(self, handle: Any, i: int) -> float:
+        from bench.workflows import WaitingWorkflow
+
+        t0 = time.perf_counter()
+        await handle.execute_update(
+            WaitingWorkflow.ping, i, rpc_timeout=timedelta(seconds=self.cfg.op_timeout)
+        )
+        return (time.perf_counter() - t0) * 1000
+
+    async def _finish_bare(self, handle: Any) -> None:
+        from bench.workflows import WaitingWorkflow
+
+        with contextlib.suppress(Exception):
+            await handle.signal(WaitingWorkflow.finish)
 
     async def _open_one(self, i: int) -> int:
         n = await self.request(i)
@@ -1030,6 +1067,13 @@ class Bench:
             "latency_p95_ratio_loaded": ratio(
                 n["answer_to_delivered"]["p95"], raw["b1"]["loaded"]["p95"]
             ),
+            # Beside the ratio to B1: the same answers against bare updates made right after
+            # each of them (not the issue's figure; the denominator's drift made visible).
+            "latency_p95_ratio_interleaved": ratio(
+                raw["latency"]["answer_to_delivered"]["p95"],
+                raw["latency"]["b1_interleaved"]["p95"],
+            ),
+            "b1_interleaved_p95_ms": raw["latency"]["b1_interleaved"]["p95"],
             "actions_per_notification": hist["actions_per_notification"],
             "events_per_notification": hist["events_per_notification"],
             "sql_statements_per_notification": n["worker_sql_statements_per"],

@@ -32,6 +32,9 @@ REQUIRED_KEYS = (
     "latency_p95_ratio_loaded",
     "fanout_seconds_by_admins",
     "fanout_statements_by_admins",
+    # The quiet latency against bare updates interleaved with the answers.
+    "latency_p95_ratio_interleaved",
+    "b1_interleaved_p95_ms",
 )
 FANOUT_SIZES = ("1", "2", "5", "20")
 
@@ -109,6 +112,9 @@ def test_tiny_bench_run_reports_every_figure(
         "events_per_notification",
     }
     assert written["sql_statements_per_happy_path"] > written["sql_statements_per_notification"]
+    # One bare update beside each answer timed one at a time.
+    latency = written["raw"]["latency"]
+    assert latency["b1_interleaved"]["count"] == latency["answer_to_delivered"]["count"] > 0
     # The fan-out series: every size ran, each notification reached all its admins and was
     # delivered afterwards (it counts in the verification above).
     fanout = written["raw"]["fanout"]
