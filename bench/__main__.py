@@ -79,7 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="requests/answers in flight in the open-load phase (64)",
     )
     p.add_argument("--merchants", type=int, help="merchants (shops) to spread over (100; quick 20)")
-    p.add_argument("--warmup", type=int, help="warm-up workflows and notifications (32)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="warm-up workflows and notifications (32; at least one notification per merchant)",
+    )
     p.add_argument(
         "--fanout",
         type=int,

@@ -161,6 +161,11 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         "sql_transactions_per_happy_path",
         result.get("sql_transactions_per_happy_path"),
     )
+    row(
+        "  transactions / notification in the warm-up (every merchant's first contact)",
+        None,
+        result.get("warmup_sql_transactions_per_notification"),
+    )
     row("  worker SQL statements / notification", None, result["sql_statements_per_notification"])
     row(
         "  worker SQL transactions / notification",

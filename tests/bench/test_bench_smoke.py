@@ -71,7 +71,7 @@ def test_tiny_bench_run_reports_every_figure(
             "--open",
             "5",
             "--merchants",
-            "2",
+            "3",
             "--warmup",
             "2",
             "--history-samples",
@@ -112,6 +112,9 @@ def test_tiny_bench_run_reports_every_figure(
         "events_per_notification",
     }
     assert written["sql_statements_per_happy_path"] > written["sql_statements_per_notification"]
+    # The warm-up reached every merchant once (their admins' first contact), more than asked.
+    assert written["raw"]["warmup"]["count"] == 3
+    assert written["warmup_sql_transactions_per_notification"] > 0
     # One bare update beside each answer timed one at a time.
     latency = written["raw"]["latency"]
     assert latency["b1_interleaved"]["count"] == latency["answer_to_delivered"]["count"] > 0
