@@ -742,9 +742,12 @@ class Bench:
                     delivered.append((at - t0) * 1000)
                     await self.completed(n)
                     completed.append((time.perf_counter() - t_perf) * 1000)
-                    bare.append(await self._bare_update(beside, i))
                 except Exception as exc:  # noqa: BLE001 - counted
                     self._error("L answer", exc)
+                try:
+                    bare.append(await self._bare_update(beside, i))
+                except Exception as exc:  # noqa: BLE001 - counted
+                    self._error("L bare update", exc)
                 progress.advance(task2)
             await self._finish_bare(beside)
         self.samples["n_serial"] = delivered

@@ -39,6 +39,7 @@ from functools import lru_cache
 from types import CodeType, ModuleType
 from typing import Any
 
+from temporalio.api.enums.v1 import CommandType
 from temporalio.converter import SerializationContext
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, _command_aware_visitor
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -106,6 +107,9 @@ def compiled_modules() -> int:
     return len(_CODE)
 
 
+_NEXUS_OPERATION = CommandType.COMMAND_TYPE_SCHEDULE_NEXUS_OPERATION
+
+
 @lru_cache(maxsize=256)
 def _compiled(code: str) -> CodeType:
     # The SDK's strings are a handful of constants (and one per workflow class): few entries.
@@ -120,10 +124,14 @@ class _CompiledOnceInstance(_Instance):
     def get_serialization_context(
         self, command_info: _command_aware_visitor.CommandInfo | None
     ) -> SerializationContext | None:
-        # The SDK's own call, made without exec: it imports nothing and runs no workflow code
+        # The SDK's own call, made without exec: for the workflow's own payloads and those of
+        # activities, child workflows and signals it imports nothing and runs no workflow code
         # (the sandbox's import machinery has nothing to guard), it reads the workflow's info.
+        # A Nexus operation's may import and call back (system endpoints): the SDK's way.
         in_sandbox: Any = self.globals_and_locals.get("__temporal_in_sandbox")
-        if in_sandbox is None:  # not created yet
+        if in_sandbox is None or (
+            command_info is not None and command_info.command_type == _NEXUS_OPERATION
+        ):
             return super().get_serialization_context(command_info)
         context: SerializationContext | None = in_sandbox.get_serialization_context(command_info)
         return context

@@ -12,7 +12,7 @@ from sqlalchemy import update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from notifyflow.db.session import SessionFactory
+from notifyflow.db.session import SessionFactory, ping_on_checkout
 from notifyflow.db.tables import WebhookEvent, WebhookSubscription
 from notifyflow.db.types import utcnow
 from notifyflow.models.webhooks import WebhookDeliveryInput, WebhookDeliveryResult
@@ -142,6 +142,12 @@ class WebhookActivities:
             await session.commit()
 
     async def _delivered(self, event_id: int) -> int:
+        # The receiver has it: the connection is tested first however recently it was used (a
+        # dropped one would fail the attempt, and its retry would deliver the event again).
+        with ping_on_checkout():
+            return await self._record_delivered(event_id)
+
+    async def _record_delivered(self, event_id: int) -> int:
         async with self._db() as session:
             now = utcnow()
             event = await session.get(WebhookEvent, event_id)

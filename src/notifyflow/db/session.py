@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 SessionFactory = async_sessionmaker[AsyncSession]
 
 # A pooled PostgreSQL connection idle this long is tested before it is handed out (1 s:
-# NOTIFYFLOW_DB_PING_AFTER_IDLE's default).
+# NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS' default).
 PING_AFTER_IDLE = 1.0
 _IDLE_SINCE = "notifyflow_idle_since"
 _ALWAYS_PING: ContextVar[bool] = ContextVar("notifyflow_always_ping", default=False)
@@ -51,7 +51,11 @@ def create_engine(
         sync: Engine = engine.sync_engine
         event.listen(sync, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        # LIFO: the connections in use stay few and warm (no ping), the rest age past the
+        # idle threshold and are tested before their next use.
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True
+        )
         _ping_idle_connections(engine.sync_engine, ping_after_idle)
     instrument_engine(engine)  # a span per statement when tracing is on; nothing otherwise
     return engine
@@ -80,10 +84,14 @@ def _ping_idle_connections(sync: Engine, after_idle: float) -> None:
             return  # connected just now
         if time.monotonic() - since < after_idle and not _ALWAYS_PING.get():
             return
+        dialect = sync.dialect
         try:
             # Looked up at each call: the benchmark counts the round trips it makes.
-            alive = sync.dialect.do_ping(dbapi_connection)
-        except Exception as err:  # noqa: BLE001 - any failure: this connection is not usable
+            alive = dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as err:
+            if not dialect.is_disconnect(err, dbapi_connection, None):
+                raise
+            # As pool_pre_ping: reconnect, and drop the pool's connections older than this.
             raise exc.InvalidatePoolError(f"ping failed: {err}") from err
         if not alive:
             raise exc.InvalidatePoolError("ping failed")

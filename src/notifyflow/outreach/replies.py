@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from notifyflow.channels.base import Channel, OutboundText, SendError
-from notifyflow.db.session import SessionFactory
+from notifyflow.db.session import SessionFactory, ping_on_checkout
 from notifyflow.db.tables import InboundEvent, Merchant, MerchantUser, Message
 from notifyflow.models.vocabulary import ChannelName, DeliveryKind, MessageRole, RecipientKind
 from notifyflow.outreach import keys
@@ -77,6 +77,14 @@ class Replies:
         result = await self._whatsapp.send_text(
             OutboundText(to=target.to, sender=target.sender, body=text, idempotency_key=key)
         )
+        # Sent: the mark's connection is tested first however recently it was used (a dropped
+        # one would fail the attempt, and its retry would ask again).
+        with ping_on_checkout():
+            await self._mark_replied(target, key, text, in_reply_to, result.provider_message_id)
+
+    async def _mark_replied(
+        self, target: Target, key: str, text: str, in_reply_to: str, provider_message_id: str
+    ) -> None:
         async with self._db() as session:
             session.add(InboundEvent(event_key=key))
             session.add(
@@ -88,7 +96,7 @@ class Replies:
                         "kind": DeliveryKind.admin_reply,
                         "delivery_key": key,
                         "in_reply_to": in_reply_to,
-                        "provider_message_id": result.provider_message_id,
+                        "provider_message_id": provider_message_id,
                     },
                     whatsapp_payload={"type": "text"},
                 )
