@@ -7,18 +7,20 @@ cannot."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select, text
 
 from notifyflow.channels.base import SendResult
+from notifyflow.db.migrate import upgrade
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
 from notifyflow.db.tables import Delivery, Message
 from notifyflow.intake import record_request
 from notifyflow.models.notification import NotificationType
 from notifyflow.models.vocabulary import ChannelName, DeliveryKind, RecipientKind
 from notifyflow.outreach.ledger import Send, Sender, Sent, Target
+from tests.fixtures.database import MerchantFactory
 from tests.fixtures.lifecycle import RecordingChannel
 
 
@@ -46,11 +48,23 @@ class _DatabaseDropsDuringSend(RecordingChannel):
 
 
 async def test_a_connection_dropped_during_a_send_does_not_fail_its_record(
-    database_url: str, db: SessionFactory, make_merchant
+    database_url: str, scratch_database: Callable[[str], str]
 ) -> None:
+    # A server to drop connections: the run's database when it is PostgreSQL, else a migrated
+    # scratch PostgreSQL database (the fixture skips only on a machine without PostgreSQL).
     if not database_url.startswith("postgresql"):
-        pytest.skip("dropping a connection needs a database server (PostgreSQL)")
-    shop = await make_merchant()
+        database_url = scratch_database("postgresql")
+        upgrade(database_url)
+    setup = create_engine(database_url)
+    db = session_factory(setup)
+    try:
+        await _run(database_url, db)
+    finally:
+        await setup.dispose()
+
+
+async def _run(database_url: str, db: SessionFactory) -> None:
+    shop = await MerchantFactory(db)()
     notification, _, _ = await record_request(
         db, NotificationType.user_question_request, {"question": "?"}, shop.conversation_id, None
     )
