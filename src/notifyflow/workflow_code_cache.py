@@ -150,6 +150,6 @@ def sandboxed_runner() -> SandboxedWorkflowRunner:
     return CompiledOnceSandboxedRunner()
 
 
-def compiled_sandbox_strings() -> int:
-    """How many distinct code strings the sandboxes have compiled (for tests)."""
-    return _compiled.cache_info().currsize
+def sandbox_string_stats() -> Any:
+    """Hits and misses of the sandboxes' compiled code strings (for tests and diagnostics)."""
+    return _compiled.cache_info()

@@ -50,7 +50,7 @@ async def test_many_notifications_compile_the_workflow_module_once(
         return real(self, fullname)
 
     monkeypatch.setattr(bootstrap.SourceLoader, "get_code", counting)
-    strings_before = workflow_code_cache._compiled.cache_info()
+    strings_before = workflow_code_cache.sandbox_string_stats()
     shop = await shop_factory()
     settings = settings_for(task_queue)
     async with running_worker(dev_env.client, db, task_queue, channel):
@@ -76,7 +76,7 @@ async def test_many_notifications_compile_the_workflow_module_once(
     assert workflow_code_cache.compiled_modules() >= 1
     # The worker's sandboxes ran the SDK's code strings compiled once: dozens of runs of a
     # handful of strings (the SDK's own runner compiles each string at each run).
-    strings = workflow_code_cache._compiled.cache_info()
+    strings = workflow_code_cache.sandbox_string_stats()
     assert strings.hits - strings_before.hits >= 30
     # A handful of distinct strings: one per workflow class the worker checks at its start,
     # and the SDK's few constant ones.
@@ -95,10 +95,10 @@ async def test_replays_compile_the_sandboxs_code_strings_once() -> None:
         workflow_runner=workflow_code_cache.sandboxed_runner(),
     )
     await replayer.replay_workflow(history)
-    before = workflow_code_cache._compiled.cache_info()
+    before = workflow_code_cache.sandbox_string_stats()
     for _ in range(3):
         await replayer.replay_workflow(history)
-    after = workflow_code_cache._compiled.cache_info()
+    after = workflow_code_cache.sandbox_string_stats()
     # Three more runs compiled nothing new, and each ran its strings (one per activation, and
     # the creation of its sandbox) compiled.
     assert after.misses == before.misses
