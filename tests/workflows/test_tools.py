@@ -3,6 +3,7 @@ short sentences, and the history helper showing template sends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from sqlalchemy import select
@@ -72,11 +73,19 @@ async def test_request_and_answer_through_the_tools(
         assert conv_id is not None
         admin_ctx = ToolContext(skip_env.client, db, conv_id, settings)
 
-        # The agent in the admin's chat sees the campaign it is replying to.
-        history = await conversation_history(db, conv_id)
-        assert any(
-            h["content"].startswith("[template merchant_user_question_request]") for h in history
-        )
+        # The agent in the admin's chat sees the campaign it is replying to — once the ledger
+        # has recorded the send, which it does after the provider accepted it (the fake has
+        # the message a moment before the history does).
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            history = await conversation_history(db, conv_id)
+            if any(
+                h["content"].startswith("[template merchant_user_question_request]")
+                for h in history
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, history
+            await asyncio.sleep(0.02)
         assert any(public in h["content"] for h in history)
 
         wrong = await AnswerNotificationTool(notification_id=public, answer_json='{"a": 1}').run(
