@@ -2,9 +2,10 @@
 
 Counted from the history alone (so queries and rejected updates, which leave no event, are
 not included): a start; every activity attempt; every timer; every signal; every accepted
-update; every search-attribute or memo upsert; every child workflow, external signal or Nexus
-operation; and
-local activities once per workflow task that ran any.
+update; every search-attribute or memo upsert but the SDK's own ``TemporalChangeVersion`` one
+(a ``workflow.patched`` records it; exempt from Action counting, docs.temporal.io/evaluate/
+cloud/actions, "Search Attribute upsert requested"); every child workflow, external signal or
+Nexus operation; and local activities once per workflow task that ran any.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ _ONE_EACH = {
     EventType.EVENT_TYPE_TIMER_STARTED,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
     EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
     EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
     EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
     # A Nexus operation the workflow schedules (a Voyager caller's request).
     EventType.EVENT_TYPE_NEXUS_OPERATION_SCHEDULED,
 }
+
+
+# What a patch upserts alongside its marker (sdk-core's VERSION_SEARCH_ATTR_KEY).
+CHANGE_VERSION = "TemporalChangeVersion"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ def history_cost(history: WorkflowHistory) -> HistoryCost:
         kinds[kind] += 1
         if event.event_type in _ONE_EACH:
             actions += 1
+        elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if set(fields.indexed_fields) - {CHANGE_VERSION}:
+                actions += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             # Every attempt is billed; the started event carries the attempt number.
             actions += max(event.activity_task_started_event_attributes.attempt, 1)

@@ -29,6 +29,7 @@ from notifyflow.models.workflow_io import (
     ServiceLevel,
     Timing,
 )
+from notifyflow.workflows import policies
 from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
 
 # A request is recorded first; its workflow start then gets this long. Past it (Temporal away or
@@ -128,6 +129,7 @@ class StartOptions(TypedDict):
     task_queue: str
     search_attributes: TypedSearchAttributes
     static_summary: str
+    task_timeout: timedelta
 
 
 def start_options(
@@ -138,12 +140,13 @@ def start_options(
     static_summary: str | None = None,
 ) -> StartOptions:
     """What every start of a notification's workflow names: its id (the public id), task
-    queue, search attributes and summary."""
+    queue, search attributes, summary and workflow task timeout."""
     return {
         "id": workflow_id_for(notification.id),
         "task_queue": settings.temporal_task_queue,
         "search_attributes": initial_search_attributes(input),
         "static_summary": static_summary or summary(notification, input),
+        "task_timeout": policies.NOTIFICATION_TASK_TIMEOUT,
     }
 
 

@@ -36,6 +36,7 @@ from notifyflow.nexus_service import (
     NexusNotificationState,
     NotificationService,
 )
+from notifyflow.workflows import policies
 from notifyflow.workflows.notification import NotificationWorkflow, initial_search_attributes
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class NotificationServiceHandler:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=initial_search_attributes(workflow_input),
             static_summary=launch.summary(notification, workflow_input) + " · via Nexus",
+            task_timeout=policies.NOTIFICATION_TASK_TIMEOUT,
         )
 
     @sync_operation

@@ -95,6 +95,8 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT = timedelta(seconds=20)
 # The answer route returns within 10 s (DESIGN §7): the update gets this long to be accepted.
 ANSWER_WAIT = timedelta(seconds=8)
+# The first pause before an update the server refused for now is tried again (doubling to 1 s).
+RESUBMIT_PAUSE = 0.05
 
 
 async def request_notification(
@@ -322,31 +324,61 @@ async def answer_notification(
 
 
 async def _submit(handle: WorkflowHandle[Any, Any], submission: AnswerSubmission) -> AnswerAccepted:
-    try:
-        accepted: AnswerAccepted = await asyncio.wait_for(
-            handle.execute_update(
-                "submit_answer", submission, result_type=AnswerAccepted, rpc_timeout=ANSWER_WAIT
-            ),
-            ANSWER_WAIT.total_seconds(),
-        )
-    except (TimeoutError, RPCTimeoutOrCancelledError):
-        # Ours (wait_for) or the SDK's (the update's RPC deadline passed under load): the
-        # same "not now", not a failure of the answer.
-        raise NotificationError(
-            RefusalCode.not_ready,
-            f"{submission.notification_id} did not take the answer within "
-            f"{ANSWER_WAIT.total_seconds():.0f} s (its worker is busy or away); it may still "
-            "take it: sending the same answer again is safe",
-        ) from None
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+    """The update, tried again within ANSWER_WAIT while the server says "not now": a burst of
+    answers beyond its in-flight updates per workflow (10) is refused with RESOURCE_EXHAUSTED,
+    and an update the server dropped before accepting it (its workflow task was lost) comes
+    back UNAVAILABLE. Trying again is safe: the same answer from the same person is the one
+    already taken, and another one is refused as already answered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ANSWER_WAIT.total_seconds()
+    pause = RESUBMIT_PAUSE
+    while True:
+        left = deadline - loop.time()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            accepted: AnswerAccepted = await asyncio.wait_for(
+                handle.execute_update(
+                    "submit_answer",
+                    submission,
+                    result_type=AnswerAccepted,
+                    rpc_timeout=timedelta(seconds=left),
+                ),
+                left,
+            )
+            return accepted
+        except (TimeoutError, RPCTimeoutOrCancelledError):
+            # Ours (wait_for) or the SDK's (the update's RPC deadline passed under load): the
+            # same "not now", not a failure of the answer.
             raise NotificationError(
                 RefusalCode.not_ready,
-                f"the workflow service did not answer for {submission.notification_id}; "
-                "sending the same answer again is safe",
+                f"{submission.notification_id} did not take the answer within "
+                f"{ANSWER_WAIT.total_seconds():.0f} s (its worker is busy or away); it may still "
+                "take it: sending the same answer again is safe",
             ) from None
-        raise
-    return accepted
+        except RPCError as exc:
+            retryable = exc.status in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
+            if retryable and deadline - loop.time() > pause:
+                log.info(
+                    "%s: the update was refused for now (%s); again in %.2f s",
+                    submission.notification_id,
+                    exc.status.name,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            if exc.status in (
+                RPCStatusCode.DEADLINE_EXCEEDED,
+                RPCStatusCode.UNAVAILABLE,
+                RPCStatusCode.RESOURCE_EXHAUSTED,
+            ):
+                raise NotificationError(
+                    RefusalCode.not_ready,
+                    f"the workflow service did not answer for {submission.notification_id}; "
+                    "sending the same answer again is safe",
+                ) from None
+            raise
 
 
 async def _start_recorded_or_refuse(

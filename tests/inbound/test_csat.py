@@ -32,6 +32,7 @@ from notifyflow.models.workflow_io import AskSatisfactionInput, NotificationOutc
 from notifyflow.read_model import get_notification, notification_timeline
 from notifyflow.worker import build_activities
 from tests.figures import figure
+from tests.fixtures.histories import activities_run
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop
 from tests.inbound.conftest import MESSAGES, SENDER, Inbound, new_sid, stored
 from tests.workflows.helpers import wait_status
@@ -99,11 +100,8 @@ async def _csat(inbound: Inbound, public: str) -> dict[str, Any] | None:
 
 
 def _scheduled(history: WorkflowHistory) -> list[str]:
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
+    """The activities the workflow ran, in order, local ones (the open) included."""
+    return [name for name, _, _ in activities_run(history)]
 
 
 def _rated(score: int) -> float:
@@ -281,7 +279,13 @@ async def test_csat_off_asks_nothing_and_runs_no_csat_statement(
         assert status == 200
     assert statements == []
     assert _scheduled(history) == ["open_notification", "deliver_answer"]
-    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    # No csat-ask patch marker (the open's own patch and local-activity markers are there).
+    assert not [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and b"csat-ask" in e.marker_recorded_event_attributes.SerializeToString()
+    ]
     assert _asks(channel, shop) == []
     cost = history_cost(history)
     figure("answered notification without CSAT: billable actions", cost.actions)

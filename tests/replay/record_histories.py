@@ -8,10 +8,11 @@ sha256 of the workflow code and the commit of main they were recorded on; test_r
 when the workflow code has changed since).
 
 Besides the happy and timer paths, three histories hold failed activities: a fan-out that gives
-up (the channel refuses every request as a configuration error: ``open_notification`` fails
-non-retryably and the notification is closed), a delivery that gives up (``deliver_answer``
+up (the channel refuses every request as a configuration error: the local ``open_notification``
+fails non-retryably and the notification is closed), a delivery that gives up (``deliver_answer``
 fails non-retryably: delivery_failed), and a best-effort reminder that fails (``follow_up``
-fails; the notification waits on and is answered).
+fails; the notification waits on and is answered). One more holds the open's handover: its
+local attempt fails retryably and the ``open_notification`` activity takes over.
 
 Re-record on purpose only: a workflow change that running workflows must survive needs
 ``workflow.patched``, and the histories recorded before it are what proves it replays.
@@ -62,11 +63,16 @@ class ScriptedChannel(RecordingChannel):
     def __init__(self) -> None:
         super().__init__()
         self.failing: dict[str, BaseException] = {}
+        # Failed once each, then sent.
+        self.failing_once: dict[str, BaseException] = {}
 
     def _scripted(self, key: str) -> None:
         for step, error in self.failing.items():
             if step in key:
                 raise error
+        for step in list(self.failing_once):
+            if step in key:
+                raise self.failing_once.pop(step)
 
     async def send_text(self, message: OutboundText) -> SendResult:
         self._scripted(message.idempotency_key)
@@ -255,6 +261,30 @@ async def question_fan_out_gave_up(env: WorkflowEnvironment, db: SessionFactory)
     return view.notification_id
 
 
+async def question_open_retried_as_activity(env: WorkflowEnvironment, db: SessionFactory) -> str:
+    """The open's local attempt fails retryably (the provider is away for a moment): the
+    server-side open_notification activity takes over and the notification is answered."""
+    shop = await make_shop(db)
+    CHANNEL.failing_once = {":request:": SendError("20500", "Internal error", retryable=True)}
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Do you ship abroad?"},
+        settings=settings_for(TQ),
+    )
+    await waiting(env, view.notification_id)
+    await starter.answer_notification(
+        env.client,
+        db,
+        view.notification_id,
+        answered_by=shop.admins[0].id,
+        answer={"answer": "Yes, within the EU"},
+    )
+    return view.notification_id
+
+
 async def question_delivery_gave_up(env: WorkflowEnvironment, db: SessionFactory) -> str:
     """The customer's send fails non-retryably (a bug, say): deliver_answer gives up."""
     shop = await make_shop(db)
@@ -360,6 +390,7 @@ SCENARIOS: list[Scenario] = [
     question_closed_by_operator,
     question_answered_with_start,
     question_fan_out_gave_up,
+    question_open_retried_as_activity,
     question_delivery_gave_up,
     question_reminder_failed_then_answered,
     question_corrected,
@@ -380,7 +411,7 @@ async def main() -> None:
             await register_search_attributes(env.client)
             async with running_worker(env.client, db, TQ, CHANNEL):
                 for scenario in SCENARIOS:
-                    CHANNEL.failing = {}
+                    CHANNEL.failing, CHANNEL.failing_once = {}, {}
                     public = await scenario(env, db)
                     handle = env.client.get_workflow_handle(public)
                     await env.sleep(timedelta(hours=25))

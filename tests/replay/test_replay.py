@@ -6,6 +6,7 @@ code they guard (tests/replay/stamp.py)."""
 # No `from __future__ import annotations`: the subclass below overrides run(), whose
 # parameters the SDK compares with the (evaluated) annotations of NotificationWorkflow.__init__.
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
     from notifyflow.workflows.correction import CorrectionWorkflow
     from notifyflow.workflows.notification import NotificationWorkflow
+    from tests.fixtures.histories import activities_run
     from tests.replay import stamp
 
 HERE = Path(__file__).parent / "histories"
@@ -51,24 +53,65 @@ def test_every_path_has_a_recorded_history() -> None:
         "question_answered_with_start",
         "question_corrected",
         "question_answered_with_csat",
+        "question_open_retried_as_activity",
         *FAILED_ACTIVITY,
     } <= names
 
 
-def test_the_csat_history_asks_after_delivery_behind_its_patch() -> None:
-    history = _load(HERE / "question_answered_with_csat.json")
-    scheduled = [
+def _scheduled(history: WorkflowHistory) -> list[str]:
+    return [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
-    assert scheduled == ["open_notification", "deliver_answer", "ask_satisfaction"]
-    markers = [
-        e.marker_recorded_event_attributes.SerializeToString()
+
+
+def _markers(history: WorkflowHistory) -> list[tuple[str, bytes]]:
+    return [
+        (
+            e.marker_recorded_event_attributes.marker_name,
+            e.marker_recorded_event_attributes.SerializeToString(),
+        )
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
-    assert len(markers) == 1 and b"csat-ask" in markers[0]
+
+
+def _local_activities(history: WorkflowHistory) -> list[tuple[str, str]]:
+    """(activity type, failure message or "") of each local activity's marker."""
+    return [(name, failure) for name, local, failure in activities_run(history) if local]
+
+
+def test_the_csat_history_asks_after_delivery_behind_its_patch() -> None:
+    history = _load(HERE / "question_answered_with_csat.json")
+    assert _scheduled(history) == ["deliver_answer", "ask_satisfaction"]
+    patches = [data for name, data in _markers(history) if name == "core_patch"]
+    assert len(patches) == 2 and b"csat-ask" in patches[1], patches
+
+
+def test_the_happy_path_opens_in_a_local_activity_behind_its_patch() -> None:
+    """The open's first attempt runs in the first workflow task: its marker, no activity."""
+    history = _load(HERE / "question_answered_free_form.json")
+    assert _local_activities(history) == [("open_notification", "")]
+    assert _scheduled(history) == ["deliver_answer"]
+    (patch,) = [data for name, data in _markers(history) if name == "core_patch"]
+    assert b"local-open" in patch
+
+
+def test_a_retryable_local_open_failure_hands_over_to_the_activity() -> None:
+    history = _load(HERE / "question_open_retried_as_activity.json")
+    ((activity, failure),) = _local_activities(history)
+    assert activity == "open_notification" and "Internal error" in failure
+    assert _scheduled(history) == ["open_notification", "deliver_answer"]
+    assert _outcome(history) == "delivered"
+
+
+def test_the_patch_version_attribute_costs_no_action() -> None:
+    """The patch's own TemporalChangeVersion upsert is an event but not an Action; the
+    status upsert at the end is both."""
+    cost = history_cost(_load(HERE / "question_answered_free_form.json"))
+    assert cost.by_kind["upsert_workflow_search_attributes"] == 2
+    assert cost.actions == 6, cost.by_kind
 
 
 def test_the_histories_are_not_older_than_the_workflow_code() -> None:
@@ -101,19 +144,27 @@ def test_failure_histories_hold_a_failed_activity(name: str) -> None:
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
     ]
+    # The open's first attempt is local: its failure is on its marker.
+    failed += [name for name, failure in _local_activities(history) if failure]
     assert activity in failed
+    assert _outcome(history) == status
+
+
+def _outcome(history: WorkflowHistory) -> str:
     (completed,) = [
         e
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     ]
     result = completed.workflow_execution_completed_event_attributes.result.payloads[0].data
-    assert f'"status":"{status}"'.encode() in result.replace(b" ", b"")
+    status: str = json.loads(result)["status"]
+    return status
 
 
 # Recorded on the workflow code of earlier releases — before issue 11 (commit eec5dbf), before
-# issue 15 (commit ff0026c), before issue 17's third step (commit 41864bd): workflows started
-# then may still be running, so they must keep replaying (workflow.patched); never re-recorded.
+# issue 15 (commit ff0026c), before issue 17's third step (commit 41864bd), before the local
+# open (commit c915fac): workflows started then may still be running, so they must keep
+# replaying (workflow.patched); never re-recorded.
 OLDER = sorted(HERE.glob("before_issue_*/*.json"))
 
 

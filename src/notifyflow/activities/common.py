@@ -65,6 +65,11 @@ async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
             await asyncio.sleep(every)
             activity.heartbeat()
 
+    if activity.info().is_local:
+        # A local activity has no heartbeat (the open's first attempt): the workflow task it
+        # runs in times out instead when the worker dies.
+        yield
+        return
     task = asyncio.create_task(beat())
     try:
         yield

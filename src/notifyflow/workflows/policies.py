@@ -19,6 +19,12 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 # return within 10 s (DESIGN §7) even while the fan-out is being retried.
 ANSWER_WAIT_FOR_ROUTING = timedelta(seconds=4)
 RECORD_TIMEOUT = timedelta(seconds=30)
+# A notification's workflow task timeout, set at its start (the SDK's default is 10 s). The
+# open's first attempt runs inside the first workflow task, which the SDK heartbeats at 80 % of
+# this: an update that arrives meanwhile (a non-admin's answer) waits at most 4 s for it, so
+# with ANSWER_WAIT_FOR_ROUTING the answer route still returns within 10 s; and a worker that
+# dies mid-open is replaced after 5 s.
+NOTIFICATION_TASK_TIMEOUT = timedelta(seconds=5)
 
 # Keep trying for a day: an outage of the database, the AI or the channel must delay a
 # notification, never lose it. Past that the notification is closed as delivery_failed.
@@ -34,11 +40,14 @@ ADMIN_REPLY_TIMEOUT = timedelta(minutes=1)
 # sending, and the notification's own reminders take over.
 ADMIN_REPLY_GIVE_UP_AFTER = timedelta(hours=1)
 
+# The failure type no retry mends (activities.common.non_retryable).
+NON_RETRYABLE = "NonRetryable"
+
 SIDE_EFFECT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
-    non_retryable_error_types=["NonRetryable"],
+    non_retryable_error_types=[NON_RETRYABLE],
 )
 
 # The final bookkeeping must happen whatever it takes: no attempt limit, no schedule limit.
@@ -46,6 +55,14 @@ FINISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
+)
+
+# The open's first attempt, local to the workflow task (NotificationWorkflow._open): one try,
+# then the server-side activity with SIDE_EFFECT_RETRY, so retries through an outage add no
+# timer and workflow task per attempt to the history.
+LOCAL_OPEN_RETRY = RetryPolicy(
+    maximum_attempts=1,
+    non_retryable_error_types=[NON_RETRYABLE],
 )
 
 LOCAL_RETRY = RetryPolicy(
@@ -62,6 +79,8 @@ PATCH_DELIVER_AFTER_OPEN_FAILURE = "deliver-after-open-failure"
 PATCH_SAME_ANSWER_SIGNAL = "same-answer-signal"
 # After delivery, with the merchant's csat_enabled: the ask_satisfaction activity.
 PATCH_CSAT_ASK = "csat-ask"
+# The open's first attempt as a local activity (NotificationWorkflow._open).
+PATCH_LOCAL_OPEN = "local-open"
 
 # The customer satisfaction ask: one send; a rating asked for hours after the answer is noise,
 # so it is given up after an hour of outage rather than a day.
