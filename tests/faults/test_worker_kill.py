@@ -16,8 +16,9 @@ seconds. That is not how production notices a dead worker: its activities heartb
 with a 30 s heartbeat timeout, under a 5 min ``start_to_close`` (workflows/policies.py), and the
 SDK's sticky timeout is 10 s. ``test_worker_killed_with_production_timeouts`` runs the same
 kill with the production policies untouched (no override at all), so it is the heartbeat
-timeout that brings the activity back; it takes about a minute a trial and is marked ``slow``
-(``make test-full``).
+timeout that brings the activity back (the open's first attempt is a local activity: there
+the workflow task timeout, 5 s, brings it back, and the loop checks that); it takes about a
+minute a trial and is marked ``slow`` (``make test-full``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tests.faults.harness import (
     scenario,
     until,
 )
+from tests.fixtures.histories import activities_run
 
 T = TypeVar("T")
 ACTIVITY_TIMEOUT = 5.0
@@ -172,6 +174,16 @@ async def _killed_mid_activity(
             assert row.attempts == 1
             assert stack.twilio.listed(phone) >= 1
         assert stack.worker.kills == 1
+        if activity == "open_notification":
+            # The fan-out's first attempt is local: the dead worker's workflow task timed out
+            # and the new worker ran the fan-out again in its own, still locally.
+            history = await stack.client.get_workflow_handle(public).fetch_history()
+            kinds = [e.event_type for e in history.events]
+            assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
+            assert [(name, local) for name, local, _ in activities_run(history)] == [
+                ("open_notification", True),
+                ("deliver_answer", False),
+            ]
         if activity_timeout is None:
             # Production's own detection brought it back: the attempt that finished started
             # after a heartbeat timeout (not a start-to-close one, nothing shortened).
