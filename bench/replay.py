@@ -21,7 +21,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from notifyflow import workflow_code_cache
+from notifyflow import payload_passes, workflow_code_cache
 from notifyflow.workflows.notification import NotificationWorkflow
 
 log = logging.getLogger("bench.replay")
@@ -34,10 +34,15 @@ def _cpu_s() -> float:
     return t.user + t.system
 
 
-async def replay(history: WorkflowHistory, count: int, rounds: int) -> list[float]:
+async def replay(
+    history: WorkflowHistory, count: int, rounds: int, *, sdk_passes: bool = False
+) -> list[float]:
     """CPU ms per replayed notification, one figure per round of ``count`` replays."""
-    # As the worker runs it: the workflow module compiled once per process.
+    # As the worker runs it: the workflow module compiled once per process, and no payload
+    # passes without a codec (``sdk_passes``: the SDK's, to measure what skipping them saves).
     workflow_code_cache.install([NotificationWorkflow])
+    if not sdk_passes:
+        payload_passes.install()
     replayer = Replayer(
         workflows=[NotificationWorkflow],
         data_converter=pydantic_data_converter,
@@ -70,11 +75,16 @@ def main() -> None:
     parser.add_argument("--history", default="question_answered_free_form", help="file stem")
     parser.add_argument("--count", type=int, default=400, help="replays per round (400)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
+    parser.add_argument(
+        "--sdk-passes",
+        action="store_true",
+        help="keep the SDK's payload passes (the worker skips them without a codec)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = HISTORIES / f"{args.history}.json"
     history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
-    figures = asyncio.run(replay(history, args.count, args.rounds))
+    figures = asyncio.run(replay(history, args.count, args.rounds, sdk_passes=args.sdk_passes))
     log.info("lowest: %.3f ms CPU per replayed notification (%s)", min(figures), path.name)
 
 

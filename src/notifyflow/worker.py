@@ -17,7 +17,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from notifyflow import starter, workflow_code_cache
+from notifyflow import payload_passes, starter, workflow_code_cache
 from notifyflow.activities.admin_reply import AdminReplyActivities
 from notifyflow.activities.corrections import CorrectionActivities
 from notifyflow.activities.fallback import FallbackActivities
@@ -169,6 +169,8 @@ def build_worker(
 ) -> Worker:
     # The sandbox imports each workflow's module afresh per workflow run: compile it once.
     workflow_code_cache.install(WORKFLOWS)
+    # No payload codec or external storage: the SDK's six walks per workflow task change nothing.
+    payload_passes.install()
     return Worker(
         client,
         task_queue=task_queue,

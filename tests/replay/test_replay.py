@@ -20,7 +20,7 @@ from temporalio.workflow import NondeterminismError
 # This module defines a workflow (the subclass below), so the sandbox executes it: what it uses
 # from notifyflow is passed through, the same objects the workflow code sees.
 with workflow.unsafe.imports_passed_through():
-    from notifyflow import workflow_code_cache
+    from notifyflow import payload_passes, workflow_code_cache
     from notifyflow.history_costs import history_cost
     from notifyflow.models.workflow_io import NotificationOutcome, NotificationWorkflowInput
     from notifyflow.workflows.correction import CorrectionWorkflow
@@ -174,7 +174,8 @@ OLDER = sorted(HERE.glob("before_issue_*/*.json"))
     ids=[p.stem for p in HISTORIES] + [f"{p.parent.name}/{p.stem}" for p in OLDER],
 )
 async def test_history_replays(path: Path) -> None:
-    # With the worker's runner: what replays here is what the worker replays.
+    # With the worker's runner and payload passes: what replays here is what the worker replays.
+    payload_passes.install()
     replayer = Replayer(
         workflows=[NotificationWorkflow, CorrectionWorkflow],
         data_converter=pydantic_data_converter,

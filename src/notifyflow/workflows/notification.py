@@ -212,7 +212,7 @@ class NotificationWorkflow:
                 return await workflow.execute_local_activity_method(
                     NotificationActivities.open_notification,
                     arg,
-                    start_to_close_timeout=policies.OPEN_TIMEOUT,
+                    start_to_close_timeout=policies.LOCAL_OPEN_TIMEOUT,
                     retry_policy=policies.LOCAL_OPEN_RETRY,
                     summary=summary,
                 )

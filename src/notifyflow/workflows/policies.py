@@ -10,6 +10,11 @@ from temporalio.common import RetryPolicy
 # worst case of one attempt (two AI calls at 30 s, provider calls at 15 s each), so a slow
 # attempt is never run twice at once; a dead worker is noticed by the heartbeat timeout.
 OPEN_TIMEOUT = timedelta(minutes=5)
+# The open's first attempt runs inside a workflow task (a local activity), which the SDK keeps
+# alive by heartbeating it every 4 s (each heartbeat three more events and, on Temporal Cloud,
+# an Action). Past 30 s it is a slow day: the attempt is cancelled and the activity, with its
+# own heartbeats and the bound above, takes over (the routing an attempt wrote is reused).
+LOCAL_OPEN_TIMEOUT = timedelta(seconds=30)
 DELIVER_TIMEOUT = timedelta(minutes=5)
 FOLLOW_UP_TIMEOUT = timedelta(minutes=5)
 FINISH_TIMEOUT = timedelta(minutes=5)
