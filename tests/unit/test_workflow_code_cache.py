@@ -99,10 +99,10 @@ async def test_replays_compile_the_sandboxs_code_strings_once() -> None:
     for _ in range(3):
         await replayer.replay_workflow(history)
     after = workflow_code_cache.sandbox_string_stats()
-    # Three more runs compiled nothing new, and each ran its strings (one per activation, and
-    # the creation of its sandbox) compiled.
+    # Three more runs compiled nothing new, and each ran its strings (one per activation —
+    # five or more in this history — and the creation of its sandbox) compiled.
     assert after.misses == before.misses
-    assert after.hits - before.hits >= 3 * 10
+    assert after.hits - before.hits >= 3 * 5
 
 
 def test_only_the_workflows_modules_are_kept_compiled() -> None:
