@@ -75,9 +75,10 @@ async def test_many_notifications_compile_the_workflow_module_once(
     assert len(loads) <= 1
     assert workflow_code_cache.compiled_modules() >= 1
     # The worker's sandboxes ran the SDK's code strings compiled once: dozens of runs of a
-    # handful of strings (the SDK's own runner compiles each string at each run).
+    # handful of strings (the SDK's own runner compiles each string at each run): about nine
+    # per notification opened and closed here.
     strings = workflow_code_cache.sandbox_string_stats()
-    assert strings.hits - strings_before.hits >= 30
+    assert strings.hits - strings_before.hits >= 3 * 7
     # A handful of distinct strings: one per workflow class the worker checks at its start,
     # and the SDK's few constant ones.
     from notifyflow.worker import WORKFLOWS
