@@ -180,6 +180,8 @@ async def _killed_mid_activity(
             history = await stack.client.get_workflow_handle(public).fetch_history()
             kinds = [e.event_type for e in history.events]
             assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT in kinds
+            started = history.events[0].workflow_execution_started_event_attributes
+            assert started.workflow_task_timeout.ToTimedelta() == timedelta(seconds=5)
             assert [(name, local) for name, local, _ in activities_run(history)] == [
                 ("open_notification", True),
                 ("deliver_answer", False),

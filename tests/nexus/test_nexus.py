@@ -82,6 +82,10 @@ async def test_a_voyager_workflow_in_its_own_namespace_asks_and_resumes_with_the
     await Replayer(
         workflows=[NotificationWorkflow], data_converter=pydantic_data_converter
     ).replay_workflow(notification_history)
+    # Started with the notification's own workflow task timeout (its fan-out runs in the
+    # first workflow task: a dead worker is replaced after 5 s, not the default 10 s).
+    started = notification_history.events[0].workflow_execution_started_event_attributes
+    assert started.workflow_task_timeout.ToTimedelta() == timedelta(seconds=5)
     mine, theirs = history_cost(notification_history), history_cost(caller_history)
     figure("Nexus-started notification: billable actions", mine.actions)
     figure("Nexus-started notification: history events", mine.events)
