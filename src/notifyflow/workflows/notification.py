@@ -1,7 +1,8 @@
 """NotificationWorkflow: one durable workflow per notification.
 
-Happy path, in Temporal actions: start (search attributes set here, free), one ``open``
-activity (classify, record recipients, fan out the request campaign), one timer (the reminder
+Happy path, in Temporal actions: start (search attributes set here, free), the open (classify,
+record recipients, fan out the request campaign) as a local activity in the first workflow
+task (``_open``: one marker, behind the ``local-open`` patch), one timer (the reminder
 deadline), the ``submit_answer`` update, one ``deliver_answer`` activity (persist, localize,
 send to the customer, closure notices), one search-attribute upsert with the final status.
 
