@@ -148,6 +148,35 @@ def self_cpu_ms() -> float:
     return (t.user + t.system) * 1000.0
 
 
+class GcClock:
+    """CPU time the process spends in the cyclic garbage collector, and its collections, per
+    generation (``gc.callbacks``). py-spy cannot show it: a collection runs inside whatever
+    allocation triggered it, so its cost is spread over those frames."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.cpu_ms = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def install(self) -> GcClock:
+        import gc
+
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+        return self
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        generation = int(info["generation"])
+        self.collections[generation] += 1
+        self.cpu_ms[generation] += (time.process_time() - self._started) * 1000.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"collections": list(self.collections), "cpu_ms": round(sum(self.cpu_ms), 3)}
+
+
 def proc_cpu_ms(pid: int) -> float | None:
     """utime + stime of a process (all its threads), in ms; None when it is gone."""
     try:

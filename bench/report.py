@@ -192,6 +192,7 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         "worker_cpu_ms_per_notification",
         result["worker_cpu_ms_per_notification"],
     )
+    row("  of which in the garbage collector", None, result.get("worker_gc_ms_per_notification"))
     row("  worker CPU ms / B0 workflow (for scale)", None, result.get("b0_worker_cpu_ms"))
     row("Temporal server CPU ms / notification", None, result.get("server_cpu_ms_per_notification"))
     for label, key in (

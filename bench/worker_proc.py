@@ -92,7 +92,7 @@ def _tuned_worker_factory(
 
 async def amain(tuning: dict[str, Any], out: Any) -> None:
     import notifyflow.worker as product
-    from bench.instrument import SqlCounters, memory_mb, self_cpu_ms
+    from bench.instrument import GcClock, SqlCounters, memory_mb, self_cpu_ms
     from bench.workflows import ACTIVITIES, WORKFLOWS
     from notifyflow.config import Settings
     from notifyflow.db.session import create_engine, session_factory
@@ -114,6 +114,7 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
         settings.database_url, ping_after_idle=settings.db_ping_after_idle_seconds
     )
     counters = SqlCounters(engine)
+    gc_clock = GcClock().install()
     db = session_factory(engine)
     client = await product.connect(settings)
     ai = build_ai(settings)
@@ -139,6 +140,7 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
             "cpu_ms": self_cpu_ms(),
             **{k.lower(): v for k, v in memory_mb().items()},
             "sql": counters.snapshot(),
+            "gc": gc_clock.snapshot(),
             "threads": len(os.listdir("/proc/self/task")),
         }
 

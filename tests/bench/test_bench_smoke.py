@@ -35,6 +35,8 @@ REQUIRED_KEYS = (
     # The quiet latency against bare updates interleaved with the answers.
     "latency_p95_ratio_interleaved",
     "b1_interleaved_p95_ms",
+    # The worker's CPU in the garbage collector (py-spy spreads it over other frames).
+    "worker_gc_ms_per_notification",
 )
 FANOUT_SIZES = ("1", "2", "5", "20")
 
@@ -98,6 +100,11 @@ def test_tiny_bench_run_reports_every_figure(
     for key in ("actions_per_notification", "events_per_notification"):
         assert isinstance(written[key], int | float) and written[key] > 0, key
     assert written["sql_statements_per_notification"] > 0
+    # The collector's share is part of the worker's CPU, counted per generation.
+    in_gc = written["worker_gc_ms_per_notification"]
+    assert 0 <= in_gc <= written["worker_cpu_ms_per_notification"]
+    collections = written["raw"]["n"]["worker_gc_collections"]
+    assert len(collections) == 3 and all(isinstance(c, int) and c >= 0 for c in collections)
     assert written["raw"]["verify"]["requested"] == written["raw"]["verify"]["delivered"]
     # Every key of the targets table is reported and judged.
     assert set(written["targets_met"]) >= {
