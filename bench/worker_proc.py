@@ -151,8 +151,6 @@ async def amain(tuning: dict[str, Any], out: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    # As run_worker does once the worker is built: start-up objects out of the collector's view.
-    product.freeze_startup_objects()
     async with worker:
         write(
             {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -191,19 +190,6 @@ def build_worker(
     )
 
 
-def freeze_startup_objects() -> int:
-    """Collect once, then move every object alive now out of the garbage collector's view;
-    returns how many. What start-up built (the SDK, SQLAlchemy, the providers' SDKs, compiled
-    statements) lives as long as the process, yet each full collection walked all of it again;
-    frozen, a full collection walks only what the worker made since — the workflows' sandboxes,
-    rows, payloads. Collecting first keeps start-up's garbage from being frozen for good.
-    The bench: the collector's CPU per notification fell from 2.2–3.1 to 1.3–1.4 ms, with the
-    same memory (docs/performance.md, sixth step)."""
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
-
-
 async def log_template_gaps(db: SessionFactory) -> list[str]:
     """One line per campaign the product sends that has no default template (a database that
     `notifyflow db upgrade` has not provisioned): those sends would fail as configuration
@@ -267,7 +253,6 @@ async def run_worker(settings: Settings) -> None:
         whatsapp.name,
     )
     await log_template_gaps(db)
-    log.debug("froze %d start-up objects", freeze_startup_objects())
     async with worker:
         loops = [
             asyncio.create_task(run_sweeper(client, db, settings, stop)),
