@@ -3,6 +3,7 @@ time and memory from /proc."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import time
@@ -149,7 +150,7 @@ def self_cpu_ms() -> float:
 
 
 class GcClock:
-    """CPU time the process spends in the cyclic garbage collector, and its collections, per
+    """CPU time the process spends in the cyclic garbage collector, and its collections per
     generation (``gc.callbacks``). py-spy cannot show it: a collection runs inside whatever
     allocation triggered it, so its cost is spread over those frames. Timed with the
     collecting thread's own CPU clock: the process's would add what the SDK's Rust threads
@@ -157,26 +158,27 @@ class GcClock:
 
     def __init__(self) -> None:
         self.collections = [0, 0, 0]
-        self.cpu_ms = [0.0, 0.0, 0.0]
+        self.cpu_ms = 0.0
         self._started = 0.0
 
     def install(self) -> GcClock:
-        import gc
-
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)
         return self
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.thread_time()
             return
-        generation = int(info["generation"])
-        self.collections[generation] += 1
-        self.cpu_ms[generation] += (time.thread_time() - self._started) * 1000.0
+        self.collections[int(info["generation"])] += 1
+        self.cpu_ms += (time.thread_time() - self._started) * 1000.0
 
     def snapshot(self) -> dict[str, Any]:
-        return {"collections": list(self.collections), "cpu_ms": round(sum(self.cpu_ms), 3)}
+        return {"collections": list(self.collections), "cpu_ms": round(self.cpu_ms, 3)}
 
 
 def proc_cpu_ms(pid: int) -> float | None:

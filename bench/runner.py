@@ -194,22 +194,14 @@ class Bench:
             "seconds": elapsed,
             "throughput_per_s": count / elapsed if elapsed > 0 else None,
             "worker_cpu_ms_per": (worker["cpu_ms"] - phase.worker["cpu_ms"]) / per,
-            # Of that, in the cyclic garbage collector (older worker snapshots have no "gc").
-            "worker_gc_ms_per": (
-                (worker["gc"]["cpu_ms"] - phase.worker["gc"]["cpu_ms"]) / per
-                if "gc" in worker and "gc" in phase.worker
-                else None
-            ),
-            "worker_gc_collections": (
-                [
-                    b - a
-                    for a, b in zip(
-                        phase.worker["gc"]["collections"], worker["gc"]["collections"], strict=True
-                    )
-                ]
-                if "gc" in worker and "gc" in phase.worker
-                else None
-            ),
+            # Of that, in the cyclic garbage collector; its collections by generation.
+            "worker_gc_ms_per": d(phase.worker["gc"], worker["gc"], "cpu_ms") / per,
+            "worker_gc_collections": [
+                b - a
+                for a, b in zip(
+                    phase.worker["gc"]["collections"], worker["gc"]["collections"], strict=True
+                )
+            ],
             "worker_sql_statements_per": d(ws, we, "statements") / per,
             "worker_sql_commits_per": d(ws, we, "commits") / per,
             # SQL compiled instead of taken from SQLAlchemy's statement cache.
@@ -1124,7 +1116,7 @@ class Bench:
             # The worker's CPU for one B0 workflow, to scale the figure above.
             "b0_worker_cpu_ms": b0["worker_cpu_ms_per"],
             # Of the worker's CPU per notification, the share in the garbage collector.
-            "worker_gc_ms_per_notification": n.get("worker_gc_ms_per"),
+            "worker_gc_ms_per_notification": n["worker_gc_ms_per"],
             "server_cpu_ms_per_notification": n["server_cpu_ms_per"],
             "worker_rss_mb_10k_open": op["worker_rss_mb_open"],
             "open_notifications": op["opened"],

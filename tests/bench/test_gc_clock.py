@@ -22,7 +22,7 @@ def test_gc_clock_counts_each_collection_by_generation() -> None:
         gc.collect(2)
         after = clock.snapshot()
     finally:
-        gc.callbacks.remove(clock._callback)
+        clock.uninstall()
         if automatic:
             gc.enable()
     assert after["collections"] == [
@@ -33,11 +33,12 @@ def test_gc_clock_counts_each_collection_by_generation() -> None:
     assert after["cpu_ms"] > before["cpu_ms"]
 
 
-def test_gc_clock_installs_once() -> None:
+def test_gc_clock_installs_once_and_uninstalls() -> None:
     clock = GcClock()
     clock.install()
     clock.install()
     try:
         assert gc.callbacks.count(clock._callback) == 1
     finally:
-        gc.callbacks.remove(clock._callback)
+        clock.uninstall()
+    assert clock._callback not in gc.callbacks
