@@ -31,17 +31,28 @@ SUPPORT_SCHEMA = UserSupportRequestAnswerSchema.model_json_schema()
 SECRET_NOTES = "internal: customer is on the fraud watch list"
 
 
-@pytest.fixture
-async def ai(openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
-    provider = OpenAIProvider(
+def provider_with_timeout(openai: FakeOpenAI, timeout: float) -> OpenAIProvider:
+    return OpenAIProvider(
         fake_settings(
             openai=openai,
             NOTIFYFLOW_CLASSIFY_MODEL="classify-model-x",
             NOTIFYFLOW_LOCALIZE_MODEL="localize-model-y",
             NOTIFYFLOW_COMPOSE_MODEL="compose-model-z",
         ),
-        timeout=0.5,
+        timeout=timeout,
     )
+
+
+def impatient_provider(openai: FakeOpenAI) -> OpenAIProvider:
+    """For a call the fake holds: the client gives up after 0.5 s."""
+    return provider_with_timeout(openai, 0.5)
+
+
+@pytest.fixture
+async def ai(openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
+    # Patient: on a loaded CI machine an ordinary call can take longer than a short timeout,
+    # and a timeout is under test only where the fake holds the request.
+    provider = provider_with_timeout(openai, 10)
     yield provider
     await provider.close()
 
@@ -219,8 +230,13 @@ async def test_bad_output_is_retryable(
     ai: OpenAIProvider, openai: FakeOpenAI, call: str, kind: OpenAIFaultKind
 ) -> None:
     openai.fault_next(kind)
-    with pytest.raises(AIError) as caught:
-        await CALLS[call](ai)
+    provider = ai if kind != "timeout" else impatient_provider(openai)
+    try:
+        with pytest.raises(AIError) as caught:
+            await CALLS[call](provider)
+    finally:
+        if provider is not ai:
+            await provider.close()
     assert type(caught.value) is AIError
 
 
