@@ -2,7 +2,9 @@
 worker's own code spends in ``open_notification`` (route, record, fan out to two admins) and
 ``deliver_answer`` (record, localize, send to the customer, closure notice) — with no Temporal
 server: each activity runs in the SDK's ``ActivityEnvironment`` against a fresh PostgreSQL
-database migrated by the product's own ``upgrade`` and the tests' fake Twilio.
+database (or ``--database-url``) migrated by the product's own ``upgrade`` and the tests' fake
+Twilio. On SQLite, aiosqlite runs the statements in a thread of its own, which the figure
+leaves out.
 
 The figure is the CPU of this process's main thread (the event loop the activities, SQLAlchemy
 and psycopg run on) per notification — the fake runs in a process of its own, as it does for
@@ -59,24 +61,40 @@ def _serve_fake(conn: Connection) -> None:
 
 
 class FakeProcess:
+    START_TIMEOUT_S = 30.0
+
     def __init__(self, templates: list[tuple[str, str]]) -> None:
-        self._conn, child = multiprocessing.get_context("spawn").Pipe()
-        self._process = multiprocessing.get_context("spawn").Process(
-            target=_serve_fake, args=(child,), daemon=True
-        )
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_fake, args=(child,), daemon=True)
         self._process.start()
+        # Only the child holds its end now: if it dies, a recv here ends instead of waiting.
+        child.close()
         self._conn.send(templates)
-        self.base_url, self.account_sid, self.auth_token = self._conn.recv()
+        self.base_url, self.account_sid, self.auth_token = self._answer("start")
+
+    def _answer(self, what: str) -> Any:
+        if not self._conn.poll(self.START_TIMEOUT_S):
+            self.stop()
+            raise RuntimeError(f"the fake Twilio process did not answer ({what})")
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self.stop()
+            raise RuntimeError(
+                f"the fake Twilio process ended ({what}; exit code {self._process.exitcode})"
+            ) from None
 
     def accepted(self) -> int:
         self._conn.send("count")
-        return int(self._conn.recv())
+        return int(self._answer("count"))
 
     def stop(self) -> None:
         self._conn.close()  # the child's recv ends: it stops its server and exits
         self._process.join(10)
         if self._process.is_alive():
             self._process.kill()
+            self._process.join(5)
 
 
 @dataclass
@@ -106,8 +124,12 @@ async def measure(url: str, count: int, rounds: int) -> list[Round]:
     from notifyflow.db.migrate import upgrade_async
     from notifyflow.db.session import create_engine, session_factory
     from notifyflow.db.tables import CampaignTemplate
+    from notifyflow.outreach.templates import clear_template_cache
 
     await upgrade_async(url)
+    # The template cache is per process and keyed by merchant id, not by database: a caller
+    # (the smoke test) may have cached another database's merchant of the same id.
+    clear_template_cache()
     engine = create_engine(url)
     try:
         db = session_factory(engine)
@@ -120,6 +142,7 @@ async def measure(url: str, count: int, rounds: int) -> list[Round]:
             fake.stop()
     finally:
         await engine.dispose()
+        clear_template_cache()
 
 
 async def _rounds(

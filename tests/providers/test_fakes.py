@@ -29,7 +29,7 @@ SENDER = "+15559990000"
 
 @pytest.fixture
 async def sdk(twilio: FakeTwilio) -> AsyncIterator[Client]:
-    http = RebasedAsyncHttpClient(twilio.base_url, timeout=2)
+    http = RebasedAsyncHttpClient(twilio.base_url, timeout=10)
     client = Client(twilio.account_sid, twilio.auth_token, http_client=http, environment={})
     yield client
     await http.close()
@@ -257,7 +257,7 @@ class Verdict(BaseModel):
 
 @pytest.fixture
 async def client(openai: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
-    sdk = AsyncOpenAI(base_url=openai.base_url, api_key=openai.api_key, max_retries=0, timeout=2)
+    sdk = AsyncOpenAI(base_url=openai.base_url, api_key=openai.api_key, max_retries=0, timeout=10)
     yield sdk
     await sdk.close()
 
