@@ -39,8 +39,6 @@ from notifyflow.db.session import SessionFactory
 
 log = logging.getLogger("bench.activities")
 
-QUESTION = "user_question_request"
-
 
 def _serve_fake(conn: Connection) -> None:
     """The fake Twilio in a process of its own (the worker does not share its interpreter
@@ -150,6 +148,7 @@ async def _rounds(
 ) -> list[Round]:
     from tests.fixtures.lifecycle import make_shop
 
+    from bench.runner import QUESTION_TYPE
     from notifyflow.config import Settings
     from notifyflow.intake import record_request
     from notifyflow.models.notification import NotificationType
@@ -169,7 +168,7 @@ async def _rounds(
     try:
         lifecycle = build_activities(db, build_ai(settings), channel).lifecycle
         shops = [await make_shop(db) for _ in range(4)]
-        kind = NotificationType(QUESTION)
+        kind = NotificationType(QUESTION_TYPE)
         env = ActivityEnvironment()
         figures: list[Round] = []
         for r in range(rounds + 1):  # the first round warms caches and pools: not reported

@@ -18,6 +18,7 @@ from notifyflow.channels.base import OutboundText, SendError
 from notifyflow.channels.twilio_channel import RebasedAsyncHttpClient, TwilioChannel
 from tests.fakes.openai_server import FakeOpenAI, example_for_schema
 from tests.fakes.twilio_server import FakeTwilio, TwilioFault
+from tests.fixtures.client_timeouts import PATIENT_S
 from tests.fixtures.fakes import fake_settings
 
 A, B = "+15550000001", "+15550000002"
@@ -29,7 +30,7 @@ SENDER = "+15559990000"
 
 @pytest.fixture
 async def sdk(twilio: FakeTwilio) -> AsyncIterator[Client]:
-    http = RebasedAsyncHttpClient(twilio.base_url, timeout=10)
+    http = RebasedAsyncHttpClient(twilio.base_url, timeout=PATIENT_S)
     client = Client(twilio.account_sid, twilio.auth_token, http_client=http, environment={})
     yield client
     await http.close()
@@ -37,9 +38,7 @@ async def sdk(twilio: FakeTwilio) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def channel(twilio: FakeTwilio) -> AsyncIterator[TwilioChannel]:
-    # Patient: no test here provokes a client timeout through this fixture, and on a loaded CI
-    # machine an ordinary call can take longer than a short one.
-    ch = TwilioChannel(fake_settings(twilio), timeout=10)
+    ch = TwilioChannel(fake_settings(twilio), timeout=PATIENT_S)
     yield ch
     await ch.close()
 
@@ -257,7 +256,9 @@ class Verdict(BaseModel):
 
 @pytest.fixture
 async def client(openai: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
-    sdk = AsyncOpenAI(base_url=openai.base_url, api_key=openai.api_key, max_retries=0, timeout=10)
+    sdk = AsyncOpenAI(
+        base_url=openai.base_url, api_key=openai.api_key, max_retries=0, timeout=PATIENT_S
+    )
     yield sdk
     await sdk.close()
 

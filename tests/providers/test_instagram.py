@@ -9,6 +9,7 @@ import pytest
 from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError
 from notifyflow.channels.instagram import InstagramChannel
 from tests.fakes.graph_server import FAKE_PAGE_TOKEN, FakeGraph
+from tests.fixtures.client_timeouts import IMPATIENT_S, PATIENT_S
 from tests.fixtures.fakes import fake_settings
 
 PAGE = "1789000000000001"
@@ -23,9 +24,7 @@ def message(human_agent: bool = False) -> OutboundText:
 
 @pytest.fixture
 async def channel(graph: FakeGraph) -> AsyncIterator[InstagramChannel]:
-    # Patient: on a loaded CI machine an ordinary call can take longer than a short timeout,
-    # and a timeout is under test only where the fake holds the request.
-    ch = InstagramChannel(fake_settings(graph=graph), FAKE_PAGE_TOKEN, timeout=10)
+    ch = InstagramChannel(fake_settings(graph=graph), FAKE_PAGE_TOKEN, timeout=PATIENT_S)
     yield ch
     await ch.close()
 
@@ -101,7 +100,7 @@ async def test_graph_errors_map(
 
 async def test_timeout_is_ambiguous(graph: FakeGraph) -> None:
     graph.timeout_next()
-    impatient = InstagramChannel(fake_settings(graph=graph), FAKE_PAGE_TOKEN, timeout=0.5)
+    impatient = InstagramChannel(fake_settings(graph=graph), FAKE_PAGE_TOKEN, timeout=IMPATIENT_S)
     try:
         with pytest.raises(SendError) as caught:
             await impatient.send_text(message())

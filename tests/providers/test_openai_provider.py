@@ -20,6 +20,7 @@ from notifyflow.models.notification import (
     UserSupportRequestAnswerSchema,
 )
 from tests.fakes.openai_server import FakeAIRequest, FakeOpenAI, OpenAIFaultKind
+from tests.fixtures.client_timeouts import IMPATIENT_S, PATIENT_S
 from tests.fixtures.fakes import fake_settings
 
 CATEGORIES = [
@@ -44,15 +45,13 @@ def provider_with_timeout(openai: FakeOpenAI, timeout: float) -> OpenAIProvider:
 
 
 def impatient_provider(openai: FakeOpenAI) -> OpenAIProvider:
-    """For a call the fake holds: the client gives up after 0.5 s."""
-    return provider_with_timeout(openai, 0.5)
+    """For a call the fake holds: the client gives up after IMPATIENT_S."""
+    return provider_with_timeout(openai, IMPATIENT_S)
 
 
 @pytest.fixture
 async def ai(openai: FakeOpenAI) -> AsyncIterator[OpenAIProvider]:
-    # Patient: on a loaded CI machine an ordinary call can take longer than a short timeout,
-    # and a timeout is under test only where the fake holds the request.
-    provider = provider_with_timeout(openai, 10)
+    provider = provider_with_timeout(openai, PATIENT_S)
     yield provider
     await provider.close()
 

@@ -12,6 +12,7 @@ import pytest
 from notifyflow.channels.base import OutboundTemplate, OutboundText, SendError
 from notifyflow.channels.twilio_channel import TwilioChannel
 from tests.fakes.twilio_server import FAKE_MESSAGING_SERVICE_SID, FakeTwilio
+from tests.fixtures.client_timeouts import IMPATIENT_S, PATIENT_S
 from tests.fixtures.fakes import fake_settings
 
 CUSTOMER = "+15550001111"
@@ -39,13 +40,6 @@ def template(
         rendered_body=rendered,
         idempotency_key=key,
     )
-
-
-# A patient client for every call whose timing is not under test: on a loaded 2-core CI machine
-# an ordinary list call once took longer than 0.5 s. Only a send that is meant to time out goes
-# through the impatient one.
-PATIENT_S = 10.0
-IMPATIENT_S = 2.0  # the fake holds a request for 30 s
 
 
 @pytest.fixture
