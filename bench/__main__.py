@@ -96,7 +96,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fan-out series: the merchants' admin counts (1,2,5,20)",
     )
     p.add_argument(
-        "--history-samples", type=int, default=25, help="histories read for events/actions (25)"
+        "--history-samples",
+        type=int,
+        default=100,
+        help="N histories read for events/actions and the loaded answer's stages (100)",
     )
     p.add_argument(
         "--database-url",

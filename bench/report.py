@@ -85,6 +85,16 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+# The loaded answer's stages (bench.answer_path.STAGES), as the table names them.
+STAGE_LABELS = {
+    "to_task_started": "answer sent → its workflow task taken",
+    "task": "that workflow task in the worker",
+    "to_activity_started": "→ delivery activity started",
+    "activity_to_delivered": "activity → customer's message at the provider",
+    "delivered_to_completed": "customer's message → activity completed",
+}
+
+
 def _lat(s: dict[str, Any] | None) -> str:
     if not s or not s.get("count"):
         return "—"
@@ -140,6 +150,13 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         "",
     )
     row("  ratio of those p95s", "latency_p95_ratio_loaded", result.get("latency_p95_ratio_loaded"))
+    for stage, stats in (result.get("answer_path_ms_loaded") or {}).items():
+        table.add_row(
+            f"    {STAGE_LABELS.get(stage, stage)} p50/p95",
+            f"{_fmt(stats['p50'], 1)} / {_fmt(stats['p95'], 1)} ms",
+            "",
+            "",
+        )
     table.add_section()
     row(
         "billable actions / notification",

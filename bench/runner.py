@@ -30,6 +30,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from bench.answer_path import answer_stages
+from bench.answer_path import summarize as summarize_stages
 from bench.fanout import DEFAULT_SIZES, fanout_figures, run_fanout
 from bench.infra import BenchError, Database, TemporalServer, WorkerProcess, tail
 from bench.instrument import (
@@ -58,7 +60,7 @@ class BenchConfig:
     open_notifications: int = 10_000
     open_concurrency: int = 64
     merchants: int = 100
-    history_samples: int = 25
+    history_samples: int = 100
     warmup: int = 32
     # The fan-out series: notifications one at a time per merchant size (admins).
     fanout: int = 40
@@ -534,6 +536,8 @@ class Bench:
             "answer_to_delivered_ms": (delivered_at - t0_wall) * 1000,
             "answer_to_completed_ms": (t_done - t_notified) * 1000,
             "total_ms": (t_done - t_req) * 1000,
+            "answered_at": t0_wall,
+            "delivered_at": delivered_at,
         }
 
     # ---- phases ----------------------------------------------------------------------------
@@ -691,6 +695,7 @@ class Bench:
             self._error("N", exc)
         done = [r for r in results if r is not None]
         self.n_ids = [int(r["n"]) for r in done]
+        self.n_answer_times = {int(r["n"]): (r["answered_at"], r["delivered_at"]) for r in done}
         stats["errors"] = len(errors)
         for key in (
             "request_ms",
@@ -807,9 +812,13 @@ class Bench:
 
         ids = self.n_ids[: self.cfg.history_samples]
         costs = []
+        stages = []
         kinds: Counter[str] = Counter()
         for n in ids:
             history = await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()
+            stage = answer_stages(history, *self.n_answer_times[n])
+            if stage is not None:
+                stages.append(stage)
             cost = history_cost(history)
             costs.append(cost)
             kinds.update(cost.by_kind)
@@ -832,6 +841,7 @@ class Bench:
             "events_by_kind_per_notification": {
                 k: v / count for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
             },
+            "answer_path_ms_in_n": summarize_stages(stages),
             "b0": {
                 "events": b0_cost.events,
                 "actions": b0_cost.actions,
@@ -1085,6 +1095,12 @@ class Bench:
             "latency_p95_ratio_loaded": ratio(
                 n["answer_to_delivered"]["p95"], raw["b1"]["loaded"]["p95"]
             ),
+            # Where the loaded answers' time went, stage by stage (from the histories sampled).
+            "answer_path_ms_loaded": {
+                name: {q: stats[q] for q in ("p50", "p95")}
+                for name, stats in hist.get("answer_path_ms_in_n", {}).items()
+                if isinstance(stats, dict)
+            },
             # Beside the ratio to B1: the same answers against bare updates made right after
             # each of them (not the issue's figure; the denominator's drift made visible).
             "latency_p95_ratio_interleaved": ratio(
