@@ -285,6 +285,28 @@ async def question_open_retried_as_activity(env: WorkflowEnvironment, db: Sessio
     return view.notification_id
 
 
+async def question_closed_while_fan_out_retried(
+    env: WorkflowEnvironment, db: SessionFactory
+) -> str:
+    """Every request send is rate limited, so the open_notification activity keeps retrying;
+    the operator closes the notification meanwhile: the open is cancelled and it ends closed."""
+    shop = await make_shop(db)
+    CHANNEL.failing = {":request:": SendError("20429", "Too Many Requests", retryable=True)}
+    view = await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": "Is the café open late?"},
+        settings=settings_for(TQ),
+    )
+    await history_has(env, view.notification_id, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    await env.client.get_workflow_handle(view.notification_id).signal(
+        "close", CloseRequest(reason="the customer withdrew")
+    )
+    return view.notification_id
+
+
 async def question_delivery_gave_up(env: WorkflowEnvironment, db: SessionFactory) -> str:
     """The customer's send fails non-retryably (a bug, say): deliver_answer gives up."""
     shop = await make_shop(db)
@@ -371,15 +393,20 @@ async def question_corrected(env: WorkflowEnvironment, db: SessionFactory) -> st
     return correction_workflow_id(parse_notification_id(view.notification_id), accepted.version)
 
 
-async def activity_failed(env: WorkflowEnvironment, public: str) -> None:
-    """Until the workflow's history holds a failed activity."""
+async def history_has(env: WorkflowEnvironment, public: str, kind: int) -> None:
+    """Until the workflow's history holds an event of ``kind``."""
     handle = env.client.get_workflow_handle(public)
     for _ in range(600):
         history = await handle.fetch_history()
-        if any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED for e in history.events):
+        if any(e.event_type == kind for e in history.events):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{public}: no activity failed")
+    raise AssertionError(f"{public}: no {EventType.Name(kind)} in its history")
+
+
+async def activity_failed(env: WorkflowEnvironment, public: str) -> None:
+    """Until the workflow's history holds a failed activity."""
+    await history_has(env, public, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED)
 
 
 SCENARIOS: list[Scenario] = [
@@ -391,6 +418,7 @@ SCENARIOS: list[Scenario] = [
     question_answered_with_start,
     question_fan_out_gave_up,
     question_open_retried_as_activity,
+    question_closed_while_fan_out_retried,
     question_delivery_gave_up,
     question_reminder_failed_then_answered,
     question_corrected,

@@ -54,6 +54,7 @@ def test_every_path_has_a_recorded_history() -> None:
         "question_corrected",
         "question_answered_with_csat",
         "question_open_retried_as_activity",
+        "question_closed_while_fan_out_retried",
         *FAILED_ACTIVITY,
     } <= names
 
@@ -104,6 +105,19 @@ def test_a_retryable_local_open_failure_hands_over_to_the_activity() -> None:
     assert activity == "open_notification" and "Internal error" in failure
     assert _scheduled(history) == ["open_notification", "deliver_answer"]
     assert _outcome(history) == "delivered"
+
+
+def test_a_close_during_the_open_cancels_it_behind_its_patch() -> None:
+    """The operator's close while the open activity retries: the activity is cancelled, the
+    notification closed, nothing delivered."""
+    history = _load(HERE / "question_closed_while_fan_out_retried.json")
+    assert _scheduled(history) == ["open_notification", "finish_notification"]
+    assert any(
+        e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED for e in history.events
+    )
+    patches = [data for name, data in _markers(history) if name == "core_patch"]
+    assert any(b"close-during-open" in p for p in patches), patches
+    assert _outcome(history) == "closed"
 
 
 def test_the_patch_version_attribute_costs_no_action() -> None:
@@ -163,9 +177,10 @@ def _outcome(history: WorkflowHistory) -> str:
 
 # Recorded on the workflow code of earlier releases — before issue 11 (commit eec5dbf), before
 # issue 15 (commit ff0026c), before issue 17's third step (commit 41864bd), before the local
-# open (commit c915fac): workflows started then may still be running, so they must keep
-# replaying (workflow.patched); never re-recorded.
-OLDER = sorted(HERE.glob("before_issue_*/*.json"))
+# open (commit c915fac), before a close could cancel the open (commit 00761ea; with one history
+# of a close arriving while the open retries, recorded on that code): workflows started then
+# may still be running, so they must keep replaying (workflow.patched); never re-recorded.
+OLDER = sorted(HERE.glob("before_*/*.json"))
 
 
 @pytest.mark.parametrize(

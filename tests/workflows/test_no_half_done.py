@@ -224,6 +224,47 @@ async def test_a_non_admin_answering_before_routing_is_told_to_try_again(
     assert (await starter.get_notification(db, view.notification_id)).answers == []
 
 
+async def test_a_close_while_the_fan_out_keeps_failing_ends_it_and_nobody_is_asked_later(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    """The customer withdraws while every send to the admins is refused (429): the close ends
+    the notification at once, and once the provider recovers no admin is asked."""
+    shop = await shop_factory()
+    for admin in shop.admins:
+        channel.fail_times[admin.phone] = 1_000
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        await until(lambda: any(channel.fail_times[a.phone] < 1_000 for a in shop.admins))
+        t0 = time.perf_counter()
+        closed = await starter.close_notification(
+            dev_env.client, db, view.notification_id, reason="the customer withdrew"
+        )
+        figure("close while the fan-out is retried → closed", time.perf_counter() - t0, "s")
+        assert closed.status == "closed" and closed.close_reason == "the customer withdrew"
+        channel.fake.clear_faults()
+        # Past the activity's next retries (1 s, then 2 s): none of them may ask anyone.
+        await asyncio.sleep(4)
+        assert [m for a in shop.admins for m in channel.to(a.phone)] == []
+        with pytest.raises(NotificationError) as late:
+            await starter.answer_notification(
+                dev_env.client,
+                db,
+                view.notification_id,
+                answered_by=shop.admins[0].id,
+                answer={"answer": "Yes"},
+            )
+        assert late.value.http_status == 409
+    outcome = await result(dev_env.client, view.notification_id)
+    assert outcome.status == "closed"
+
+
 async def test_credentials_refused_by_the_channel_end_the_notification_at_once(
     dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:

@@ -14,6 +14,7 @@ refused before anything is written to history and no database query runs for it.
 # workflow run, and the SDK then resolves each handler's string annotations anew (a
 # compile() per annotation); evaluated annotations cost nothing at that point.
 
+import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -104,6 +105,8 @@ class NotificationWorkflow:
         self._follow_up_count = 0
         # The customer was asked to rate the answer (at most once per notification).
         self._csat_asked = False
+        # A close given before the open ended cancelled it (_open_unless_closed).
+        self._abandon_open = False
         if input.answered_directly:
             self._allowed = set(input.allowed_answerers)
 
@@ -126,7 +129,7 @@ class NotificationWorkflow:
             )
         if not input.answered_directly:
             try:
-                opened = await self._open()
+                opened = await self._open_unless_closed()
             except (ActivityError, ApplicationError) as err:
                 # A day of failures, or a configuration error: nobody could be asked. An answer
                 # an admin gave meanwhile is still delivered; otherwise end in a terminal state
@@ -141,6 +144,14 @@ class NotificationWorkflow:
                         )
                     )
             else:
+                if opened is None:
+                    # Closed while the fan-out was still being tried: nobody more is asked.
+                    assert self._close is not None
+                    return await self._end(
+                        await self._finish(
+                            NotificationStatus.closed, self._close.reason, tell_customer=False
+                        )
+                    )
                 self._recipients = list(opened.recipients)
                 self._allowed = set(opened.allowed_answerers)
         self._stage = Stage.waiting
@@ -199,6 +210,25 @@ class NotificationWorkflow:
 
         return await self._end(outcome)
 
+    async def _open_unless_closed(self) -> OpenResult | None:
+        """The open, given up when an operator closes the notification before it ends and no
+        answer waits (the customer withdrew): a fan-out retrying through an outage would hold
+        the close for up to a day and then ask the admins anyway. None when given up."""
+        opening = asyncio.create_task(self._open())
+        await workflow.wait_condition(
+            lambda: opening.done() or (self._close is not None and not self._queue)
+        )
+        if opening.done() or not workflow.patched(policies.PATCH_CLOSE_DURING_OPEN):
+            return await opening
+        self._abandon_open = True
+        opening.cancel()
+        try:
+            # A send the provider already took stays sent (the ledger has it); the activity
+            # hears of the cancellation at its next heartbeat and sends nothing more.
+            return await opening
+        except (asyncio.CancelledError, ActivityError, ApplicationError):
+            return None
+
     async def _open(self) -> OpenResult:
         """Route and notify the recipients. The first attempt runs as a local activity, in the
         workflow task that started the run: one marker instead of an activity's three events
@@ -218,7 +248,7 @@ class NotificationWorkflow:
                     summary=summary,
                 )
             except (ActivityError, ApplicationError) as err:
-                if not _retryable(err):
+                if not _retryable(err) or self._abandon_open:
                     raise
                 workflow.logger.info(
                     "%s: the local open failed (%s); retrying as an activity",

@@ -86,6 +86,8 @@ PATCH_SAME_ANSWER_SIGNAL = "same-answer-signal"
 PATCH_CSAT_ASK = "csat-ask"
 # The open's first attempt as a local activity (NotificationWorkflow._open).
 PATCH_LOCAL_OPEN = "local-open"
+# A close before the open ends cancels the open (NotificationWorkflow._open_unless_closed).
+PATCH_CLOSE_DURING_OPEN = "close-during-open"
 
 # The customer satisfaction ask: one send; a rating asked for hours after the answer is noise,
 # so it is given up after an hour of outage rather than a day.
