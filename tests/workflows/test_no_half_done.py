@@ -18,7 +18,7 @@ from notifyflow.db.seed import ensure_default_templates
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import CampaignTemplate, Notification
 from notifyflow.models.errors import NotificationError, RefusalCode
-from notifyflow.models.ids import parse_notification_id, workflow_id_for
+from notifyflow.models.ids import parse_notification_id
 from notifyflow.models.notification import Campaign
 from notifyflow.worker import log_template_gaps
 from tests.figures import figure
@@ -216,10 +216,9 @@ async def test_a_non_admin_answering_before_routing_is_told_to_try_again(
             )
         assert refused.value.code is RefusalCode.not_ready
         assert refused.value.http_status == 503
-        # Cleanup only: a close would wait for the open, which retries its sends for a day.
-        await dev_env.client.get_workflow_handle(
-            workflow_id_for(parse_notification_id(view.notification_id))
-        ).terminate("test cleanup")
+        # The close cancels the open, which would retry its sends for a day.
+        closed = await starter.close_notification(dev_env.client, db, view.notification_id)
+        assert closed.status == "closed"
     # "Not ready" is not a refusal of the answer: the history holds no refused attempt.
     assert (await starter.get_notification(db, view.notification_id)).answers == []
 
