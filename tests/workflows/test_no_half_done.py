@@ -223,11 +223,92 @@ async def test_a_non_admin_answering_before_routing_is_told_to_try_again(
     assert (await starter.get_notification(db, view.notification_id)).answers == []
 
 
-async def test_a_close_while_the_fan_out_keeps_failing_ends_it_and_nobody_is_asked_later(
+async def test_a_close_while_the_fan_out_keeps_failing_ends_it_and_nobody_more_is_asked(
     dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
 ) -> None:
-    """The customer withdraws while every send to the admins is refused (429): the close ends
-    the notification at once, and once the provider recovers no admin is asked."""
+    """The customer withdraws while every send to one admin is refused (429), so the open
+    keeps retrying: the close ends the notification at once, the admin who was asked is told
+    it is closed, and once the provider recovers the other admin is not asked."""
+    shop = await shop_factory()
+    asked, refused = shop.admins[0], shop.admins[1]
+    channel.fail_times[refused.phone] = 1_000
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        await until(
+            lambda: channel.fail_times[refused.phone] < 1_000 and bool(channel.to(asked.phone))
+        )
+        requests = len(channel.to(asked.phone))
+        t0 = time.perf_counter()
+        closed = await starter.close_notification(
+            dev_env.client, db, view.notification_id, reason="the customer withdrew"
+        )
+        figure("close while the fan-out is retried → closed", time.perf_counter() - t0, "s")
+        assert closed.status == "closed" and closed.close_reason == "the customer withdrew"
+        channel.fake.clear_faults()
+        # Past the activity's next retries (1 s, then 2 s): none of them may ask anyone.
+        await asyncio.sleep(4)
+        assert channel.to(refused.phone) == []
+        told = channel.to(asked.phone)[requests:]
+        notice = (
+            f"Notification {view.notification_id} was closed by an operator: the customer withdrew"
+        )
+        assert len(told) == 1 and notice in told[0].body, [m.body for m in told]
+        with pytest.raises(NotificationError) as late:
+            await starter.answer_notification(
+                dev_env.client,
+                db,
+                view.notification_id,
+                answered_by=asked.id,
+                answer={"answer": "Yes"},
+            )
+        assert late.value.http_status == 409
+    outcome = await result(dev_env.client, view.notification_id)
+    assert outcome.status == "closed"
+
+
+async def test_a_close_during_the_first_attempt_of_the_fan_out_cancels_it(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    """The close arrives while the open's first attempt (a local activity, in the workflow's
+    first task) waits on the provider: that attempt is cancelled and the notification ends
+    closed instead of failing its workflow."""
+    shop = await shop_factory()
+    for admin in shop.admins:
+        channel.fake.timeout_next(delay=8, to=admin.phone, times=None)
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        view = await starter.request_notification(
+            dev_env.client,
+            db,
+            type="user_question_request",
+            conversation_id=shop.conversation_id,
+            context=dict(QUESTION),
+            settings=settings_for(task_queue),
+        )
+        await until(lambda: channel.fake.in_flight > 0)
+        closed = await starter.close_notification(
+            dev_env.client, db, view.notification_id, reason="the customer withdrew"
+        )
+        assert closed.status == "closed"
+        channel.fake.clear_faults()
+        await asyncio.sleep(3)
+        assert [m for a in shop.admins for m in channel.to(a.phone)] == []
+    outcome = await result(dev_env.client, view.notification_id)
+    assert outcome.status == "closed"
+
+
+async def test_a_temporal_cancel_during_the_fan_out_still_ends_in_a_terminal_state(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory
+) -> None:
+    """An operator cancels the workflow in the Temporal UI while the open retries: as before
+    the close could cancel the open, the cancellation reaches the open activity and the
+    notification ends closed with the reason, its row terminal."""
     shop = await shop_factory()
     for admin in shop.admins:
         channel.fail_times[admin.phone] = 1_000
@@ -241,27 +322,11 @@ async def test_a_close_while_the_fan_out_keeps_failing_ends_it_and_nobody_is_ask
             settings=settings_for(task_queue),
         )
         await until(lambda: any(channel.fail_times[a.phone] < 1_000 for a in shop.admins))
-        t0 = time.perf_counter()
-        closed = await starter.close_notification(
-            dev_env.client, db, view.notification_id, reason="the customer withdrew"
-        )
-        figure("close while the fan-out is retried → closed", time.perf_counter() - t0, "s")
-        assert closed.status == "closed" and closed.close_reason == "the customer withdrew"
-        channel.fake.clear_faults()
-        # Past the activity's next retries (1 s, then 2 s): none of them may ask anyone.
-        await asyncio.sleep(4)
-        assert [m for a in shop.admins for m in channel.to(a.phone)] == []
-        with pytest.raises(NotificationError) as late:
-            await starter.answer_notification(
-                dev_env.client,
-                db,
-                view.notification_id,
-                answered_by=shop.admins[0].id,
-                answer={"answer": "Yes"},
-            )
-        assert late.value.http_status == 409
-    outcome = await result(dev_env.client, view.notification_id)
+        await dev_env.client.get_workflow_handle(view.notification_id).cancel()
+        outcome = await result(dev_env.client, view.notification_id)
     assert outcome.status == "closed"
+    view = await starter.get_notification(db, view.notification_id)
+    assert view.status == "closed" and view.close_reason
 
 
 async def test_credentials_refused_by_the_channel_end_the_notification_at_once(

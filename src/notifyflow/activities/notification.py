@@ -53,7 +53,7 @@ from notifyflow.models.workflow_io import (
 )
 from notifyflow.outreach.errors import ConfigurationError
 from notifyflow.outreach.ledger import Send, Sent
-from notifyflow.outreach.members import merchant_users
+from notifyflow.outreach.members import merchant_users, users_asked
 from notifyflow.outreach.service import Notice, Outreach, tally
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,10 @@ class NotificationActivities:
             log.warning("%s: no such notification; nothing to close", public)
             return
         merchant = contact.merchant
-        users = [u for u in await merchant_users(self._db, merchant.id) if u.id in input.recipients]
+        told = set(input.recipients)
+        if input.tell_those_asked:
+            told |= await users_asked(self._db, input.notification_id)
+        users = [u for u in await merchant_users(self._db, merchant.id) if u.id in told]
         text = end_notice(public, input.status, input.reason)
         await self._outreach.notify_members(
             input.notification_id,

@@ -214,6 +214,9 @@ class FinishInput(BaseModel):
     reason: str | None = None
     recipients: list[int]
     tell_customer: bool
+    # Also tell every merchant user whose request the provider accepted (the workflow does not
+    # know them: a close cancelled the open before it returned its recipients).
+    tell_those_asked: bool = False
 
 
 class RecordRejectionInput(BaseModel):

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Conversation, ConversationUser, MerchantUser
-from notifyflow.models.vocabulary import ChannelName
+from notifyflow.db.tables import Conversation, ConversationUser, Delivery, MerchantUser
+from notifyflow.models.vocabulary import ChannelName, DeliveryKind
 
 # A race loses at most once per row it creates (person, then conversation): a third integrity
 # error is a bug, not a race, and is raised.
@@ -73,6 +73,26 @@ async def merchant_users(db: SessionFactory, merchant_id: int) -> list[MerchantU
                 await session.scalars(select(MerchantUser).where(is_active_user_of(merchant_id)))
             ).all()
         )
+
+
+# What a status callback says of a message that never reached its person.
+NOT_DELIVERED = ("failed", "undelivered")
+
+
+async def users_asked(db: SessionFactory, notification_id: int) -> set[int]:
+    """The merchant users whose request for the notification the provider accepted (the
+    ledger has its message id) and has not reported as failed."""
+    async with db() as session:
+        rows = await session.scalars(
+            select(Delivery.merchant_user_id).where(
+                Delivery.notification_id == notification_id,
+                Delivery.kind == DeliveryKind.request.value,
+                Delivery.merchant_user_id.is_not(None),
+                Delivery.provider_message_id.is_not(None),
+                Delivery.status.not_in(NOT_DELIVERED),
+            )
+        )
+        return {int(user_id) for user_id in rows if user_id is not None}
 
 
 @dataclass(frozen=True)

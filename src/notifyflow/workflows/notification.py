@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from notifyflow.workflows.deps import (
@@ -145,11 +145,15 @@ class NotificationWorkflow:
                     )
             else:
                 if opened is None:
-                    # Closed while the fan-out was still being tried: nobody more is asked.
+                    # Closed while the fan-out was still being tried: nobody more is asked, and
+                    # the admins whose request went through are told it is closed.
                     assert self._close is not None
                     return await self._end(
                         await self._finish(
-                            NotificationStatus.closed, self._close.reason, tell_customer=False
+                            NotificationStatus.closed,
+                            self._close.reason,
+                            tell_customer=False,
+                            tell_those_asked=True,
                         )
                     )
                 self._recipients = list(opened.recipients)
@@ -215,9 +219,15 @@ class NotificationWorkflow:
         answer waits (the customer withdrew): a fan-out retrying through an outage would hold
         the close for up to a day and then ask the admins anyway. None when given up."""
         opening = asyncio.create_task(self._open())
-        await workflow.wait_condition(
-            lambda: opening.done() or (self._close is not None and not self._queue)
-        )
+        try:
+            await workflow.wait_condition(
+                lambda: opening.done() or (self._close is not None and not self._queue)
+            )
+        except asyncio.CancelledError:
+            # The workflow itself is cancelled (the Temporal UI): the cancellation goes to the
+            # open, as when run() awaited it directly.
+            opening.cancel()
+            return await opening
         if opening.done() or not workflow.patched(policies.PATCH_CLOSE_DURING_OPEN):
             return await opening
         self._abandon_open = True
@@ -226,7 +236,12 @@ class NotificationWorkflow:
             # A send the provider already took stays sent (the ledger has it); the activity
             # hears of the cancellation at its next heartbeat and sends nothing more.
             return await opening
-        except (asyncio.CancelledError, ActivityError, ApplicationError):
+        except (asyncio.CancelledError, CancelledError, ActivityError, ApplicationError):
+            # A cancelled local attempt ends in the SDK's CancelledError, the activity in an
+            # ActivityError, a Retry-After sleep in asyncio's; the open's own failure meanwhile
+            # is as good as the cancellation. A cancellation of the workflow itself goes on.
+            if workflow.cancellation_reason() is not None:
+                raise
             return None
 
     async def _open(self) -> OpenResult:
@@ -423,7 +438,12 @@ class NotificationWorkflow:
         )
 
     async def _finish(
-        self, status: NotificationStatus, reason: str | None, *, tell_customer: bool
+        self,
+        status: NotificationStatus,
+        reason: str | None,
+        *,
+        tell_customer: bool,
+        tell_those_asked: bool = False,
     ) -> NotificationOutcome:
         self._stage = Stage.finishing
         self._status = status
@@ -436,6 +456,7 @@ class NotificationWorkflow:
                 reason=reason,
                 recipients=self._recipients,
                 tell_customer=tell_customer,
+                tell_those_asked=tell_those_asked,
             ),
             start_to_close_timeout=policies.FINISH_TIMEOUT,
             heartbeat_timeout=policies.HEARTBEAT_TIMEOUT,
