@@ -20,12 +20,25 @@ from notifyflow.db.tables import CampaignTemplate, Notification
 from notifyflow.models.errors import NotificationError, RefusalCode
 from notifyflow.models.ids import parse_notification_id
 from notifyflow.models.notification import Campaign
+from notifyflow.models.views import NotificationView
 from notifyflow.worker import log_template_gaps
 from tests.figures import figure
 from tests.fixtures.lifecycle import FakeTwilioChannel, Shop, running_worker, settings_for
 from tests.workflows.helpers import result, until, wait_status
 
 QUESTION = {"question": "Do you ship to Canada?"}
+
+
+async def _ask(env: Any, db: SessionFactory, shop: Shop, task_queue: str) -> NotificationView:
+    """The customer's question to ``shop``, through the starter as the API sends it."""
+    return await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context=dict(QUESTION),
+        settings=settings_for(task_queue),
+    )
 
 
 async def _request_without_workflow(
@@ -38,14 +51,7 @@ async def _request_without_workflow(
 
     with monkeypatch.context() as patch:
         patch.setattr(starter, "ensure_started", unavailable)
-        view = await starter.request_notification(
-            env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(env, db, shop, task_queue)
     return view.notification_id
 
 
@@ -151,14 +157,7 @@ async def test_an_admin_answer_while_the_fan_out_is_retried_is_accepted_at_once(
     # about 7 s (1 + 2 + 4 s of backoff).
     channel.fail_times[shop.admins[1].phone] = 3
     async with running_worker(dev_env.client, db, task_queue, channel):
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         await until(lambda: bool(channel.to(shop.admins[0].phone)))
         t0 = time.perf_counter()
         accepted = await starter.answer_notification(
@@ -198,14 +197,7 @@ async def test_a_non_admin_answering_before_routing_is_told_to_try_again(
     for admin in shop.admins:
         channel.fail_times[admin.phone] = 1_000
     async with running_worker(dev_env.client, db, task_queue, channel):
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         with pytest.raises(NotificationError) as refused:
             await starter.answer_notification(
                 dev_env.client,
@@ -233,14 +225,7 @@ async def test_a_close_while_the_fan_out_keeps_failing_ends_it_and_nobody_more_i
     asked, refused = shop.admins[0], shop.admins[1]
     channel.fail_times[refused.phone] = 1_000
     async with running_worker(dev_env.client, db, task_queue, channel):
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         await until(
             lambda: channel.fail_times[refused.phone] < 1_000 and bool(channel.to(asked.phone))
         )
@@ -283,14 +268,7 @@ async def test_a_close_during_the_first_attempt_of_the_fan_out_cancels_it(
     for admin in shop.admins:
         channel.fake.timeout_next(delay=8, to=admin.phone, times=None)
     async with running_worker(dev_env.client, db, task_queue, channel):
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         await until(lambda: channel.fake.in_flight > 0)
         closed = await starter.close_notification(
             dev_env.client, db, view.notification_id, reason="the customer withdrew"
@@ -313,14 +291,7 @@ async def test_a_temporal_cancel_during_the_fan_out_still_ends_in_a_terminal_sta
     for admin in shop.admins:
         channel.fail_times[admin.phone] = 1_000
     async with running_worker(dev_env.client, db, task_queue, channel):
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         await until(lambda: any(channel.fail_times[a.phone] < 1_000 for a in shop.admins))
         await dev_env.client.get_workflow_handle(view.notification_id).cancel()
         outcome = await result(dev_env.client, view.notification_id)
@@ -339,14 +310,7 @@ async def test_credentials_refused_by_the_channel_end_the_notification_at_once(
         )
     async with running_worker(dev_env.client, db, task_queue, channel):
         t0 = time.perf_counter()
-        view = await starter.request_notification(
-            dev_env.client,
-            db,
-            type="user_question_request",
-            conversation_id=shop.conversation_id,
-            context=dict(QUESTION),
-            settings=settings_for(task_queue),
-        )
+        view = await _ask(dev_env, db, shop, task_queue)
         outcome = await result(dev_env.client, view.notification_id)
         took = time.perf_counter() - t0
     figure("configuration error (credentials refused) to a terminal state", took, "s")
@@ -375,14 +339,7 @@ async def test_a_campaign_without_any_template_is_a_configuration_error(
             assert await log_template_gaps(db) == [campaign.value]
         assert f"campaign {campaign.value} has no default template" in caplog.text
         async with running_worker(dev_env.client, db, task_queue, channel):
-            view = await starter.request_notification(
-                dev_env.client,
-                db,
-                type="user_question_request",
-                conversation_id=shop.conversation_id,
-                context=dict(QUESTION),
-                settings=settings_for(task_queue),
-            )
+            view = await _ask(dev_env, db, shop, task_queue)
             outcome = await asyncio.wait_for(result(dev_env.client, view.notification_id), 60)
         assert outcome.status == "closed"
         assert outcome.reason == (
