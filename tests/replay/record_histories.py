@@ -39,13 +39,20 @@ from notifyflow.db.migrate import upgrade
 from notifyflow.db.session import SessionFactory, create_engine, session_factory
 from notifyflow.models.corrections import correction_workflow_id
 from notifyflow.models.ids import parse_notification_id
+from notifyflow.models.views import NotificationView
 from notifyflow.models.workflow_io import (
     AnswerSource,
     AnswerSubmission,
     CloseRequest,
 )
 from notifyflow.service_levels import MerchantSettingsBody
-from tests.fixtures.lifecycle import RecordingChannel, make_shop, running_worker, settings_for
+from tests.fixtures.lifecycle import (
+    RecordingChannel,
+    Shop,
+    make_shop,
+    running_worker,
+    settings_for,
+)
 from tests.fixtures.temporal import register_search_attributes
 from tests.replay.stamp import write_stamp
 
@@ -86,6 +93,20 @@ class ScriptedChannel(RecordingChannel):
 CHANNEL = ScriptedChannel()
 
 
+async def ask(
+    env: WorkflowEnvironment, db: SessionFactory, shop: Shop, question: str
+) -> NotificationView:
+    """A customer's question to ``shop``, through the starter as the API sends it."""
+    return await starter.request_notification(
+        env.client,
+        db,
+        type="user_question_request",
+        conversation_id=shop.conversation_id,
+        context={"question": question},
+        settings=settings_for(TQ),
+    )
+
+
 async def waiting(env: WorkflowEnvironment, public: str) -> None:
     """Until the workflow has asked its recipients and waits for an answer (its wait timer is in
     the history). Read from the history, not by query: the time-skipping server answers a
@@ -101,14 +122,7 @@ async def waiting(env: WorkflowEnvironment, public: str) -> None:
 
 async def question_answered_free_form(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "What are your business hours?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "What are your business hours?")
     await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
@@ -126,14 +140,7 @@ async def question_answered_with_csat(env: WorkflowEnvironment, db: SessionFacto
     await service_levels.write(
         db, shop.merchant_id, MerchantSettingsBody(csat_enabled=True), settings_for(TQ)
     )
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Do you sell gift cards?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Do you sell gift cards?")
     await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
@@ -187,14 +194,7 @@ async def question_refused_then_answered_by_signal(
     env: WorkflowEnvironment, db: SessionFactory
 ) -> str:
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Pets allowed?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Pets allowed?")
     handle = env.client.get_workflow_handle(view.notification_id)
     await waiting(env, view.notification_id)
     for text in ("{oops", '{"answer": "Yes"}'):
@@ -212,14 +212,7 @@ async def question_refused_then_answered_by_signal(
 
 async def question_closed_by_operator(env: WorkflowEnvironment, db: SessionFactory) -> str:
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Parking?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Parking?")
     await waiting(env, view.notification_id)
     await env.client.get_workflow_handle(view.notification_id).signal(
         "close", CloseRequest(reason="duplicate")
@@ -250,14 +243,7 @@ async def question_fan_out_gave_up(env: WorkflowEnvironment, db: SessionFactory)
             "20003", "Authenticate", extra={"http_status": "401"}, config_error=True
         )
     }
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Gift wrapping?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Gift wrapping?")
     return view.notification_id
 
 
@@ -266,14 +252,7 @@ async def question_open_retried_as_activity(env: WorkflowEnvironment, db: Sessio
     server-side open_notification activity takes over and the notification is answered."""
     shop = await make_shop(db)
     CHANNEL.failing_once = {":request:": SendError("20500", "Internal error", retryable=True)}
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Do you ship abroad?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Do you ship abroad?")
     await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
@@ -292,14 +271,7 @@ async def question_closed_while_fan_out_retried(
     the operator closes the notification meanwhile: the open is cancelled and it ends closed."""
     shop = await make_shop(db)
     CHANNEL.failing = {":request:": SendError("20429", "Too Many Requests", retryable=True)}
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Is the café open late?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Is the café open late?")
     await history_has(env, view.notification_id, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     await env.client.get_workflow_handle(view.notification_id).signal(
         "close", CloseRequest(reason="the customer withdrew")
@@ -310,14 +282,7 @@ async def question_closed_while_fan_out_retried(
 async def question_delivery_gave_up(env: WorkflowEnvironment, db: SessionFactory) -> str:
     """The customer's send fails non-retryably (a bug, say): deliver_answer gives up."""
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Do you take returns?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Do you take returns?")
     await waiting(env, view.notification_id)
     CHANNEL.failing = {
         ":answer:customer": ApplicationError("channel bug", type="Bug", non_retryable=True)
@@ -337,14 +302,7 @@ async def question_reminder_failed_then_answered(
 ) -> str:
     """The reminder (best effort) fails for good; the notification waits on, is answered."""
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Open on holidays?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Open on holidays?")
     await waiting(env, view.notification_id)
     CHANNEL.failing = {
         ":reminder:": SendError("63028", "template mismatch", config_error=True),
@@ -365,14 +323,7 @@ async def question_reminder_failed_then_answered(
 async def question_corrected(env: WorkflowEnvironment, db: SessionFactory) -> str:
     """A delivered answer corrected once: the CorrectionWorkflow's history (its id returned)."""
     shop = await make_shop(db)
-    view = await starter.request_notification(
-        env.client,
-        db,
-        type="user_question_request",
-        conversation_id=shop.conversation_id,
-        context={"question": "Do you open on Sunday?"},
-        settings=settings_for(TQ),
-    )
+    view = await ask(env, db, shop, "Do you open on Sunday?")
     await waiting(env, view.notification_id)
     await starter.answer_notification(
         env.client,
