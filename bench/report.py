@@ -85,7 +85,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-# The loaded answer's stages (bench.answer_path.STAGES), as the table names them.
+# An answer's stages (bench.answer_path.STAGES), as the table names them.
 STAGE_LABELS = {
     "to_task_started": "answer sent → its workflow task taken",
     "task": "that workflow task in the worker",
@@ -93,6 +93,17 @@ STAGE_LABELS = {
     "activity_to_delivered": "activity → customer's message at the provider",
     "delivered_to_completed": "customer's message → activity completed",
 }
+
+
+def _stage_rows(table: Table, stages: dict[str, dict[str, float]] | None) -> None:
+    """An answer's stages (bench.answer_path), p50 / p95, under the ratio they explain."""
+    for stage, stats in (stages or {}).items():
+        table.add_row(
+            f"    {STAGE_LABELS.get(stage, stage)} p50/p95",
+            f"{_fmt(stats['p50'], 1)} / {_fmt(stats['p95'], 1)} ms",
+            "",
+            "",
+        )
 
 
 def _lat(s: dict[str, Any] | None) -> str:
@@ -129,6 +140,7 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         "N answer→delivered p50/p95/p99", _lat(raw["latency"].get("answer_to_delivered")), "", ""
     )
     row("answer→delivered p95 / B1 p95", "latency_p95_ratio", result["latency_p95_ratio"])
+    _stage_rows(table, result.get("answer_path_ms_quiet"))
     table.add_row(
         "  bare update after each answer p50/p95/p99",
         _lat(raw["latency"].get("b1_interleaved")),
@@ -150,13 +162,7 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         "",
     )
     row("  ratio of those p95s", "latency_p95_ratio_loaded", result.get("latency_p95_ratio_loaded"))
-    for stage, stats in (result.get("answer_path_ms_loaded") or {}).items():
-        table.add_row(
-            f"    {STAGE_LABELS.get(stage, stage)} p50/p95",
-            f"{_fmt(stats['p50'], 1)} / {_fmt(stats['p95'], 1)} ms",
-            "",
-            "",
-        )
+    _stage_rows(table, result.get("answer_path_ms_loaded"))
     table.add_section()
     row(
         "billable actions / notification",

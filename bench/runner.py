@@ -146,6 +146,8 @@ class Bench:
         self.errors: Counter[str] = Counter()
         self.error_examples: list[str] = []
         self.run_id = uuid.uuid4().hex[:6]
+        # L's answers: notification -> (answer sent, customer's message at the fake).
+        self.l_answer_times: dict[int, tuple[float, float]] = {}
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -753,6 +755,7 @@ class Bench:
                     accepted.append((time.perf_counter() - t_perf) * 1000)
                     at = await self.tracker.wait_delivered(n, cfg.op_timeout)
                     delivered.append((at - t0) * 1000)
+                    self.l_answer_times[n] = (t0, at)
                     await self.completed(n)
                     completed.append((time.perf_counter() - t_perf) * 1000)
                 except Exception as exc:  # noqa: BLE001 - counted
@@ -822,6 +825,13 @@ class Bench:
             cost = history_cost(history)
             costs.append(cost)
             kinds.update(cost.by_kind)
+        # The quiet answers (L) too, all of them: where the time goes when nothing waits.
+        quiet = []
+        for n, times in self.l_answer_times.items():
+            history = await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()
+            stage = answer_stages(history, *times)
+            if stage is not None:
+                quiet.append(stage)
         b0_cost = history_cost(
             await self.client.get_workflow_handle(f"b0-{self.run_id}-0").fetch_history()
         )
@@ -842,6 +852,7 @@ class Bench:
                 k: v / count for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])
             },
             "answer_path_ms_in_n": summarize_stages(stages),
+            "answer_path_ms_in_l": summarize_stages(quiet),
             "b0": {
                 "events": b0_cost.events,
                 "actions": b0_cost.actions,
@@ -1109,6 +1120,12 @@ class Bench:
             "answer_path_ms_loaded": {
                 name: {q: stats[q] for q in ("p50", "p95")}
                 for name, stats in hist.get("answer_path_ms_in_n", {}).items()
+                if isinstance(stats, dict)
+            },
+            # The same stages for the quiet answers (L), one at a time.
+            "answer_path_ms_quiet": {
+                name: {q: stats[q] for q in ("p50", "p95")}
+                for name, stats in hist.get("answer_path_ms_in_l", {}).items()
                 if isinstance(stats, dict)
             },
             # Beside the ratio to B1: the same answers against bare updates made right after

@@ -125,6 +125,10 @@ def test_tiny_bench_run_reports_every_figure(
     # One bare update beside each answer timed one at a time.
     latency = written["raw"]["latency"]
     assert latency["b1_interleaved"]["count"] == latency["answer_to_delivered"]["count"] > 0
+    # Each quiet answer split into its stages, read from its history.
+    quiet = written["raw"]["history"]["answer_path_ms_in_l"]
+    assert quiet["activity_to_delivered"]["count"] == latency["answer_to_delivered"]["count"]
+    assert written["answer_path_ms_quiet"]["task"]["p50"] > 0
     # The fan-out series: every size ran, each notification reached all its admins and was
     # delivered afterwards (it counts in the verification above).
     fanout = written["raw"]["fanout"]
