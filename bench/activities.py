@@ -24,75 +24,19 @@ import argparse
 import asyncio
 import json
 import logging
-import multiprocessing
 import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from temporalio.testing import ActivityEnvironment
 
+from bench.fake_process import FakeTwilioProcess
 from notifyflow.db.session import SessionFactory
 
 log = logging.getLogger("bench.activities")
-
-
-def _serve_fake(conn: Connection) -> None:
-    """The fake Twilio in a process of its own (the worker does not share its interpreter
-    with it either): templates in, its address out, then how many messages it accepted."""
-    from tests.fakes.twilio_server import FakeTwilio
-
-    fake = FakeTwilio().start()
-    try:
-        for content_sid, body in conn.recv():
-            fake.register_template(content_sid, body)
-        conn.send((fake.base_url, fake.account_sid, fake.auth_token))
-        conn.recv()  # asked for the count at the end (EOFError: the parent gave up)
-        conn.send(len(fake.accepted()))
-    except EOFError:
-        pass
-    finally:
-        fake.stop()
-
-
-class FakeProcess:
-    START_TIMEOUT_S = 30.0
-
-    def __init__(self, templates: list[tuple[str, str]]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve_fake, args=(child,), daemon=True)
-        self._process.start()
-        # Only the child holds its end now: if it dies, a recv here ends instead of waiting.
-        child.close()
-        self._conn.send(templates)
-        self.base_url, self.account_sid, self.auth_token = self._answer("start")
-
-    def _answer(self, what: str) -> Any:
-        if not self._conn.poll(self.START_TIMEOUT_S):
-            self.stop()
-            raise RuntimeError(f"the fake Twilio process did not answer ({what})")
-        try:
-            return self._conn.recv()
-        except EOFError:
-            self.stop()
-            raise RuntimeError(
-                f"the fake Twilio process ended ({what}; exit code {self._process.exitcode})"
-            ) from None
-
-    def accepted(self) -> int:
-        self._conn.send("count")
-        return int(self._answer("count"))
-
-    def stop(self) -> None:
-        self._conn.close()  # the child's recv ends: it stops its server and exits
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
 
 
 @dataclass
@@ -133,7 +77,7 @@ async def measure(url: str, count: int, rounds: int) -> list[Round]:
         db = session_factory(engine)
         async with db() as session:
             rows = (await session.scalars(select(CampaignTemplate))).all()
-        fake = FakeProcess([(t.content_sid, t.body) for t in rows])
+        fake = FakeTwilioProcess([(t.content_sid, t.body) for t in rows])
         try:
             return await _rounds(db, fake, url, count, rounds)
         finally:
@@ -144,7 +88,7 @@ async def measure(url: str, count: int, rounds: int) -> list[Round]:
 
 
 async def _rounds(
-    db: SessionFactory, fake: FakeProcess, url: str, count: int, rounds: int
+    db: SessionFactory, fake: FakeTwilioProcess, url: str, count: int, rounds: int
 ) -> list[Round]:
     from tests.fixtures.lifecycle import make_shop
 

@@ -32,6 +32,7 @@ from rich.progress import (
 
 from bench.answer_path import answer_stages
 from bench.answer_path import summarize as summarize_stages
+from bench.fake_process import FakeTwilioProcess
 from bench.fanout import DEFAULT_SIZES, fanout_figures, run_fanout
 from bench.infra import BenchError, Database, TemporalServer, WorkerProcess, tail
 from bench.instrument import (
@@ -43,7 +44,7 @@ from bench.instrument import (
     self_cpu_ms,
 )
 from bench.report import TARGETS, ratio, summary, target_met
-from bench.tracker import BenchTwilio, Tracker
+from bench.tracker import Tracker
 
 TASK_QUEUE = "notifyflow-bench"
 QUESTION_TYPE = "user_question_request"
@@ -279,8 +280,8 @@ class Bench:
             self.log(f"database: {self.database.dialect}, {self.database.note}")
             await self._prepare_database(stack)
 
-            self.fake = BenchTwilio()
-            self.fake.start()
+            # Its own process: a request to it must not wait for this driver's GIL.
+            self.fake = FakeTwilioProcess(relay=True)
             stack.callback(self.fake.stop)
             await self._register_templates()
 

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tests.fakes.twilio_server import FakeTwilio
 
@@ -36,6 +36,13 @@ class BenchTwilio(FakeTwilio):
         callback = self.on_accept
         if accepted and callback is not None:
             callback(entry)
+
+
+class Accepting(Protocol):
+    """A fake that calls ``on_accept`` (from a thread of its own) for each accepted message:
+    :class:`BenchTwilio`, or :class:`bench.fake_process.FakeTwilioProcess` relaying one."""
+
+    on_accept: Callable[[dict[str, Any]], None] | None
 
 
 @dataclass
@@ -69,10 +76,10 @@ class Tracker:
     unmatched: int = 0
     accepted: int = 0
 
-    def attach(self, fake: BenchTwilio) -> None:
+    def attach(self, fake: Accepting) -> None:
         fake.on_accept = self._from_thread
 
-    def detach(self, fake: BenchTwilio) -> None:
+    def detach(self, fake: Accepting) -> None:
         fake.on_accept = None
 
     def get(self, n: int) -> Seen:
