@@ -71,6 +71,11 @@ class FakeTwilioProcess:
         for content_sid, body in templates:
             self.register_template(content_sid, body)
 
+    @property
+    def pid(self) -> int:
+        """The child's process id (its CPU counts as the driver's in the bench's figures)."""
+        return int(self._process.pid or 0)
+
     def _forward(self, events: Connection) -> None:
         while True:
             try:
