@@ -5,19 +5,37 @@ used to run in a thread of the bench's driver, whose event loop drives 32 lifecy
 histories and parses the fake's own requests: under load a request to the fake waited for the
 driver's GIL before it was read and stamped, and that wait counted in the answer's
 answer→delivered time. In a process of its own the fake stamps each message when it reads it
-(the same wall clock as the driver's) and sends the accepted ones to this process, where
-``on_accept`` is called from a relay thread, as it was from the fake's server thread before.
+(the same wall clock as the driver's) and sends what the bench's tracker reads of each accepted
+one to this process, where ``on_accept`` is called from a relay thread (as it was called from
+the fake's server thread before). The relay can lag the fake's answers: :meth:`accepted` is the
+fake's own count, to wait for before the tracker's counts are read as final.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 START_TIMEOUT_S = 30.0
+
+
+def _slim(entry: dict[str, Any]) -> dict[str, Any]:
+    """What :meth:`bench.tracker.Tracker._from_thread` reads of an accepted message."""
+    fields = entry.get("fields") or {}
+    return {
+        "to": entry.get("to"),
+        "kind": entry.get("kind"),
+        "time": entry["time"],
+        "fields": {k: fields[k] for k in ("Body", "ContentVariables", "ContentSid") if k in fields},
+    }
 
 
 def _serve(control: Connection, events: Connection | None) -> None:
@@ -25,10 +43,24 @@ def _serve(control: Connection, events: Connection | None) -> None:
     until the parent closes its end."""
     from bench.tracker import BenchTwilio
 
+    # The parent stops this process by closing the pipe; Ctrl-C is the parent's to handle.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     fake = BenchTwilio()
+    outbox: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+    sender: threading.Thread | None = None
     if events is not None:
-        # Called from the fake's one server thread: one sender on this pipe.
-        fake.on_accept = events.send
+
+        def send_all(pipe: Connection) -> None:
+            # A thread of its own: a full pipe never blocks the fake's event loop.
+            while (entry := outbox.get()) is not None:
+                try:
+                    pipe.send(entry)
+                except (BrokenPipeError, OSError):
+                    return
+
+        sender = threading.Thread(target=send_all, args=(events,), daemon=True)
+        sender.start()
+        fake.on_accept = lambda entry: outbox.put(_slim(entry))
     fake.start()
     try:
         control.send((fake.base_url, fake.account_sid, fake.auth_token))
@@ -43,6 +75,9 @@ def _serve(control: Connection, events: Connection | None) -> None:
         pass  # the parent closed its end: stop
     finally:
         fake.stop()
+        if sender is not None:
+            outbox.put(None)
+            sender.join(5)
 
 
 class FakeTwilioProcess:
@@ -77,14 +112,31 @@ class FakeTwilioProcess:
         return int(self._process.pid or 0)
 
     def _forward(self, events: Connection) -> None:
-        while True:
-            try:
-                entry = events.recv()
-            except (EOFError, OSError):
-                return
-            callback = self.on_accept
-            if callback is not None:
-                callback(entry)
+        try:
+            while True:
+                try:
+                    entry = events.recv()
+                except (EOFError, OSError):
+                    return
+                callback = self.on_accept
+                if callback is None:
+                    continue
+                try:
+                    callback(entry)
+                except Exception:  # the relay must outlive one bad entry
+                    log.exception("on_accept failed for a message of the fake Twilio")
+        finally:
+            events.close()
+
+    def _ask(self, what: str, *command: object) -> Any:
+        try:
+            self._control.send(command)
+        except OSError:  # BrokenPipeError: the child is gone
+            self.stop()
+            raise RuntimeError(
+                f"the fake Twilio process ended ({what}; exit code {self._process.exitcode})"
+            ) from None
+        return self._answer(what)
 
     def _answer(self, what: str) -> Any:
         if not self._control.poll(START_TIMEOUT_S):
@@ -99,13 +151,11 @@ class FakeTwilioProcess:
             ) from None
 
     def register_template(self, content_sid: str, body: str) -> None:
-        self._control.send(("template", content_sid, body))
-        self._answer("template")
+        self._ask("template", "template", content_sid, body)
 
     def accepted(self) -> int:
-        """How many messages the fake accepted so far."""
-        self._control.send(("count",))
-        return int(self._answer("count"))
+        """How many messages the fake accepted so far (its own count, not the relay's)."""
+        return int(self._ask("count", "count"))
 
     def stop(self) -> None:
         self._control.close()  # the child's recv ends: it stops its server and exits

@@ -149,6 +149,10 @@ class Bench:
         self.run_id = uuid.uuid4().hex[:6]
         # L's answers: notification -> (answer sent, customer's message at the fake).
         self.l_answer_times: dict[int, tuple[float, float]] = {}
+        # The fake Twilio process's CPU at its last reading; what it accepted before the
+        # tracker was attached (not relayed to it).
+        self._fake_cpu_ms = 0.0
+        self._accepted_unrelayed = 0
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -172,8 +176,12 @@ class Bench:
             self.error_examples.append(f"{where}: {type(exc).__name__}: {exc}"[:500])
 
     def _driver_cpu_ms(self) -> float:
-        """This process's CPU and the fake Twilio's (a process of its own)."""
-        return self_cpu_ms() + (proc_cpu_ms(self.fake.pid) or 0.0)
+        """This process's CPU and the fake Twilio's (a process of its own; its last reading
+        if it has gone, so a phase's figure never loses what it had spent)."""
+        fake = proc_cpu_ms(self.fake.pid)
+        if fake is not None:
+            self._fake_cpu_ms = fake
+        return self_cpu_ms() + self._fake_cpu_ms
 
     async def begin(self) -> Phase:
         return Phase(
@@ -314,6 +322,7 @@ class Bench:
                 "engine_options": ready.get("engine_options"),
             }
             self.tracker = self._tracker()
+            self._accepted_unrelayed = self.fake.accepted()
             self.tracker.attach(self.fake)
             stack.callback(self.tracker.detach, self.fake)
             try:
@@ -922,7 +931,7 @@ class Bench:
             "floor": floor,
             "opening": open_stats,
             "answering": answer_stats,
-            "duplicates": self.tracker.duplicates(open_ids),
+            "duplicates": await self._duplicates(open_ids),
         }
         self.open_ids = open_ids
 
@@ -995,6 +1004,23 @@ class Bench:
             progress.update(task, completed=progress.tasks[task].total)
         return running
 
+    async def _relay_caught_up(self, timeout: float = 10.0) -> None:
+        """Until the tracker has seen every message the fake accepted so far: the fake's
+        process relays them after it answers, so the last ones may still be on their way."""
+        deadline = time.monotonic() + timeout
+        while self.tracker.accepted + self._accepted_unrelayed < self.fake.accepted():
+            if time.monotonic() > deadline:
+                self.notes.append(
+                    f"the fake accepted {self.fake.accepted()} messages, the tracker saw "
+                    f"{self.tracker.accepted} within {timeout:.0f} s"
+                )
+                return
+            await asyncio.sleep(0.05)
+
+    async def _duplicates(self, ids: set[int]) -> int:
+        await self._relay_caught_up()
+        return self.tracker.duplicates(ids)
+
     async def _verify(self) -> None:
         """Every notification requested in this run: delivered in the database, and its
         customer message accepted by the fake; duplicates on the wire."""
@@ -1002,6 +1028,7 @@ class Bench:
 
         from notifyflow.db.tables import Notification
 
+        await self._relay_caught_up()
         ids = sorted(set(self.requested))
         statuses: Counter[str] = Counter()
         for start in range(0, len(ids), 1000):

@@ -1,6 +1,6 @@
-"""What reached people: the fake Twilio (in this process, its own thread) reports every accepted
-message; the tracker ties each to its notification and purpose, wakes whoever waits for it, and
-counts duplicates on the wire."""
+"""What reached people: the fake Twilio (in a process of its own, bench/fake_process.py) reports
+every accepted message through a relay thread; the tracker ties each to its notification and
+purpose, wakes whoever waits for it, and counts duplicates on the wire."""
 
 from __future__ import annotations
 
