@@ -33,6 +33,9 @@ POLL_EVERY = timedelta(seconds=1)
 # ends once the terminal state has been quiet this long.
 SETTLE_AFTER = timedelta(seconds=2)
 HEARTBEAT_EVERY = timedelta(seconds=15)
+# Reads of a timeline until one is not overtaken by a commit (a notification's steps are
+# seconds apart: the second read is all but always enough).
+READ_TRIES = 5
 
 
 @dataclass
@@ -82,7 +85,22 @@ class TimelineHub:
     async def _refresh(self, n: int, watched: _Watched, version: tuple[object, ...]) -> None:
         from notifyflow.starter import notification_timeline
 
-        watched.timeline = await notification_timeline(self._db, format_notification_id(n))
+        # The timeline is read in several statements: a step committed between two of them
+        # (an answer with its sends) would show its sends without its answer, and once the
+        # answer appeared, earlier in time, every later event would move one place and a
+        # listener resuming by position would miss it. So a timeline counts only when the
+        # version read after it is the one it was read under.
+        for _ in range(READ_TRIES):
+            timeline = await notification_timeline(self._db, format_notification_id(n))
+            after = (await self._version([n])).get(n, version)
+            if after == version:
+                break
+            version = after
+        else:
+            # Overtaken every time: nothing is published; the next poll reads it again.
+            watched.version = ()
+            return
+        watched.timeline = timeline
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
         # Quiet from this change on (closure notices do not touch the row's updated_at); a
