@@ -823,16 +823,21 @@ class Bench:
         await self.settled(n)
         return n
 
+    async def _history(self, n: int) -> Any:
+        """Notification ``n``'s history (a ``WorkflowHistory``)."""
+        from notifyflow.models.ids import workflow_id_for
+
+        return await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()
+
     async def _histories(self) -> None:
         from notifyflow.history_costs import history_cost
-        from notifyflow.models.ids import workflow_id_for
 
         ids = self.n_ids[: self.cfg.history_samples]
         costs = []
         stages = []
         kinds: Counter[str] = Counter()
         for n in ids:
-            history = await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()
+            history = await self._history(n)
             stage = answer_stages(history, *self.n_answer_times[n])
             if stage is not None:
                 stages.append(stage)
@@ -842,8 +847,7 @@ class Bench:
         # The quiet answers (L) too, all of them: where the time goes when nothing waits.
         quiet = []
         for n, times in self.l_answer_times.items():
-            history = await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()
-            stage = answer_stages(history, *times)
+            stage = answer_stages(await self._history(n), *times)
             if stage is not None:
                 quiet.append(stage)
         b0_cost = history_cost(
@@ -1149,17 +1153,9 @@ class Bench:
                 n["answer_to_delivered"]["p95"], raw["b1"]["loaded"]["p95"]
             ),
             # Where the loaded answers' time went, stage by stage (from the histories sampled).
-            "answer_path_ms_loaded": {
-                name: {q: stats[q] for q in ("p50", "p95")}
-                for name, stats in hist.get("answer_path_ms_in_n", {}).items()
-                if isinstance(stats, dict)
-            },
+            "answer_path_ms_loaded": _p50_p95(hist.get("answer_path_ms_in_n", {})),
             # The same stages for the quiet answers (L), one at a time.
-            "answer_path_ms_quiet": {
-                name: {q: stats[q] for q in ("p50", "p95")}
-                for name, stats in hist.get("answer_path_ms_in_l", {}).items()
-                if isinstance(stats, dict)
-            },
+            "answer_path_ms_quiet": _p50_p95(hist.get("answer_path_ms_in_l", {})),
             # Beside the ratio to B1: the same answers against bare updates made right after
             # each of them (not the issue's figure; the denominator's drift made visible).
             "latency_p95_ratio_interleaved": ratio(
@@ -1245,6 +1241,15 @@ class Bench:
         result["errors"] = {"counts": dict(self.errors), "examples": self.error_examples}
         result["raw"] = raw
         return result
+
+
+def _p50_p95(stages: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """An answer's stages (bench.answer_path.summarize), p50 and p95 of each."""
+    return {
+        name: {q: stats[q] for q in ("p50", "p95")}
+        for name, stats in stages.items()
+        if isinstance(stats, dict)
+    }
 
 
 def environment(database: Database) -> dict[str, Any]:

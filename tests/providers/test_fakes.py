@@ -505,7 +505,7 @@ async def test_openai_accepts_the_sdks_own_strict_schemas(client: AsyncOpenAI) -
 # ---- the fakes' sockets ------------------------------------------------------------------------
 
 
-def test_fake_servers_answer_without_waiting_for_an_ack(twilio: FakeTwilio) -> None:
+def test_fake_servers_listen_with_nagle_off(twilio: FakeTwilio) -> None:
     """Asyncio turns Nagle's algorithm off only for sockets it knows are TCP (``proto`` 6); the
     fakes' own listening socket had ``proto`` 0, so every answer's body waited for the client's
     delayed ACK: about 40 ms per back-to-back request on a kept-alive connection, in every test
