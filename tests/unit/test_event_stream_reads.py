@@ -13,59 +13,83 @@ from notifyflow.api.event_stream import READ_TRIES, TimelineHub, _Watched
 from notifyflow.models.views import TimelineEntry
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+N = 7
+POLLED = ("waiting", T0, 2, 0)
+COMMITTED = ("delivered", T0 + timedelta(seconds=5), 4, 1)
+# Read while the answer committed: its sends, not the answer itself.
+STALE = ("requested", "sent request", "sent answer")
+WHOLE = ("requested", "sent request", "answer accepted", "sent answer")
 
 
-def _entries(*events: str) -> list[TimelineEntry]:
+def _entries(events: tuple[str, ...]) -> list[TimelineEntry]:
     return [
         TimelineEntry(at=T0 + timedelta(seconds=i), event=e, detail="")
         for i, e in enumerate(events)
     ]
 
 
-def _hub(
-    monkeypatch: pytest.MonkeyPatch,
-    timelines: list[list[TimelineEntry]],
-    versions: list[tuple[Any, ...]],
-) -> tuple[TimelineHub, list[int]]:
+class _Database:
+    """What the hub reads, in order: versions (one per query) and timelines (one per read)."""
+
+    def __init__(self, versions: list[tuple[Any, ...]], timelines: list[tuple[str, ...]]):
+        self.versions, self.timelines = versions, timelines
+        self.version_queries = self.timeline_reads = 0
+
+    async def version(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+        value = self.versions[min(self.version_queries, len(self.versions) - 1)]
+        self.version_queries += 1
+        return dict.fromkeys(ids, value)
+
+    async def read(self, _n: int) -> list[TimelineEntry]:
+        events = self.timelines[min(self.timeline_reads, len(self.timelines) - 1)]
+        self.timeline_reads += 1
+        return _entries(events)
+
+
+def _hub(monkeypatch: pytest.MonkeyPatch, database: _Database) -> TimelineHub:
     hub = TimelineHub(db=None)  # type: ignore[arg-type]  # every read is replaced below
-    reads: list[int] = []
-
-    async def timeline(_db: object, _public: str) -> list[TimelineEntry]:
-        reads.append(1)
-        return timelines[min(len(reads), len(timelines)) - 1]
-
-    async def version(ids: list[int]) -> dict[int, tuple[Any, ...]]:
-        return {ids[0]: versions[min(len(reads), len(versions)) - 1]}
-
-    monkeypatch.setattr("notifyflow.starter.notification_timeline", timeline)
-    monkeypatch.setattr(hub, "_version", version)
-    return hub, reads
+    monkeypatch.setattr(hub, "_version", database.version)
+    monkeypatch.setattr(hub, "_read", database.read)
+    return hub
 
 
-async def test_a_timeline_read_while_the_answer_commits_is_read_again(
+async def test_a_poll_that_read_while_the_answer_committed_publishes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    polled = ("waiting", T0, 2, 0)
-    committed = ("delivered", T0 + timedelta(seconds=5), 4, 1)
-    # The first read saw the answer's sends but not the answer (committed in between).
-    stale = _entries("requested", "sent request", "sent answer")
-    whole = _entries("requested", "sent request", "answer accepted", "sent answer")
-    hub, reads = _hub(monkeypatch, [stale, whole], [committed, committed])
-    watched = _Watched()
-    await hub._refresh(7, watched, polled)
-    assert len(reads) == 2
-    assert [e.event for e in watched.timeline] == [e.event for e in whole]
-    assert watched.version == committed
+    # Poll: changed (POLLED), read STALE, checked again: COMMITTED: overtaken.
+    database = _Database([POLLED, COMMITTED, COMMITTED, COMMITTED], [STALE, WHOLE])
+    hub = _hub(monkeypatch, database)
+    watched = hub._watched[N] = _Watched(timeline=_entries(("requested",)), version=("old",))
+    await hub._poll()
+    assert [e.event for e in watched.timeline] == ["requested"]  # what listeners had
+    assert database.version_queries == 2  # one for all watched, one to check what was read
+    # The next round reads it again, under the version it now has: the whole timeline.
+    await hub._poll()
+    assert [e.event for e in watched.timeline] == list(WHOLE)
+    assert watched.version == COMMITTED
     assert watched.terminal
 
 
-async def test_a_timeline_overtaken_every_time_is_not_published(
+async def test_a_new_listener_s_read_overtaken_by_a_commit_is_read_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    versions = [("waiting", T0 + timedelta(seconds=i), i, 0) for i in range(1, READ_TRIES + 2)]
-    hub, reads = _hub(monkeypatch, [_entries("requested", "sent answer")], versions)
-    watched = _Watched(timeline=_entries("requested"), version=("waiting", T0, 0, 0))
-    await hub._refresh(7, watched, ("waiting", T0, 0, 0))
-    assert len(reads) == READ_TRIES
-    assert [e.event for e in watched.timeline] == ["requested"]  # what listeners had
-    assert watched.version == ()  # the next poll reads it again
+    database = _Database([POLLED, COMMITTED, COMMITTED], [STALE, WHOLE])
+    hub = _hub(monkeypatch, database)
+    watched = _Watched()
+    await hub._load(N, watched)
+    assert database.timeline_reads == 2
+    assert [e.event for e in watched.timeline] == list(WHOLE)
+    assert watched.version == COMMITTED
+
+
+async def test_a_read_overtaken_every_time_is_left_to_the_poller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    versions = [("waiting", T0 + timedelta(seconds=i), i, 0) for i in range(READ_TRIES + 2)]
+    database = _Database(versions, [STALE])
+    hub = _hub(monkeypatch, database)
+    watched = _Watched()
+    await hub._load(N, watched)
+    assert database.timeline_reads == READ_TRIES
+    assert watched.timeline == []  # nothing published
+    assert watched.version == ()  # the poller's next round differs from it and reads again

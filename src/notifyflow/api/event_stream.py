@@ -3,8 +3,9 @@ timeline as Server-Sent Events, past entries first, closing at the terminal stat
 
 Server cost is bounded by one watcher per API process (:class:`TimelineHub`): it wakes once per
 POLL_EVERY, asks the database in one query which watched notifications changed
-(``updated_at``, plus new delivery and answer rows), and rebuilds the timeline once per changed
-notification — whatever the number of listeners. Each event's ``id:`` is its position in the
+(``updated_at``, plus new delivery and answer rows), rebuilds the timeline once per changed
+notification and, in one more query, publishes only those no commit overtook meanwhile —
+whatever the number of listeners. Each event's ``id:`` is its position in the
 timeline, so a client that reconnects with ``Last-Event-ID`` resumes after it.
 """
 
@@ -33,8 +34,8 @@ POLL_EVERY = timedelta(seconds=1)
 # ends once the terminal state has been quiet this long.
 SETTLE_AFTER = timedelta(seconds=2)
 HEARTBEAT_EVERY = timedelta(seconds=15)
-# Reads of a timeline until one is not overtaken by a commit (a notification's steps are
-# seconds apart: the second read is all but always enough).
+# A new listener's reads of a timeline until one is not overtaken by a commit (a
+# notification's steps are seconds apart: the second read is all but always enough).
 READ_TRIES = 5
 
 
@@ -82,24 +83,20 @@ class TimelineHub:
         self.polls += 1
         return {row[0]: tuple(row[1:]) for row in rows}
 
-    async def _refresh(self, n: int, watched: _Watched, version: tuple[object, ...]) -> None:
+    async def _read(self, n: int) -> list[TimelineEntry]:
         from notifyflow.starter import notification_timeline
 
-        # The timeline is read in several statements: a step committed between two of them
-        # (an answer with its sends) would show its sends without its answer, and once the
-        # answer appeared, earlier in time, every later event would move one place and a
-        # listener resuming by position would miss it. So a timeline counts only when the
-        # version read after it is the one it was read under.
-        for _ in range(READ_TRIES):
-            timeline = await notification_timeline(self._db, format_notification_id(n))
-            after = (await self._version([n])).get(n, version)
-            if after == version:
-                break
-            version = after
-        else:
-            # Overtaken every time: nothing is published; the next poll reads it again.
-            watched.version = ()
-            return
+        return await notification_timeline(self._db, format_notification_id(n))
+
+    # A timeline is read in several statements: a step committed between two of them (an
+    # answer with its sends) would show its sends without its answer, and once the answer
+    # appeared, earlier in time, every later event would move one place and a listener
+    # resuming by position would miss it. So a timeline is published only when the version
+    # read after it is the one it was read under; the poller checks all it read in one query.
+
+    def _publish(
+        self, watched: _Watched, timeline: list[TimelineEntry], version: tuple[object, ...]
+    ) -> None:
         watched.timeline = timeline
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
@@ -109,6 +106,9 @@ class TimelineHub:
         first_read = not watched.timeline or watched.quiet_since is None
         watched.quiet_since = updated if first_read and isinstance(updated, datetime) else utcnow()
         self._settle(watched)
+
+    @staticmethod
+    async def _notify(watched: _Watched) -> None:
         async with watched.changed:
             watched.changed.notify_all()
 
@@ -123,25 +123,50 @@ class TimelineHub:
         return False
 
     async def _load(self, n: int, watched: _Watched) -> None:
+        """The first listener's read: until a timeline is not overtaken (READ_TRIES); if every
+        read is, nothing is published and the poller reads it again."""
         try:
-            await self._refresh(n, watched, (await self._version([n]))[n])
+            version = (await self._version([n]))[n]
+            for _ in range(READ_TRIES):
+                timeline = await self._read(n)
+                after = (await self._version([n])).get(n, version)
+                if after == version:
+                    self._publish(watched, timeline, version)
+                    await self._notify(watched)
+                    return
+                version = after
         except Exception:
             watched.loading = None  # the next listener tries again
             raise
 
+    async def _poll(self) -> None:
+        """One round: which watched notifications changed (one query), their timelines, and
+        one query more to publish only those no commit overtook meanwhile."""
+        versions = await self._version(list(self._watched))
+        changed: dict[int, tuple[object, ...]] = {}
+        for n, version in versions.items():
+            watched = self._watched.get(n)
+            if watched is None:
+                continue
+            if version != watched.version:
+                changed[n] = version
+            elif self._settle(watched):
+                await self._notify(watched)
+        if not changed:
+            return
+        read = {n: await self._read(n) for n in changed}
+        after = await self._version(list(changed))
+        for n, version in changed.items():
+            watched = self._watched.get(n)
+            if watched is None or after.get(n) != version:
+                continue  # overtaken: the next round reads it again
+            self._publish(watched, read[n], version)
+            await self._notify(watched)
+
     async def _run(self) -> None:
         while self._watched:
             try:
-                ids = list(self._watched)
-                for n, version in (await self._version(ids)).items():
-                    watched = self._watched.get(n)
-                    if watched is None:
-                        continue
-                    if version != watched.version:
-                        await self._refresh(n, watched, version)
-                    elif self._settle(watched):
-                        async with watched.changed:
-                            watched.changed.notify_all()
+                await self._poll()
             except Exception:
                 log.exception("event stream poll failed; trying again")
             await asyncio.sleep(self._every.total_seconds())
