@@ -27,21 +27,10 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0
 
 
-def _slim(entry: dict[str, Any]) -> dict[str, Any]:
-    """What :meth:`bench.tracker.Tracker._from_thread` reads of an accepted message."""
-    fields = entry.get("fields") or {}
-    return {
-        "to": entry.get("to"),
-        "kind": entry.get("kind"),
-        "time": entry["time"],
-        "fields": {k: fields[k] for k in ("Body", "ContentVariables", "ContentSid") if k in fields},
-    }
-
-
 def _serve(control: Connection, events: Connection | None) -> None:
     """The child: the fake, its address out, then templates to register and counts to report
     until the parent closes its end."""
-    from bench.tracker import BenchTwilio
+    from bench.tracker import BenchTwilio, relayed
 
     # The parent stops this process by closing the pipe; Ctrl-C is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -60,7 +49,7 @@ def _serve(control: Connection, events: Connection | None) -> None:
 
         sender = threading.Thread(target=send_all, args=(events,), daemon=True)
         sender.start()
-        fake.on_accept = lambda entry: outbox.put(_slim(entry))
+        fake.on_accept = lambda entry: outbox.put(relayed(entry))
     fake.start()
     try:
         control.send((fake.base_url, fake.account_sid, fake.auth_token))

@@ -29,6 +29,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from temporalio.client import WorkflowHistory
 
 from bench.answer_path import answer_stages
 from bench.answer_path import summarize as summarize_stages
@@ -823,8 +824,8 @@ class Bench:
         await self.settled(n)
         return n
 
-    async def _history(self, n: int) -> Any:
-        """Notification ``n``'s history (a ``WorkflowHistory``)."""
+    async def _history(self, n: int) -> WorkflowHistory:
+        """Notification ``n``'s history."""
         from notifyflow.models.ids import workflow_id_for
 
         return await self.client.get_workflow_handle(workflow_id_for(n)).fetch_history()

@@ -38,6 +38,18 @@ class BenchTwilio(FakeTwilio):
             callback(entry)
 
 
+def relayed(entry: dict[str, Any]) -> dict[str, Any]:
+    """What :meth:`Tracker._from_thread` reads of an accepted message: all a fake in another
+    process needs to send (bench/fake_process.py)."""
+    fields = entry.get("fields") or {}
+    return {
+        "to": entry.get("to"),
+        "kind": entry.get("kind"),
+        "time": entry["time"],
+        "fields": {k: fields[k] for k in ("Body", "ContentVariables", "ContentSid") if k in fields},
+    }
+
+
 class Accepting(Protocol):
     """A fake that calls ``on_accept`` (from a thread of its own) for each accepted message:
     :class:`BenchTwilio`, or :class:`bench.fake_process.FakeTwilioProcess` relaying one."""
