@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 
 from temporalio import activity
@@ -47,36 +48,42 @@ def with_log_context(
     @functools.wraps(fn)
     async def wrapper(self: S, input: I) -> R:
         with log_context(notification_id=format_notification_id(input.notification_id)):
-            async with heartbeating():
+            with heartbeating():
                 return await fn(self, input)
 
     return wrapper
 
 
-@contextlib.asynccontextmanager
-async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+@contextlib.contextmanager
+def heartbeating(every: float = HEARTBEAT_EVERY) -> Iterator[None]:
     """Heartbeat while the body runs, so a worker that dies mid-activity is noticed within the
-    heartbeat timeout rather than the whole start-to-close timeout."""
+    heartbeat timeout rather than the whole start-to-close timeout.
 
-    async def beat() -> None:
-        # The heartbeat timeout runs from the activity's start, so the first beat is due only
-        # after ``every``: most activities end within milliseconds and never send one.
-        while True:
-            await asyncio.sleep(every)
-            activity.heartbeat()
-
+    A timer on the event loop, not a task: starting and ending it costs no trip through the
+    loop's queue (a task cancelled at the end had to be awaited, one more wait behind every
+    other notification's work under load before the activity could report its result)."""
     if activity.info().is_local:
         # A local activity has no heartbeat (the open's first attempt): the workflow task it
         # runs in times out instead when the worker dies.
         yield
         return
-    task = asyncio.create_task(beat())
+    loop = asyncio.get_running_loop()
+    # The beat runs in the activity's context: activity.heartbeat() finds its activity there.
+    context = contextvars.copy_context()
+    timer: asyncio.TimerHandle | None = None
+
+    def beat() -> None:
+        nonlocal timer
+        activity.heartbeat()
+        timer = loop.call_later(every, beat, context=context)
+
+    # The heartbeat timeout runs from the activity's start, so the first beat is due only
+    # after ``every``: most activities end within milliseconds and never send one.
+    timer = loop.call_later(every, beat, context=context)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()  # the newest timer: a beat that ran has set the next one
 
 
 def non_retryable(message: str) -> ApplicationError:

@@ -103,10 +103,9 @@ class Outreach:
     ) -> CampaignTemplate:
         """The campaign's template, a missing one being a ConfigurationError."""
         try:
-            async with self._db() as session:
-                return await find_template(
-                    session, campaign.value, language, merchant.id, merchant.default_language
-                )
+            return await find_template(
+                self._db, campaign.value, language, merchant.id, merchant.default_language
+            )
         except TemplateMissing as exc:
             raise ConfigurationError(str(exc)) from None
 
@@ -370,14 +369,13 @@ class Outreach:
     ) -> Outcome:
         merchant = contact.merchant
         try:
-            async with self._db() as session:
-                template = await find_template(
-                    session,
-                    campaign.value,
-                    contact.language,
-                    merchant.id,
-                    merchant.default_language,
-                )
+            template = await find_template(
+                self._db,
+                campaign.value,
+                contact.language,
+                merchant.id,
+                merchant.default_language,
+            )
         except TemplateMissing as exc:
             return Outcome(False, SendMethod.campaign, None, f"configuration error: {exc}")
         try:

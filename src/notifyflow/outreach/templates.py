@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import CampaignTemplate
 from notifyflow.models.languages import language_fallbacks
 
@@ -87,7 +88,7 @@ def language_candidates(language: str | None, fallback: str | None) -> list[str]
 
 
 async def find_template(
-    session: AsyncSession,
+    source: AsyncSession | SessionFactory,
     campaign: str,
     language: str | None,
     merchant_id: int,
@@ -96,14 +97,20 @@ async def find_template(
     """The merchant's own template wins over the product default, language by language.
 
     Looked up once per TEMPLATE_CACHE_SECONDS per worker: templates change rarely (an operator's
-    PUT), and every fan-out and delivery needs one."""
+    PUT), and every fan-out and delivery needs one. ``source`` is a session, or a session
+    factory: then a session is opened only when the cache has no answer (opening and closing
+    one costs CPU and, under load, a trip through the event loop's queue)."""
     candidates = language_candidates(language, merchant_language)
     cache_key = (campaign, tuple(candidates), merchant_id)
     now = time.monotonic()
     cached = _cache.get(cache_key)
     if cached is not None and cached[0] > now:
         return cached[1]
-    row = await _lookup(session, campaign, candidates, merchant_id)
+    if isinstance(source, AsyncSession):
+        row = await _lookup(source, campaign, candidates, merchant_id)
+    else:
+        async with source() as session:
+            row = await _lookup(session, campaign, candidates, merchant_id)
     _cache[cache_key] = (now + TEMPLATE_CACHE_SECONDS, row)
     return row
 
