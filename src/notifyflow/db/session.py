@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-_T = TypeVar("_T")
+SessionFactory = async_sessionmaker[AsyncSession]
 
 # A pooled PostgreSQL connection idle this long is tested before it is handed out (1 s:
 # NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS' default).
@@ -101,81 +100,8 @@ def _ping_idle_connections(sync: Engine, after_idle: float) -> None:
     event.listen(sync.pool, "checkout", checkout)
 
 
-class Session(AsyncSession):
-    """An AsyncSession whose ``async with`` exit closes it without a detour through the event
-    loop when the close need not wait for anything.
-
-    SQLAlchemy's own exit runs ``close()`` in a task of its own and waits for it, so that a
-    cancellation cannot cut the close short: two trips through the event loop's queue for
-    every session, even when the close has nothing to wait for (the connection back into the
-    pool, no round trip). Under load every trip waits behind the other notifications' work —
-    in the delivery, three of them before the customer's message leaves. Here the close runs
-    inline up to its first wait; only a close that must wait (a rollback's round trip) is
-    handed, where it stands, to a task of its own, with SQLAlchemy's guarantee."""
-
-    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
-        await run_inline_first(self.close())
-
-
-SessionFactory = async_sessionmaker[Session]
-
-
 def session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, class_=Session, expire_on_commit=False)
-
-
-async def run_inline_first(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``await coro``, except that once it must wait it carries on in a task of its own, which
-    a cancellation of the caller does not interrupt: the caller waits for that task, then the
-    cancellation is raised (as ``sqlalchemy.ext.asyncio``'s cleanup does). A coroutine that
-    completes without waiting costs no trip through the event loop."""
-    try:
-        first = coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    task = asyncio.ensure_future(_Resumed(coro, first))
-    cancelled: BaseException | None = None
-    while True:
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError as err:
-            if task.done():
-                raise
-            cancelled = err
-        else:
-            break
-    if cancelled is not None:
-        raise cancelled
-    return cast(_T, result)
-
-
-class _Resumed(Coroutine[Any, Any, Any]):
-    """A coroutine already started, carried on from the object it last yielded to its task (a
-    future it waits for, or None for a bare yield): the new task waits for that same future,
-    then resumes the coroutine with what the old task would have sent it."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
-        self._started = False
-
-    def send(self, value: Any) -> Any:
-        if not self._started:
-            # The task's first step: hand it what the coroutine is waiting for.
-            self._started = True
-            return self._yielded
-        return self._coro.send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if val is None and tb is None:
-            return self._coro.throw(typ)
-        return self._coro.throw(typ, val, tb)  # pragma: no cover - the old signature
-
-    def close(self) -> None:
-        self._coro.close()
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        raise TypeError("_Resumed is driven by a task, not awaited")
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def autocommit(session: AsyncSession) -> None:

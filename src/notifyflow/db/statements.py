@@ -44,7 +44,7 @@ def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def factory_dialect(db: async_sessionmaker[Any]) -> str:
+def factory_dialect(db: async_sessionmaker[AsyncSession]) -> str:
     """The dialect of the sessions a factory makes, without making one."""
     return str(db.kw["bind"].dialect.name)
 
