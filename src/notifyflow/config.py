@@ -144,6 +144,17 @@ class Settings(BaseSettings):
         default=1.0, ge=0, validation_alias="NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS"
     )
 
+    # Every worker's sweeper (sweeper.py) looks this often for recorded notifications and
+    # corrections whose workflow did not start (Temporal away, the API died between its two
+    # steps), and leaves rows younger than the grace to the request still starting them.
+    # Starting is idempotent, so a short grace only means more work, never a second ask.
+    sweep_every_seconds: float = Field(
+        default=10.0, gt=0, validation_alias="NOTIFYFLOW_SWEEP_EVERY_SECONDS"
+    )
+    sweep_grace_seconds: float = Field(
+        default=10.0, ge=0, validation_alias="NOTIFYFLOW_SWEEP_GRACE_SECONDS"
+    )
+
     # The Nexus endpoint Voyager workflows call (it targets TEMPORAL_NAMESPACE and
     # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
     nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")

@@ -3,7 +3,8 @@
 A request is recorded first and its workflow started second (``starter.request_notification``).
 Between the two steps the API process can die or Temporal can be away; the row then says
 ``requested`` with ``workflow_started_at`` NULL. Every worker runs :func:`run_sweeper`, which
-every SWEEP_EVERY starts the workflow of each such row older than GRACE. Starting is idempotent
+every ``NOTIFYFLOW_SWEEP_EVERY_SECONDS`` (10) starts the workflow of each such row older than
+``NOTIFYFLOW_SWEEP_GRACE_SECONDS`` (10). Starting is idempotent
 (a running workflow is joined; one that already ended is only marked), so several workers
 sweeping at once, or a sweep racing the API's own start, never asks anyone twice.
 
@@ -34,8 +35,8 @@ from notifyflow.models.notification import NotificationStatus
 
 log = logging.getLogger(__name__)
 
-SWEEP_EVERY = timedelta(seconds=10)
-# Younger rows are still being started by the request that wrote them.
+# The defaults of NOTIFYFLOW_SWEEP_GRACE_SECONDS: younger rows are still being started by the
+# request that wrote them.
 GRACE = timedelta(seconds=10)
 BATCH = 200
 
@@ -106,18 +107,19 @@ async def run_sweeper(
     db: SessionFactory,
     settings: Settings,
     stop: asyncio.Event,
-    *,
-    every: timedelta = SWEEP_EVERY,
 ) -> None:
-    """Sweep until ``stop`` is set; a failed sweep (database away) is logged and retried."""
+    """Sweep every ``settings.sweep_every_seconds`` until ``stop`` is set; a failed sweep
+    (database away) is logged and retried."""
+    every = settings.sweep_every_seconds
+    grace = timedelta(seconds=settings.sweep_grace_seconds)
     while not stop.is_set():
         try:
-            await sweep_once(client, db, settings)
+            await sweep_once(client, db, settings, grace=grace)
             # Corrections recorded while Temporal was away (DESIGN §10).
-            await sweep_corrections(client, db, settings)
+            await sweep_corrections(client, db, settings, grace=grace)
         except Exception:
-            log.exception("sweep failed; trying again in %s", every)
+            log.exception("sweep failed; trying again in %.1f s", every)
         try:
-            await asyncio.wait_for(stop.wait(), every.total_seconds())
+            await asyncio.wait_for(stop.wait(), every)
         except TimeoutError:
             pass

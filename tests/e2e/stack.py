@@ -177,6 +177,10 @@ class E2EStack:
             OPENAI_BASE_URL=self.openai.base_url,
             NOTIFYFLOW_PUBLIC_URL=self.api_url,
             NOTIFYFLOW_LOG_LEVEL="INFO",
+            # The sweeper's period and grace as an operator may shorten them: an orphaned
+            # request is started within seconds (the defaults, 10 s + 10 s, took 19 s here).
+            NOTIFYFLOW_SWEEP_EVERY_SECONDS="1",
+            NOTIFYFLOW_SWEEP_GRACE_SECONDS="2",
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)

@@ -23,6 +23,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "NOTIFYFLOW_ESCALATE_AFTER",
         "NOTIFYFLOW_AUTO_CLOSE_AFTER",
         "NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS",
+        "NOTIFYFLOW_SWEEP_EVERY_SECONDS",
+        "NOTIFYFLOW_SWEEP_GRACE_SECONDS",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -51,6 +53,8 @@ def test_durations_in_seconds_or_iso_8601(text: str, expected: timedelta) -> Non
         ("NOTIFYFLOW_CHANNEL", "sms"),
         ("NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS", "-1"),
         ("NOTIFYFLOW_DB_PING_AFTER_IDLE_SECONDS", "often"),
+        ("NOTIFYFLOW_SWEEP_EVERY_SECONDS", "0"),
+        ("NOTIFYFLOW_SWEEP_GRACE_SECONDS", "-1"),
     ],
 )
 def test_a_bad_value_names_its_variable(

@@ -102,6 +102,37 @@ async def test_a_request_whose_start_failed_is_recorded_and_the_sweeper_starts_i
         assert [s.key for s in channel.to(admin.phone)].count(f"{public}:request:{admin.id}") == 1
 
 
+async def test_the_workers_sweeper_keeps_the_operators_period_and_grace(
+    dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, monkeypatch
+) -> None:
+    """NOTIFYFLOW_SWEEP_EVERY_SECONDS / NOTIFYFLOW_SWEEP_GRACE_SECONDS: with a 0.2 s period
+    and no grace the orphan's admins are asked within seconds; with the defaults (10 s + 10 s)
+    the row would still be too young when the wait below gives up."""
+    shop = await shop_factory()
+    public = await _request_without_workflow(dev_env, db, shop, task_queue, monkeypatch)
+    settings = settings_for(task_queue).model_copy(
+        update={"sweep_every_seconds": 0.2, "sweep_grace_seconds": 0.0}
+    )
+    stop = asyncio.Event()
+    async with running_worker(dev_env.client, db, task_queue, channel):
+        loop = asyncio.create_task(sweeper.run_sweeper(dev_env.client, db, settings, stop))
+        try:
+            await until(lambda: all(channel.to(a.phone) for a in shop.admins), timeout=8.0)
+            # Several more ticks: nobody is asked twice.
+            await asyncio.sleep(0.6)
+        finally:
+            stop.set()
+            await asyncio.wait_for(loop, 5)
+        assert await _started_at(db, public) is not None
+        await starter.answer_notification(
+            dev_env.client, db, public, answered_by=shop.admins[0].id, answer={"answer": "Yes"}
+        )
+        outcome = await result(dev_env.client, public)
+    assert outcome.status == "delivered"
+    for admin in shop.admins:
+        assert [s.key for s in channel.to(admin.phone)].count(f"{public}:request:{admin.id}") == 1
+
+
 async def test_closing_a_notification_whose_workflow_never_started_closes_it_and_asks_nobody(
     dev_env, db, task_queue, channel: FakeTwilioChannel, shop_factory, monkeypatch
 ) -> None:
