@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 # Two corrections racing for the same version number: the loser reads again and takes the next.
 RECORD_ATTEMPTS = 5
-# The sweeper leaves a version this long to the request that recorded it, and gives up on
+# The sweeper leaves a version this long to the request that recorded it (for direct callers;
+# the worker's loop passes NOTIFYFLOW_SWEEP_GRACE_SECONDS, the same default), and gives up on
 # starting one after this long (a day of Temporal outage: the operator has been told by then).
 SWEEP_GRACE = timedelta(seconds=10)
 SWEEP_WINDOW = timedelta(days=1)

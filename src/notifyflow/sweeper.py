@@ -35,8 +35,8 @@ from notifyflow.models.notification import NotificationStatus
 
 log = logging.getLogger(__name__)
 
-# The defaults of NOTIFYFLOW_SWEEP_GRACE_SECONDS: younger rows are still being started by the
-# request that wrote them.
+# For direct callers of sweep_once; the worker's loop passes NOTIFYFLOW_SWEEP_GRACE_SECONDS
+# (the same default): younger rows are still being started by the request that wrote them.
 GRACE = timedelta(seconds=10)
 BATCH = 200
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol, TypeVar
 
@@ -16,6 +17,8 @@ from temporalio.exceptions import ApplicationError
 from notifyflow.ai.base import AIConfigError, AIError
 from notifyflow.logs import log_context
 from notifyflow.models.ids import format_notification_id
+
+log = logging.getLogger(__name__)
 
 # Well under the workflow's heartbeat timeout (policies.HEARTBEAT_TIMEOUT).
 HEARTBEAT_EVERY = 5.0
@@ -74,8 +77,13 @@ def heartbeating(every: float = HEARTBEAT_EVERY) -> Iterator[None]:
 
     def beat() -> None:
         nonlocal timer
-        activity.heartbeat()
+        # The next beat first: a heartbeat that raised must not end heartbeating unnoticed
+        # (the attempt would then time out while it still runs, and its retry overlap it).
         timer = loop.call_later(every, beat, context=context)
+        try:
+            activity.heartbeat()
+        except Exception:
+            log.exception("heartbeat failed; trying again in %.1f s", every)
 
     # The heartbeat timeout runs from the activity's start, so the first beat is due only
     # after ``every``: most activities end within milliseconds and never send one.
