@@ -155,6 +155,11 @@ class Settings(BaseSettings):
         default=10.0, ge=0, validation_alias="NOTIFYFLOW_SWEEP_GRACE_SECONDS"
     )
 
+    @property
+    def sweep_grace(self) -> timedelta:
+        """NOTIFYFLOW_SWEEP_GRACE_SECONDS as a duration."""
+        return timedelta(seconds=self.sweep_grace_seconds)
+
     # The Nexus endpoint Voyager workflows call (it targets TEMPORAL_NAMESPACE and
     # TEMPORAL_TASK_QUEUE); `make run`, the tests and compose create it.
     nexus_endpoint: str = Field(default="notifyflow", validation_alias="NOTIFYFLOW_NEXUS_ENDPOINT")

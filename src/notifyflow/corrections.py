@@ -62,10 +62,8 @@ log = logging.getLogger(__name__)
 
 # Two corrections racing for the same version number: the loser reads again and takes the next.
 RECORD_ATTEMPTS = 5
-# The sweeper leaves a version this long to the request that recorded it (for direct callers;
-# the worker's loop passes NOTIFYFLOW_SWEEP_GRACE_SECONDS, the same default), and gives up on
-# starting one after this long (a day of Temporal outage: the operator has been told by then).
-SWEEP_GRACE = timedelta(seconds=10)
+# The sweeper gives up on starting a version after this long (a day of Temporal outage: the
+# operator has been told by then).
 SWEEP_WINDOW = timedelta(days=1)
 
 
@@ -334,11 +332,14 @@ async def sweep_corrections(
     db: SessionFactory,
     settings: Settings,
     *,
-    grace: timedelta = SWEEP_GRACE,
+    grace: timedelta | None = None,
 ) -> int:
-    """Start the workflow of every pending version older than ``grace`` (idempotent: a
-    running one is joined, one that ended is left alone); returns how many were started."""
+    """Start the workflow of every pending version older than ``grace`` (default:
+    NOTIFYFLOW_SWEEP_GRACE_SECONDS; younger ones are left to the request that recorded them;
+    idempotent: a running one is joined, one that ended is left alone); returns how many were
+    started."""
     now = utcnow()
+    grace = grace if grace is not None else settings.sweep_grace
     async with db() as session:
         rows = (
             await session.execute(

@@ -35,9 +35,6 @@ from notifyflow.models.notification import NotificationStatus
 
 log = logging.getLogger(__name__)
 
-# For direct callers of sweep_once; the worker's loop passes NOTIFYFLOW_SWEEP_GRACE_SECONDS
-# (the same default): younger rows are still being started by the request that wrote them.
-GRACE = timedelta(seconds=10)
 BATCH = 200
 
 
@@ -46,12 +43,14 @@ async def sweep_once(
     db: SessionFactory,
     settings: Settings,
     *,
-    grace: timedelta = GRACE,
+    grace: timedelta | None = None,
     limit: int = BATCH,
 ) -> int:
     """Start the workflows of recorded notifications that have none; returns how many rows
-    were carried through (started now, or found running or ended and marked)."""
-    cutoff = utcnow() - grace
+    were carried through (started now, or found running or ended and marked). Rows younger
+    than ``grace`` (default: NOTIFYFLOW_SWEEP_GRACE_SECONDS) are still being started by the
+    request that wrote them."""
+    cutoff = utcnow() - (grace if grace is not None else settings.sweep_grace)
     async with db() as session:
         rows = list(
             (
@@ -111,7 +110,7 @@ async def run_sweeper(
     """Sweep every ``settings.sweep_every_seconds`` until ``stop`` is set; a failed sweep
     (database away) is logged and retried."""
     every = settings.sweep_every_seconds
-    grace = timedelta(seconds=settings.sweep_grace_seconds)
+    grace = settings.sweep_grace
     while not stop.is_set():
         try:
             await sweep_once(client, db, settings, grace=grace)

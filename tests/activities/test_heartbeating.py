@@ -11,10 +11,18 @@ from temporalio.testing import ActivityEnvironment
 from notifyflow.activities.common import heartbeating
 
 
-async def test_a_running_activity_heartbeats_and_stops_when_it_ends() -> None:
+def _recording(*, local: bool = False) -> tuple[ActivityEnvironment, list[tuple[object, ...]]]:
+    """An activity environment and the heartbeats it receives."""
     env = ActivityEnvironment()
+    if local:
+        env.info = dataclasses.replace(env.info, is_local=True)
     beats: list[tuple[object, ...]] = []
     env.on_heartbeat = lambda *details: beats.append(details)
+    return env, beats
+
+
+async def test_a_running_activity_heartbeats_and_stops_when_it_ends() -> None:
+    env, beats = _recording()
 
     async def slow() -> None:
         with heartbeating(every=0.02):
@@ -28,9 +36,7 @@ async def test_a_running_activity_heartbeats_and_stops_when_it_ends() -> None:
 
 
 async def test_an_activity_that_fails_stops_heartbeating() -> None:
-    env = ActivityEnvironment()
-    beats: list[tuple[object, ...]] = []
-    env.on_heartbeat = lambda *details: beats.append(details)
+    env, beats = _recording()
 
     async def fails() -> None:
         with heartbeating(every=0.02):
@@ -47,10 +53,7 @@ async def test_an_activity_that_fails_stops_heartbeating() -> None:
 
 
 async def test_a_local_activity_does_not_heartbeat() -> None:
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, is_local=True)
-    beats: list[tuple[object, ...]] = []
-    env.on_heartbeat = lambda *details: beats.append(details)
+    env, beats = _recording(local=True)
 
     async def local() -> None:
         with heartbeating(every=0.01):
