@@ -4,6 +4,7 @@ timeline an operator reads. Reads the database only; nothing here talks to Tempo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -237,8 +238,25 @@ async def list_notifications(
     return views
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """A notification's timeline, and how much of it is final: a send between its claim and
+    its result (``pending``, milliseconds as a rule) is recorded with the outcome it does not
+    have yet. The live stream publishes entries by position once, so it holds that one and
+    what follows it until the outcome is written."""
+
+    entries: list[TimelineEntry]
+    # The leading entries whose outcome is written (len(entries) when none is pending).
+    recorded: int
+
+
 async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
     """Requested, sent to whom, reminders, answers accepted and refused, delivery, closure."""
+    return (await read_timeline(db, notification_id)).entries
+
+
+async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
+    """:func:`notification_timeline` with what of it is final (:class:`Timeline`)."""
     n = parse_id(notification_id)
     view = await get_notification(db, notification_id)
     async with db() as session:
@@ -256,6 +274,8 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
             ).all()
         }
     entries = [TimelineEntry(at=view.created_at, event="requested", detail=view.type)]
+    # Entries whose outcome is still to be written (by identity: the list is sorted below).
+    pending: set[int] = set()
     for message in view.context.get("customer_messages", []):
         # The customer's follow-ups (DESIGN §8), forwarded to the recipients.
         entries.append(
@@ -268,24 +288,26 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
     for d in deliveries:
         who = names.get(d.merchant_user_id or -1, "customer")
         outcome = d.status if not d.error_code else f"{d.status} ({d.error_code})"
-        entries.append(
-            TimelineEntry(
-                at=d.created_at,
-                event=f"sent {d.kind}",
-                detail=f"to {who} by {d.method} via {d.channel}: {outcome}",
-            )
+        entry = TimelineEntry(
+            at=d.created_at,
+            event=f"sent {d.kind}",
+            detail=f"to {who} by {d.method} via {d.channel}: {outcome}",
         )
+        entries.append(entry)
+        if d.status == "pending":
+            pending.add(id(entry))
     for a in view.answers:
         who = names.get(a.answered_by or -1, f"user {a.answered_by}")
         if a.kind == "correction":
-            entries.append(
-                TimelineEntry(
-                    at=a.created_at,
-                    event=f"correction v{a.version}",
-                    detail=f"by {who} via {a.source}: {a.delivery_status}"
-                    + (f" ({a.reason})" if a.reason else ""),
-                )
+            entry = TimelineEntry(
+                at=a.created_at,
+                event=f"correction v{a.version}",
+                detail=f"by {who} via {a.source}: {a.delivery_status}"
+                + (f" ({a.reason})" if a.reason else ""),
             )
+            entries.append(entry)
+            if a.delivery_status == "pending":
+                pending.add(id(entry))
             continue
         entries.append(
             TimelineEntry(
@@ -318,4 +340,5 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
             )
         )
     entries.sort(key=lambda e: e.at)
-    return entries
+    recorded = next((i for i, e in enumerate(entries) if id(e) in pending), len(entries))
+    return Timeline(entries=entries, recorded=recorded)

@@ -4,13 +4,19 @@ make it skip that entry and see the next one twice (the e2e stream test caught i
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from notifyflow.api import event_stream
 from notifyflow.api.event_stream import READ_TRIES, TimelineHub, _Watched
+from notifyflow.db.types import utcnow
 from notifyflow.models.views import TimelineEntry
+from notifyflow.read_model import Timeline
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 N = 7
@@ -40,10 +46,10 @@ class _Database:
         self.version_queries += 1
         return dict.fromkeys(ids, value)
 
-    async def read(self, _n: int) -> list[TimelineEntry]:
+    async def read(self, _n: int) -> Timeline:
         events = self.timelines[min(self.timeline_reads, len(self.timelines) - 1)]
         self.timeline_reads += 1
-        return _entries(events)
+        return Timeline(entries=_entries(events), recorded=len(events))
 
 
 def _hub(monkeypatch: pytest.MonkeyPatch, database: _Database) -> TimelineHub:
@@ -93,3 +99,98 @@ async def test_a_read_overtaken_every_time_is_left_to_the_poller(
     assert database.timeline_reads == READ_TRIES
     assert watched.timeline == []  # nothing published
     assert watched.version == ()  # the poller's next round differs from it and reads again
+
+
+# A send is recorded "pending" when it is claimed and gets its outcome a moment later; the
+# stream sends each entry once, so one sent while pending would stay pending for its listener
+# (the e2e stream test caught it on CI: the stream said "pending", the finished timeline "sent").
+
+
+class _Live:
+    """One notification as the hub reads it now; the test moves it on."""
+
+    def __init__(self, version: tuple[Any, ...], timeline: Timeline) -> None:
+        self.version, self.timeline = version, timeline
+        self.queries = 0
+
+    async def versions(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+        self.queries += 1
+        return dict.fromkeys(ids, self.version)
+
+    async def read(self, _n: int) -> Timeline:
+        return self.timeline
+
+
+def _timeline(*lines: tuple[str, str], pending_at: int | None = None) -> Timeline:
+    entries = [
+        TimelineEntry(at=T0 + timedelta(seconds=i), event=event, detail=detail)
+        for i, (event, detail) in enumerate(lines)
+    ]
+    return Timeline(entries=entries, recorded=len(entries) if pending_at is None else pending_at)
+
+
+async def _listen(hub: TimelineHub, seen: list[tuple[int, str]]) -> None:
+    async for message in hub.stream(N, -1):
+        if message.startswith("id: "):
+            head, _event, data = message.strip().split("\n")
+            seen.append((int(head[4:]), json.loads(data[6:])["detail"]))
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the stream never got there")
+
+
+ASKED = [("requested", "user_question_request"), ("sent request", "to Admin 1: sent")]
+
+
+async def test_a_send_is_streamed_once_its_outcome_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(event_stream, "SETTLE_AFTER", timedelta(milliseconds=50))
+    live = _Live(
+        ("answered", utcnow(), 2, 1, 1, 0, 0),
+        _timeline(
+            *ASKED,
+            ("answer accepted", "by Admin 1"),
+            ("sent answer", "to customer: pending"),
+            pending_at=3,
+        ),
+    )
+    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
+    monkeypatch.setattr(hub, "_version", live.versions)
+    monkeypatch.setattr(hub, "_read", live.read)
+    seen: list[tuple[int, str]] = []
+    listener = asyncio.create_task(_listen(hub, seen))
+    await _until(lambda: len(seen) == 3)
+    queries = live.queries
+    await _until(lambda: live.queries >= queries + 5)  # polled, unchanged
+    assert [i for i, _ in seen] == [0, 1, 2]  # the pending send is held, not sent
+    live.version = ("delivered", utcnow(), 2, 0, 1, 0, 0)
+    live.timeline = _timeline(
+        *ASKED,
+        ("answer accepted", "by Admin 1"),
+        ("sent answer", "to customer: sent"),
+        ("delivered", "by direct"),
+    )
+    await asyncio.wait_for(listener, 5)
+    assert seen[3:] == [(3, "to customer: sent"), (4, "by direct")]
+
+
+async def test_a_send_a_close_cut_off_is_streamed_pending_and_the_stream_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Closed long ago with a send that never got its outcome: nothing will write one.
+    live = _Live(
+        ("closed", T0, 2, 1, 0, 0, 0),
+        _timeline(*ASKED, ("sent request", "to Admin 2: pending"), ("closed", "ttl"), pending_at=2),
+    )
+    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
+    monkeypatch.setattr(hub, "_version", live.versions)
+    monkeypatch.setattr(hub, "_read", live.read)
+    seen: list[tuple[int, str]] = []
+    await asyncio.wait_for(_listen(hub, seen), 5)
+    assert [detail for _, detail in seen][2:] == ["to Admin 2: pending", "ttl"]

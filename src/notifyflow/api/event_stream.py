@@ -6,7 +6,8 @@ POLL_EVERY, asks the database in one query which watched notifications changed
 (``updated_at``, plus new delivery and answer rows), rebuilds the timeline once per changed
 notification and, in one more query, publishes only those no commit overtook meanwhile —
 whatever the number of listeners. Each event's ``id:`` is its position in the
-timeline, so a client that reconnects with ``Last-Event-ID`` resumes after it.
+timeline, so a client that reconnects with ``Last-Event-ID`` resumes after it; an event is
+sent once, so a send is held (with what follows it) until its outcome is written.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
 from notifyflow.db.session import SessionFactory
-from notifyflow.db.tables import Delivery, Notification, NotificationAnswer
+from notifyflow.db.tables import AnswerVersion, Delivery, Notification, NotificationAnswer
 from notifyflow.db.types import utcnow
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationStatus
 from notifyflow.models.views import TimelineEntry
+from notifyflow.read_model import Timeline, read_timeline
 
 log = logging.getLogger("notifyflow.api")
 
@@ -43,6 +46,8 @@ READ_TRIES = 5
 class _Watched:
     version: tuple[object, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
+    # Leading entries whose outcome is written: what may be sent before the end (see ready).
+    recorded: int = 0
     terminal: bool = False
     # Terminal and quiet for SETTLE_AFTER: nothing more will be added.
     settled: bool = False
@@ -51,6 +56,13 @@ class _Watched:
     listeners: int = 0
     # The first listener reads the timeline; the others wait for it (one read, not one each).
     loading: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> int:
+        """How many entries may be sent: up to the first send whose outcome is not written
+        (an event is sent once; "pending" would stay its outcome for this listener), all of
+        them once settled (a send cut off by a close stays pending for good)."""
+        return len(self.timeline) if self.settled else self.recorded
 
 
 class TimelineHub:
@@ -64,6 +76,11 @@ class TimelineHub:
         self.polls = 0  # for the benchmark: database round trips made
 
     async def _version(self, ids: list[int]) -> dict[int, tuple[object, ...]]:
+        def count(column: Any, owner: Any, *where: Any) -> Any:
+            return (
+                select(func.count(column)).where(owner == Notification.id, *where).scalar_subquery()
+            )
+
         async with self._db() as session:
             rows = (
                 await session.execute(
@@ -71,22 +88,24 @@ class TimelineHub:
                         Notification.id,
                         Notification.status,
                         Notification.updated_at,
-                        select(func.count(Delivery.id))
-                        .where(Delivery.notification_id == Notification.id)
-                        .scalar_subquery(),
-                        select(func.count(NotificationAnswer.id))
-                        .where(NotificationAnswer.notification_id == Notification.id)
-                        .scalar_subquery(),
+                        count(Delivery.id, Delivery.notification_id),
+                        # A send's outcome written (its row's count does not move).
+                        count(Delivery.id, Delivery.notification_id, Delivery.status == "pending"),
+                        count(NotificationAnswer.id, NotificationAnswer.notification_id),
+                        count(AnswerVersion.id, AnswerVersion.notification_id),
+                        count(
+                            AnswerVersion.id,
+                            AnswerVersion.notification_id,
+                            AnswerVersion.status == "pending",
+                        ),
                     ).where(Notification.id.in_(ids))
                 )
             ).all()
         self.polls += 1
         return {row[0]: tuple(row[1:]) for row in rows}
 
-    async def _read(self, n: int) -> list[TimelineEntry]:
-        from notifyflow.starter import notification_timeline
-
-        return await notification_timeline(self._db, format_notification_id(n))
+    async def _read(self, n: int) -> Timeline:
+        return await read_timeline(self._db, format_notification_id(n))
 
     # A timeline is read in several statements: a step committed between two of them (an
     # answer with its sends) would show its sends without its answer, and once the answer
@@ -94,10 +113,9 @@ class TimelineHub:
     # resuming by position would miss it. So a timeline is published only when the version
     # read after it is the one it was read under; the poller checks all it read in one query.
 
-    def _publish(
-        self, watched: _Watched, timeline: list[TimelineEntry], version: tuple[object, ...]
-    ) -> None:
-        watched.timeline = timeline
+    def _publish(self, watched: _Watched, timeline: Timeline, version: tuple[object, ...]) -> None:
+        watched.timeline = timeline.entries
+        watched.recorded = timeline.recorded
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
         # Quiet from this change on (closure notices do not touch the row's updated_at); a
@@ -184,7 +202,7 @@ class TimelineHub:
             await asyncio.shield(watched.loading)
             sent = after
             while True:
-                for index in range(sent + 1, len(watched.timeline)):
+                for index in range(sent + 1, watched.ready):
                     entry = watched.timeline[index]
                     data = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False)
                     yield f"id: {index}\nevent: {entry.event}\ndata: {data}\n\n"
@@ -195,7 +213,7 @@ class TimelineHub:
                 async with watched.changed:
                     # Checked under the lock: a refresh between the loop above and this wait
                     # would otherwise go unnoticed until the heartbeat.
-                    if sent >= len(watched.timeline) - 1 and not watched.settled:
+                    if sent >= watched.ready - 1 and not watched.settled:
                         try:
                             await asyncio.wait_for(
                                 watched.changed.wait(), HEARTBEAT_EVERY.total_seconds()
