@@ -34,7 +34,9 @@ ScratchDatabase = Callable[[str], str]
 
 
 def _normalize_predicate(value: Any) -> str:
-    return re.sub(r"[()\s]+", " ", str(value)).strip().lower()
+    # PostgreSQL reflects a predicate with its casts: ((status)::text = 'pending'::text).
+    uncast = re.sub(r"::(character varying|[a-z]+)", "", str(value).lower())
+    return re.sub(r"[()\s]+", " ", uncast).strip()
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -282,6 +282,13 @@ class AnswerVersion(Base):
         UniqueConstraint(
             "notification_id", "correction_key", name="uq_answer_version_correction_key"
         ),
+        # The corrections' sweep: pending versions past the grace (few rows; each tick).
+        Index(
+            "ix_answer_version_pending_created",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
