@@ -121,8 +121,9 @@ def notification_view(
 ) -> NotificationView:
     """The row with what is attached to it (recipients with their users, answers and the
     corrections of a delivered answer, the customer's delivery)."""
-    answer_views = [
-        AnswerView(
+    answer_views: list[AnswerView] = []
+    for a in answers:
+        view = AnswerView(
             answered_by=a.answered_by,
             source=a.source,
             accepted=a.accepted,
@@ -134,8 +135,8 @@ def notification_view(
             created_at=a.created_at,
             template=a.template_code,
         )
-        for a in answers
-    ]
+        view._recorded_at = a.recorded_at
+        answer_views.append(view)
     if versions:
         first = next((v for v in answer_views if v.accepted), None)
         if first is not None:
@@ -240,14 +241,17 @@ async def list_notifications(
 
 @dataclass(frozen=True)
 class Timeline:
-    """A notification's timeline, and how much of it is final: a send between its claim and
-    its result (``pending``, milliseconds as a rule) is recorded with the outcome it does not
-    have yet. The live stream publishes entries by position once, so it holds that one and
-    what follows it until the outcome is written."""
+    """A notification's timeline as ``show`` reads it (``entries``, in time order) and as the
+    live event stream sends it (``live``, in the order the entries were written down, with
+    ``written``): an accepted answer is written with its sends, after the workflow took it,
+    so in time order it would slip in before entries a listener already had. ``final``: how
+    many of ``live`` are as they will stay — a send between its claim and its result is
+    recorded ``pending`` (milliseconds as a rule), and the stream sends each entry once."""
 
     entries: list[TimelineEntry]
-    # The leading entries whose outcome is written (len(entries) when none is pending).
-    recorded: int
+    live: list[TimelineEntry]
+    written: list[datetime]
+    final: int
 
 
 async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
@@ -273,12 +277,16 @@ async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
                 )
             ).all()
         }
-    entries = [TimelineEntry(at=view.created_at, event="requested", detail=view.type)]
-    # Entries whose outcome is still to be written (by identity: the list is sorted below).
-    pending: set[int] = set()
+    # (entry, when it was written down, whether its outcome is still to be written)
+    lines: list[tuple[TimelineEntry, datetime, bool]] = []
+
+    def add(entry: TimelineEntry, written: datetime | None = None, pending: bool = False) -> None:
+        lines.append((entry, written or entry.at, pending))
+
+    add(TimelineEntry(at=view.created_at, event="requested", detail=view.type))
     for message in view.context.get("customer_messages", []):
         # The customer's follow-ups (DESIGN §8), forwarded to the recipients.
-        entries.append(
+        add(
             TimelineEntry(
                 at=datetime.fromisoformat(message["at"]),
                 event="customer message",
@@ -293,9 +301,7 @@ async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
             event=f"sent {d.kind}",
             detail=f"to {who} by {d.method} via {d.channel}: {outcome}",
         )
-        entries.append(entry)
-        if d.status == "pending":
-            pending.add(id(entry))
+        add(entry, pending=d.status == "pending")
     for a in view.answers:
         who = names.get(a.answered_by or -1, f"user {a.answered_by}")
         if a.kind == "correction":
@@ -305,40 +311,41 @@ async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
                 detail=f"by {who} via {a.source}: {a.delivery_status}"
                 + (f" ({a.reason})" if a.reason else ""),
             )
-            entries.append(entry)
-            if a.delivery_status == "pending":
-                pending.add(id(entry))
+            add(entry, pending=a.delivery_status == "pending")
             continue
-        entries.append(
-            TimelineEntry(
-                at=a.created_at,
-                event="answer accepted" if a.accepted else "answer refused",
-                detail=f"by {who} via {a.source}"
-                + (f" with template #{a.template}" if a.template else "")
-                + ("" if a.accepted else f": {a.reason_code}: {a.reason}"),
-            )
+        entry = TimelineEntry(
+            at=a.created_at,
+            event="answer accepted" if a.accepted else "answer refused",
+            detail=f"by {who} via {a.source}"
+            + (f" with template #{a.template}" if a.template else "")
+            + ("" if a.accepted else f": {a.reason_code}: {a.reason}"),
         )
+        add(entry, written=a.recorded_at)
     if view.delivered_at:
-        entries.append(
+        add(
             TimelineEntry(
-                at=view.delivered_at,
-                event="delivered",
-                detail=f"by {view.delivery.method}",
+                at=view.delivered_at, event="delivered", detail=f"by {view.delivery.method}"
             )
         )
     if view.closed_at:
-        entries.append(
-            TimelineEntry(at=view.closed_at, event=view.status, detail=view.close_reason or "")
-        )
+        add(TimelineEntry(at=view.closed_at, event=view.status, detail=view.close_reason or ""))
     if view.csat is not None and view.csat.answered_at is not None:
         # The ask itself is the "sent csat" delivery above.
-        entries.append(
+        add(
             TimelineEntry(
                 at=view.csat.answered_at,
                 event="customer rated the answer",
                 detail=f"{view.csat.score}/5",
             )
         )
-    entries.sort(key=lambda e: e.at)
-    recorded = next((i for i, e in enumerate(entries) if id(e) in pending), len(entries))
-    return Timeline(entries=entries, recorded=recorded)
+    lines.sort(key=lambda line: line[0].at)
+    entries = [entry for entry, _, _ in lines]
+    # Stable: entries written at the same moment keep their time order.
+    lines.sort(key=lambda line: line[1])
+    final = next((i for i, (_, _, pending) in enumerate(lines) if pending), len(lines))
+    return Timeline(
+        entries=entries,
+        live=[entry for entry, _, _ in lines],
+        written=[written for _, written, _ in lines],
+        final=final,
+    )

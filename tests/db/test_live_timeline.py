@@ -7,11 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from notifyflow.activities.answers import _accepted_answer
+from notifyflow.db.answer_history import record_refused_answer
 from notifyflow.db.session import SessionFactory
+from notifyflow.db.tables import NotificationAnswer
+from notifyflow.db.types import utcnow
 from notifyflow.intake import record_request
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import NotificationType
 from notifyflow.models.vocabulary import ChannelName, DeliveryKind, RecipientKind
+from notifyflow.models.workflow_io import AnswerSource, DeliverInput
 from notifyflow.outreach.ledger import Send, Sender, Target
 from notifyflow.read_model import read_timeline
 from tests.fixtures.lifecycle import RecordingChannel
@@ -55,12 +60,53 @@ async def test_a_send_between_its_claim_and_its_outcome_is_not_final(
     )
     await asyncio.wait_for(channel.sending.wait(), 10)
     held = await read_timeline(db, public)
-    assert [e.event for e in held.entries] == ["requested", "sent request"]
-    assert held.entries[1].detail.endswith(": pending")
-    assert held.recorded == 1  # "requested" is final; the send is not
+    assert [e.event for e in held.live] == ["requested", "sent request"]
+    assert held.live[1].detail.endswith(": pending")
+    assert held.final == 1  # "requested" is final; the send is not
 
     channel.answer.set()
     await asyncio.wait_for(sending, 10)
     done = await read_timeline(db, public)
-    assert done.entries[1].detail.endswith(": sent")
-    assert done.recorded == 2
+    assert done.live[1].detail.endswith(": sent")
+    assert done.final == 2
+
+
+async def test_an_answer_written_after_a_later_refusal_comes_after_it_live(
+    db: SessionFactory, make_merchant
+) -> None:
+    """Admin 1's answer is taken by the workflow, then localized and written with its sends;
+    admin 2 answers meanwhile and is refused at once. In time order the accepted answer comes
+    first; a listener already had the refusal, so the stream sends the answer after it."""
+    shop = await make_merchant(admins=2)
+    notification, _, _ = await record_request(
+        db, NotificationType.user_question_request, {"question": "?"}, shop.conversation_id, None
+    )
+    public = format_notification_id(notification.id)
+    taken = utcnow()
+    await record_refused_answer(
+        db,
+        notification_id=notification.id,
+        answered_by=shop.admin_ids[1],
+        source="api",
+        text='{"answer": "No."}',
+        code="already_answered",
+        reason="another admin answered first",
+        at=utcnow(),
+    )
+    answer = DeliverInput(
+        notification_id=notification.id,
+        answer={"answer": "Yes."},
+        answered_by=shop.admin_ids[0],
+        answered_at=taken,
+        source=AnswerSource.api,
+        recipients=shop.admin_ids,
+        customer_field="answer",
+    )
+    async with db() as session:
+        session.add(NotificationAnswer(**_accepted_answer(notification, answer)))
+        await session.commit()
+    timeline = await read_timeline(db, public)
+    assert [e.event for e in timeline.entries] == ["requested", "answer accepted", "answer refused"]
+    assert [e.event for e in timeline.live] == ["requested", "answer refused", "answer accepted"]
+    assert timeline.written == sorted(timeline.written)
+    assert timeline.final == 3

@@ -34,6 +34,16 @@ def _entries(events: tuple[str, ...]) -> list[TimelineEntry]:
     ]
 
 
+def _as_read(entries: list[TimelineEntry], final: int | None = None) -> Timeline:
+    """Written when they happened (long ago: none is held for being recent)."""
+    return Timeline(
+        entries=entries,
+        live=entries,
+        written=[e.at for e in entries],
+        final=len(entries) if final is None else final,
+    )
+
+
 class _Database:
     """What the hub reads, in order: versions (one per query) and timelines (one per read)."""
 
@@ -49,7 +59,7 @@ class _Database:
     async def read(self, _n: int) -> Timeline:
         events = self.timelines[min(self.timeline_reads, len(self.timelines) - 1)]
         self.timeline_reads += 1
-        return Timeline(entries=_entries(events), recorded=len(events))
+        return _as_read(_entries(events))
 
 
 def _hub(monkeypatch: pytest.MonkeyPatch, database: _Database) -> TimelineHub:
@@ -126,7 +136,7 @@ def _timeline(*lines: tuple[str, str], pending_at: int | None = None) -> Timelin
         TimelineEntry(at=T0 + timedelta(seconds=i), event=event, detail=detail)
         for i, (event, detail) in enumerate(lines)
     ]
-    return Timeline(entries=entries, recorded=len(entries) if pending_at is None else pending_at)
+    return _as_read(entries, final=pending_at)
 
 
 async def _listen(hub: TimelineHub, seen: list[tuple[int, str]]) -> None:
@@ -194,3 +204,34 @@ async def test_a_send_a_close_cut_off_is_streamed_pending_and_the_stream_ends(
     seen: list[tuple[int, str]] = []
     await asyncio.wait_for(_listen(hub, seen), 5)
     assert [detail for _, detail in seen][2:] == ["to Admin 2: pending", "ttl"]
+
+
+async def test_an_entry_written_just_now_waits_a_round_then_comes_unasked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its neighbour written just before it may not have committed yet: it waits until it is
+    # WRITE_MARGIN old, and the poller reads again although the notification did not change.
+    monkeypatch.setattr(event_stream, "WRITE_MARGIN", timedelta(hours=1))
+    now = utcnow()
+    entries = [
+        TimelineEntry(at=T0, event="requested", detail="question"),
+        TimelineEntry(at=now, event="answer refused", detail="by Admin 2"),
+    ]
+    live = _Live(
+        ("requested", now, 0, 0, 1, 0, 0),
+        Timeline(entries=entries, live=entries, written=[T0, now], final=2),
+    )
+    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
+    monkeypatch.setattr(hub, "_version", live.versions)
+    monkeypatch.setattr(hub, "_read", live.read)
+    seen: list[tuple[int, str]] = []
+    listener = asyncio.create_task(_listen(hub, seen))
+    await _until(lambda: len(seen) == 1)
+    queries = live.queries
+    await _until(lambda: live.queries >= queries + 5)
+    assert seen == [(0, "question")]
+    monkeypatch.setattr(event_stream, "WRITE_MARGIN", timedelta(0))  # an hour later
+    await _until(lambda: len(seen) == 2)
+    assert seen[1] == (1, "by Admin 2")
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)

@@ -192,6 +192,8 @@ def _accepted_answer(notification: Notification, input: DeliverInput) -> dict[st
         "accepted": True,
         "single_answer": not notification.allow_multiple_answers,
         "created_at": input.answered_at,
+        # Before the claim's own time: the answer comes before its sends in the live stream.
+        "recorded_at": utcnow(),
         "template_code": input.template,
     }
 

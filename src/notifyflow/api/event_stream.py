@@ -6,8 +6,10 @@ POLL_EVERY, asks the database in one query which watched notifications changed
 (``updated_at``, plus new delivery and answer rows), rebuilds the timeline once per changed
 notification and, in one more query, publishes only those no commit overtook meanwhile —
 whatever the number of listeners. Each event's ``id:`` is its position in the
-timeline, so a client that reconnects with ``Last-Event-ID`` resumes after it; an event is
-sent once, so a send is held (with what follows it) until its outcome is written.
+timeline as it was written down, so a client that reconnects with ``Last-Event-ID`` resumes
+after it; an event is sent once, so a send is held (with what follows it) until its outcome is
+written, and an entry written in the last WRITE_MARGIN until a neighbour written just before
+it has had the time to commit.
 """
 
 from __future__ import annotations
@@ -40,14 +42,19 @@ HEARTBEAT_EVERY = timedelta(seconds=15)
 # A new listener's reads of a timeline until one is not overtaken by a commit (a
 # notification's steps are seconds apart: the second read is all but always enough).
 READ_TRIES = 5
+# An entry written this recently may have a neighbour written just before it whose (short)
+# transaction has not committed yet: it waits a round, so that one is not slipped in before it.
+WRITE_MARGIN = timedelta(milliseconds=500)
 
 
 @dataclass
 class _Watched:
     version: tuple[object, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
-    # Leading entries whose outcome is written: what may be sent before the end (see ready).
-    recorded: int = 0
+    # Leading entries final and old enough to send before the end (see ready).
+    final: int = 0
+    # Some were held only for being recent: read again next round even if nothing changed.
+    young: bool = False
     terminal: bool = False
     # Terminal and quiet for SETTLE_AFTER: nothing more will be added.
     settled: bool = False
@@ -62,7 +69,7 @@ class _Watched:
         """How many entries may be sent: up to the first send whose outcome is not written
         (an event is sent once; "pending" would stay its outcome for this listener), all of
         them once settled (a send cut off by a close stays pending for good)."""
-        return len(self.timeline) if self.settled else self.recorded
+        return len(self.timeline) if self.settled else self.final
 
 
 class TimelineHub:
@@ -113,9 +120,18 @@ class TimelineHub:
     # resuming by position would miss it. So a timeline is published only when the version
     # read after it is the one it was read under; the poller checks all it read in one query.
 
-    def _publish(self, watched: _Watched, timeline: Timeline, version: tuple[object, ...]) -> None:
-        watched.timeline = timeline.entries
-        watched.recorded = timeline.recorded
+    def _publish(
+        self,
+        watched: _Watched,
+        timeline: Timeline,
+        version: tuple[object, ...],
+        read_at: datetime,
+    ) -> None:
+        recent = read_at - WRITE_MARGIN
+        old = next((i for i, t in enumerate(timeline.written) if t > recent), len(timeline.live))
+        watched.timeline = timeline.live
+        watched.final = min(timeline.final, old)
+        watched.young = old < timeline.final
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
         # Quiet from this change on (closure notices do not touch the row's updated_at); a
@@ -146,10 +162,11 @@ class TimelineHub:
         try:
             version = (await self._version([n]))[n]
             for _ in range(READ_TRIES):
+                read_at = utcnow()
                 timeline = await self._read(n)
                 after = (await self._version([n])).get(n, version)
                 if after == version:
-                    self._publish(watched, timeline, version)
+                    self._publish(watched, timeline, version, read_at)
                     await self._notify(watched)
                     return
                 version = after
@@ -166,19 +183,20 @@ class TimelineHub:
             watched = self._watched.get(n)
             if watched is None:
                 continue
-            if version != watched.version:
+            if version != watched.version or watched.young:
                 changed[n] = version
             elif self._settle(watched):
                 await self._notify(watched)
         if not changed:
             return
+        read_at = utcnow()
         read = {n: await self._read(n) for n in changed}
         after = await self._version(list(changed))
         for n, version in changed.items():
             watched = self._watched.get(n)
             if watched is None or after.get(n) != version:
                 continue  # overtaken: the next round reads it again
-            self._publish(watched, read[n], version)
+            self._publish(watched, read[n], version, read_at)
             await self._notify(watched)
 
     async def _run(self) -> None:

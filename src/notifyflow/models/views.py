@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class AnswerView(BaseModel):
@@ -24,6 +24,12 @@ class AnswerView(BaseModel):
     version: int | None = None
     # A correction's send to the customer: pending | sent | failed (``reason`` says why).
     delivery_status: str | None = None
+    # When notifyflow wrote it down (not shown: the live event stream's order).
+    _recorded_at: datetime | None = PrivateAttr(default=None)
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self._recorded_at or self.created_at
 
 
 class DeliveryView(BaseModel):
