@@ -4,13 +4,16 @@ every timeline entry exactly once, in order, when the stream closes at the termi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 from typing import Any
 
 import httpx
 
 from tests.e2e.flows import answer, request, settle, wait_asked
 from tests.e2e.stack import E2EStack, open_shop
+from tests.fakes.openai_server import OpenAIFault
 
 
 async def _read(
@@ -63,6 +66,41 @@ async def test_a_client_that_reconnects_sees_every_event_once_in_order(stack: E2
     if isinstance(entries, list):
         assert len(entries) == len(seen)
     # A finished notification's stream is its whole timeline, then the end.
+    async with stack.http(timeout=30) as http:
+        again = await _read(http, public, None, stop_after=None)
+    assert [e for _, e in again] == [e for _, e in seen]
+
+
+async def test_a_refusal_while_the_answer_is_localized_streams_both_once(
+    stack: E2EStack,
+) -> None:
+    """Admin 1's answer is taken, then localized (the model is slow) and only then written,
+    with its sends; admin 2 answers meanwhile and is refused at once. A listener has the
+    refusal first; the answer must still reach it, once, and nothing twice."""
+    token = f"ref-{secrets.token_hex(4)}"
+    slow = OpenAIFault("timeout", delay=4.0)
+    slow.predicate = lambda call: token in call.prompt_text
+    async with stack.http(timeout=60) as http:
+        shop = await open_shop(http, admins=2)
+        public = await request(http, shop, "user_question_request", {"question": "Gift wrap?"})
+        await wait_asked(stack, http, public, shop.admins)
+        listening = asyncio.create_task(_read(http, public, None, stop_after=None))
+        stack.openai.add_fault(slow)
+        await answer(http, public, shop.admins[0], {"answer": f"Yes, for free ({token})."})
+        second = await http.post(
+            f"/v1/notifications/{public}/answer",
+            json={"answered_by": shop.admins[1].id, "answer": {"answer": "No."}},
+        )
+        assert second.status_code == 409, second.text
+        seen = await asyncio.wait_for(listening, 60)
+        await settle(stack, http, public)
+    assert slow.used == 1  # the answer was still being localized when admin 2 was refused
+    ids = [int(i) for i, _ in seen]
+    assert ids == list(range(len(seen))), ids
+    events = [e["event"] for _, e in seen]
+    assert events.count("answer accepted") == 1 and events.count("answer refused") == 1
+    assert events.index("answer refused") < events.index("answer accepted")
+    assert "delivered" in events
     async with stack.http(timeout=30) as http:
         again = await _read(http, public, None, stop_after=None)
     assert [e for _, e in again] == [e for _, e in seen]
