@@ -21,7 +21,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -345,7 +345,9 @@ async def sweep_corrections(
             await session.execute(
                 select(AnswerVersion.notification_id, AnswerVersion.version)
                 .where(
-                    AnswerVersion.status == CorrectionStatus.pending.value,
+                    # A literal, not a parameter: what the partial index (migration 0015)
+                    # is defined by, so a generic plan of a prepared statement can use it.
+                    AnswerVersion.status == literal_column(f"'{CorrectionStatus.pending.value}'"),
                     AnswerVersion.created_at < now - grace,
                     AnswerVersion.created_at > now - SWEEP_WINDOW,
                 )

@@ -243,15 +243,16 @@ async def list_notifications(
 class Timeline:
     """A notification's timeline as ``show`` reads it (``entries``, in time order) and as the
     live event stream sends it (``live``, in the order the entries were written down, with
-    ``written``): an accepted answer is written with its sends, after the workflow took it,
-    so in time order it would slip in before entries a listener already had. ``final``: how
-    many of ``live`` are as they will stay — a send between its claim and its result is
-    recorded ``pending`` (milliseconds as a rule), and the stream sends each entry once."""
+    ``written`` and ``pending`` for each): an accepted answer is written with its sends,
+    after the workflow took it and its reply was composed, so in time order it would slip in
+    before entries a listener already had. ``pending``: a send between its claim and its
+    result, recorded with an outcome it does not have yet (milliseconds as a rule); the
+    stream sends each entry once, so it waits for those."""
 
     entries: list[TimelineEntry]
     live: list[TimelineEntry]
     written: list[datetime]
-    final: int
+    pending: list[bool]
 
 
 async def notification_timeline(db: SessionFactory, notification_id: str) -> list[TimelineEntry]:
@@ -286,12 +287,14 @@ async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
     add(TimelineEntry(at=view.created_at, event="requested", detail=view.type))
     for message in view.context.get("customer_messages", []):
         # The customer's follow-ups (DESIGN §8), forwarded to the recipients.
+        written = message.get("recorded_at")
         add(
             TimelineEntry(
                 at=datetime.fromisoformat(message["at"]),
                 event="customer message",
                 detail=f"#{message['seq']}: {message['text']}",
-            )
+            ),
+            written=datetime.fromisoformat(written) if written else None,
         )
     for d in deliveries:
         who = names.get(d.merchant_user_id or -1, "customer")
@@ -342,10 +345,9 @@ async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
     entries = [entry for entry, _, _ in lines]
     # Stable: entries written at the same moment keep their time order.
     lines.sort(key=lambda line: line[1])
-    final = next((i for i, (_, _, pending) in enumerate(lines) if pending), len(lines))
     return Timeline(
         entries=entries,
         live=[entry for entry, _, _ in lines],
         written=[written for _, written, _ in lines],
-        final=final,
+        pending=[pending for _, _, pending in lines],
     )

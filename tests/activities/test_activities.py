@@ -50,7 +50,7 @@ from notifyflow.models.workflow_io import (
     RejectedAttempt,
 )
 from notifyflow.outreach.contacts import CustomerContact
-from notifyflow.outreach.ledger import Send, Sent, Target
+from notifyflow.outreach.ledger import ClaimWith, Send, Sent, Target, built
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome
 from notifyflow.outreach.service import Notice, Reached
@@ -141,14 +141,14 @@ class FakeOutreach:
         *,
         compose: Any = None,
         alongside: Sequence[Send] = (),
-        claim_with: Sequence[Any] = (),
+        claim_with: ClaimWith = (),
         outcome_with: Any = None,
         part: int | None = None,
         on_claimed: Any = None,
     ) -> Reached:
         # The answer's writes ride with the real ledger's claim: written here instead.
         async with self.db() as session:
-            for stmt in claim_with:
+            for stmt in built(claim_with):
                 await execute(session, stmt)
             await session.commit()
         if on_claimed is not None:

@@ -35,7 +35,11 @@ ScratchDatabase = Callable[[str], str]
 
 def _normalize_predicate(value: Any) -> str:
     # PostgreSQL reflects a predicate with its casts: ((status)::text = 'pending'::text).
-    uncast = re.sub(r"::(character varying|[a-z]+)", "", str(value).lower())
+    uncast = re.sub(
+        r'::(?:"[^"]+"|[a-z_]+(?: (?:varying|precision|with(?:out)? time zone))*)(?:\[\])?',
+        "",
+        str(value).lower(),
+    )
     return re.sub(r"[()\s]+", " ", uncast).strip()
 
 

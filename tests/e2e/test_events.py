@@ -14,14 +14,20 @@ import httpx
 from tests.e2e.flows import answer, request, settle, wait_asked
 from tests.e2e.stack import E2EStack, open_shop
 from tests.fakes.openai_server import OpenAIFault
+from tests.faults.harness import until
 
 
 async def _read(
-    http: httpx.AsyncClient, public: str, last_id: str | None, stop_after: int | None
+    http: httpx.AsyncClient,
+    public: str,
+    last_id: str | None,
+    stop_after: int | None,
+    into: list[tuple[str, dict[str, Any]]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Events as (id, entry) until the stream ends, or until ``stop_after`` were read."""
+    """Events as (id, entry) until the stream ends, or until ``stop_after`` were read;
+    ``into``: the list they are appended to as they come."""
     headers = {"Last-Event-ID": last_id} if last_id is not None else {}
-    events: list[tuple[str, dict[str, Any]]] = []
+    events: list[tuple[str, dict[str, Any]]] = [] if into is None else into
     async with http.stream("GET", f"/v1/notifications/{public}/events", headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -71,30 +77,43 @@ async def test_a_client_that_reconnects_sees_every_event_once_in_order(stack: E2
     assert [e for _, e in again] == [e for _, e in seen]
 
 
-async def test_a_refusal_while_the_answer_is_localized_streams_both_once(
+async def test_a_refusal_while_the_reply_is_composed_streams_both_once(
     stack: E2EStack,
 ) -> None:
-    """Admin 1's answer is taken, then localized (the model is slow) and only then written,
-    with its sends; admin 2 answers meanwhile and is refused at once. A listener has the
-    refusal first; the answer must still reach it, once, and nothing twice."""
+    """Admin 1's answer is taken, localized, and written with its sends only once the reply
+    to the customer is composed (the model is held there); admin 2 answers meanwhile and is
+    refused at once, and the listener has that refusal. The answer must still reach it,
+    after the refusal, once, and nothing twice."""
     token = f"ref-{secrets.token_hex(4)}"
-    slow = OpenAIFault("timeout", delay=4.0)
-    slow.predicate = lambda call: token in call.prompt_text
-    async with stack.http(timeout=60) as http:
+    # Held, then answered as usual: the same attempt of the delivery writes the answer.
+    held = OpenAIFault("slow", delay=45.0)
+    # The composed reply (free text: no schema) of this answer only.
+    held.predicate = lambda call: token in call.prompt_text and call.schema_name is None
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def has(event: str) -> bool:
+        return any(e["event"] == event for _, e in seen)
+
+    async with stack.http(timeout=90) as http:
         shop = await open_shop(http, admins=2)
         public = await request(http, shop, "user_question_request", {"question": "Gift wrap?"})
         await wait_asked(stack, http, public, shop.admins)
-        listening = asyncio.create_task(_read(http, public, None, stop_after=None))
-        stack.openai.add_fault(slow)
-        await answer(http, public, shop.admins[0], {"answer": f"Yes, for free ({token})."})
-        second = await http.post(
-            f"/v1/notifications/{public}/answer",
-            json={"answered_by": shop.admins[1].id, "answer": {"answer": "No."}},
-        )
-        assert second.status_code == 409, second.text
-        seen = await asyncio.wait_for(listening, 60)
+        listening = asyncio.create_task(_read(http, public, None, None, into=seen))
+        stack.openai.add_fault(held)
+        try:
+            await answer(http, public, shop.admins[0], {"answer": f"Yes, for free ({token})."})
+            await until(lambda: held.used == 1, "the reply's composition held", timeout=30)
+            second = await http.post(
+                f"/v1/notifications/{public}/answer",
+                json={"answered_by": shop.admins[1].id, "answer": {"answer": "No."}},
+            )
+            assert second.status_code == 409, second.text
+            await until(lambda: has("answer refused"), "the refusal streamed", timeout=30)
+            assert not has("answer accepted")  # the race: still being composed
+        finally:
+            stack.openai.release_held()
+        await asyncio.wait_for(listening, 90)
         await settle(stack, http, public)
-    assert slow.used == 1  # the answer was still being localized when admin 2 was refused
     ids = [int(i) for i, _ in seen]
     assert ids == list(range(len(seen))), ids
     events = [e["event"] for _, e in seen]

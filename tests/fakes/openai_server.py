@@ -48,7 +48,16 @@ FAKE_OPENAI_KEY = "sk-fake-0123456789abcdef"
 
 Endpoint = Literal["chat", "responses"]
 OpenAIFaultKind = Literal[
-    "http", "timeout", "garbage_body", "non_json", "schema_invalid", "empty", "refusal", "length"
+    "http",
+    "timeout",
+    "garbage_body",
+    "non_json",
+    "schema_invalid",
+    "empty",
+    "refusal",
+    "length",
+    # Answers as usual, late: after ``delay`` or when release_held() is called.
+    "slow",
 ]
 
 _TAG = re.compile(r"</?[A-Za-z_][A-Za-z0-9_\-]*>")
@@ -376,6 +385,11 @@ class FakeOpenAI:
             self._faults.append(fault)
         return fault
 
+    def release_held(self) -> None:
+        """End the wait of every request a ``timeout`` (then 504) or ``slow`` fault (then the
+        usual answer) is holding now, leaving the faults and the ledger as they are."""
+        self._server.release_sleepers()
+
     def fail_next(
         self,
         status: int,
@@ -557,6 +571,8 @@ class FakeOpenAI:
         fault = self._take_fault(req)
         if fault is not None and fault.kind in ("http", "timeout", "garbage_body"):
             return await self._transport_fault(fault, req)
+        if fault is not None and fault.kind == "slow":
+            await self._server.sleep(fault.delay)
         with self._lock:
             responder = self._responder
         content: str | None

@@ -34,13 +34,13 @@ def _entries(events: tuple[str, ...]) -> list[TimelineEntry]:
     ]
 
 
-def _as_read(entries: list[TimelineEntry], final: int | None = None) -> Timeline:
-    """Written when they happened (long ago: none is held for being recent)."""
+def _as_read(entries: list[TimelineEntry], pending: tuple[int, ...] = ()) -> Timeline:
+    """Written when they happened; ``pending``: the sends whose outcome is not written."""
     return Timeline(
         entries=entries,
         live=entries,
         written=[e.at for e in entries],
-        final=len(entries) if final is None else final,
+        pending=[i in pending for i in range(len(entries))],
     )
 
 
@@ -131,12 +131,20 @@ class _Live:
         return self.timeline
 
 
-def _timeline(*lines: tuple[str, str], pending_at: int | None = None) -> Timeline:
+def _timeline(
+    *lines: tuple[str, str], pending: tuple[int, ...] = (), at: datetime = T0
+) -> Timeline:
+    """Entries a millisecond apart from ``at`` (T0: long ago)."""
     entries = [
-        TimelineEntry(at=T0 + timedelta(seconds=i), event=event, detail=detail)
+        TimelineEntry(at=at + timedelta(milliseconds=i), event=event, detail=detail)
         for i, (event, detail) in enumerate(lines)
     ]
-    return _as_read(entries, final=pending_at)
+    return _as_read(entries, pending)
+
+
+def _lately() -> datetime:
+    """Older than WRITE_MARGIN, younger than PENDING_HOLD."""
+    return utcnow() - timedelta(seconds=5)
 
 
 async def _listen(hub: TimelineHub, seen: list[tuple[int, str]]) -> None:
@@ -161,13 +169,15 @@ async def test_a_send_is_streamed_once_its_outcome_is_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(event_stream, "SETTLE_AFTER", timedelta(milliseconds=50))
+    at = _lately()
     live = _Live(
-        ("answered", utcnow(), 2, 1, 1, 0, 0),
+        ("answered", at, 2, 1, 1, 0, 0),
         _timeline(
             *ASKED,
             ("answer accepted", "by Admin 1"),
             ("sent answer", "to customer: pending"),
-            pending_at=3,
+            pending=(3,),
+            at=at,
         ),
     )
     hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
@@ -179,24 +189,52 @@ async def test_a_send_is_streamed_once_its_outcome_is_written(
     queries = live.queries
     await _until(lambda: live.queries >= queries + 5)  # polled, unchanged
     assert [i for i, _ in seen] == [0, 1, 2]  # the pending send is held, not sent
-    live.version = ("delivered", utcnow(), 2, 0, 1, 0, 0)
+    live.version = ("delivered", at, 2, 0, 1, 0, 0)
     live.timeline = _timeline(
         *ASKED,
         ("answer accepted", "by Admin 1"),
         ("sent answer", "to customer: sent"),
         ("delivered", "by direct"),
+        at=at,
     )
     await asyncio.wait_for(listener, 5)
     assert seen[3:] == [(3, "to customer: sent"), (4, "by direct")]
 
 
-async def test_a_send_a_close_cut_off_is_streamed_pending_and_the_stream_ends(
+async def test_the_stream_does_not_end_on_a_closure_notice_still_pending(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Closed long ago with a send that never got its outcome: nothing will write one.
+    # Delivered, quiet for longer than SETTLE_AFTER, but the other admin's closure notice,
+    # written after the terminal status, still waits for the provider's answer.
+    monkeypatch.setattr(event_stream, "SETTLE_AFTER", timedelta(milliseconds=50))
+    at = _lately()
+    done = [*ASKED, ("delivered", "by direct")]
+    live = _Live(
+        ("delivered", at, 3, 1, 1, 0, 0),
+        _timeline(*done, ("sent closure", "to Admin 2: pending"), pending=(3,), at=at),
+    )
+    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
+    monkeypatch.setattr(hub, "_version", live.versions)
+    monkeypatch.setattr(hub, "_read", live.read)
+    seen: list[tuple[int, str]] = []
+    listener = asyncio.create_task(_listen(hub, seen))
+    await _until(lambda: len(seen) == 3)
+    queries = live.queries
+    await _until(lambda: live.queries >= queries + 10)  # 100 ms: twice SETTLE_AFTER
+    assert not listener.done() and len(seen) == 3
+    live.version = ("delivered", at, 3, 0, 1, 0, 0)
+    live.timeline = _timeline(*done, ("sent closure", "to Admin 2: sent"), at=at)
+    await asyncio.wait_for(listener, 5)
+    assert seen[3:] == [(3, "to Admin 2: sent")]
+
+
+async def test_a_send_pending_for_long_is_streamed_as_it_stands_and_the_stream_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Closed long ago with a send a close cut off: nothing will write its outcome.
     live = _Live(
         ("closed", T0, 2, 1, 0, 0, 0),
-        _timeline(*ASKED, ("sent request", "to Admin 2: pending"), ("closed", "ttl"), pending_at=2),
+        _timeline(*ASKED, ("sent request", "to Admin 2: pending"), ("closed", "ttl"), pending=(2,)),
     )
     hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
     monkeypatch.setattr(hub, "_version", live.versions)
@@ -219,7 +257,7 @@ async def test_an_entry_written_just_now_waits_a_round_then_comes_unasked(
     ]
     live = _Live(
         ("requested", now, 0, 0, 1, 0, 0),
-        Timeline(entries=entries, live=entries, written=[T0, now], final=2),
+        Timeline(entries=entries, live=entries, written=[T0, now], pending=[False, False]),
     )
     hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
     monkeypatch.setattr(hub, "_version", live.versions)

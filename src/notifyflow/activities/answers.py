@@ -132,6 +132,16 @@ class Answers:
             )
             await session.commit()
 
+    @staticmethod
+    def rides_with_claim(
+        notification: Notification, *, first: bool, document_exists: bool, subscriptions: int
+    ) -> bool:
+        """False when the answer needs :meth:`record`'s own transaction: the merchant has
+        webhooks (their events are read and written there), or the question's Document has
+        gone missing (it is written anew there)."""
+        question = notification.type == NotificationType.user_question_request
+        return not (first and (subscriptions or (question and not document_exists)))
+
     def statements(
         self,
         notification: Notification,
@@ -145,12 +155,13 @@ class Answers:
     ) -> list[Any] | None:
         """What :meth:`record` writes, as statements with every value given, to be committed
         with the ledger's claim of the customer's message (one statement on PostgreSQL).
-        None when this answer needs :meth:`record`'s own transaction: the merchant has
-        webhooks (their events are read and written there), or the question's Document has
-        gone missing (it is written anew there)."""
-        question = notification.type == NotificationType.user_question_request
-        if first and (subscriptions or (question and not document_exists)):
+        None when this answer needs :meth:`record`'s own transaction (:meth:`rides_with_claim`).
+        Built at the claim: the accepted answer is stamped as written then."""
+        if not self.rides_with_claim(
+            notification, first=first, document_exists=document_exists, subscriptions=subscriptions
+        ):
             return None
+        question = notification.type == NotificationType.user_question_request
         now = utcnow()
         dialect = factory_dialect(self._db)
         values: dict[str, Any] = {

@@ -13,6 +13,7 @@ from temporalio import activity
 from notifyflow.activities.common import with_log_context
 from notifyflow.db.session import SessionFactory
 from notifyflow.db.tables import Merchant, Notification
+from notifyflow.db.types import utcnow
 from notifyflow.models.ids import format_notification_id
 from notifyflow.models.notification import Campaign
 from notifyflow.models.vocabulary import DeliveryKind
@@ -43,7 +44,15 @@ class FollowUpActivities:
             assert merchant is not None
             kept: list[dict[str, Any]] = list(notification.context.get("customer_messages", []))
             if all(m.get("seq") != input.seq for m in kept):
-                kept.append({"seq": input.seq, "text": input.text, "at": input.at.isoformat()})
+                kept.append(
+                    {
+                        "seq": input.seq,
+                        "text": input.text,
+                        "at": input.at.isoformat(),
+                        # Written now, after the workflow took it ("at"): the live stream's order.
+                        "recorded_at": utcnow().isoformat(),
+                    }
+                )
                 await session.execute(
                     update(Notification)
                     .where(Notification.id == notification.id)

@@ -52,7 +52,7 @@ from notifyflow.models.workflow_io import (
     RecordRejectionInput,
 )
 from notifyflow.outreach.errors import ConfigurationError
-from notifyflow.outreach.ledger import Send, Sent
+from notifyflow.outreach.ledger import ClaimWith, Send, Sent
 from notifyflow.outreach.members import merchant_users, users_asked
 from notifyflow.outreach.service import Notice, Outreach, tally
 
@@ -169,7 +169,7 @@ class NotificationActivities:
         loaded = await load_for_delivery(self._db, input)
         notification, merchant = loaded.notification, loaded.contact.merchant
         language = loaded.contact.language
-        claim_with: list[Any] = []
+        claim_with: ClaimWith = ()
         # The first answer is counted once its row is committed (with the claim).
         counted_on_claim = False
         if loaded.recorded and notification.localized_fragment:
@@ -182,16 +182,12 @@ class NotificationActivities:
             # ledger's claim of the customer's message: one commit before the send.
             localized = await self._answers.localize(text, language)
             first = not loaded.recorded
-            statements = self._answers.statements(
+            if not self._answers.rides_with_claim(
                 notification,
-                input,
-                text,
-                localized,
                 first=first,
                 document_exists=loaded.document_exists,
                 subscriptions=merchant.webhook_subscriptions,
-            )
-            if statements is None:
+            ):
                 await self._answers.record(
                     notification,
                     input,
@@ -201,7 +197,18 @@ class NotificationActivities:
                     subscriptions=merchant.webhook_subscriptions,
                 )
             else:
-                claim_with = statements
+                # Built at the claim: the answer is stamped as written then, after the reply
+                # was composed (the live event stream orders entries by it).
+                claim_with = functools.partial(
+                    self._answers.statements,
+                    notification,
+                    input,
+                    text,
+                    localized,
+                    first=first,
+                    document_exists=loaded.document_exists,
+                    subscriptions=merchant.webhook_subscriptions,
+                )
                 counted_on_claim = first
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]
         users, known = loaded.roster.users, loaded.roster.known

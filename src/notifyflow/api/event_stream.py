@@ -7,9 +7,10 @@ POLL_EVERY, asks the database in one query which watched notifications changed
 notification and, in one more query, publishes only those no commit overtook meanwhile —
 whatever the number of listeners. Each event's ``id:`` is its position in the
 timeline as it was written down, so a client that reconnects with ``Last-Event-ID`` resumes
-after it; an event is sent once, so a send is held (with what follows it) until its outcome is
-written, and an entry written in the last WRITE_MARGIN until a neighbour written just before
-it has had the time to commit.
+after it. An event is sent once, so an entry is held (with what follows it) while it may still
+change or have a neighbour slipped in before it: a send until its outcome is written (at most
+PENDING_HOLD), an entry written in the last WRITE_MARGIN until a neighbour written just before
+it has had the time to commit; the stream does not end while one is held.
 """
 
 from __future__ import annotations
@@ -45,16 +46,19 @@ READ_TRIES = 5
 # An entry written this recently may have a neighbour written just before it whose (short)
 # transaction has not committed yet: it waits a round, so that one is not slipped in before it.
 WRITE_MARGIN = timedelta(milliseconds=500)
+# A send still pending this long after its claim is being retried (the provider is away) or
+# was cut off by a close: it is streamed as it stands rather than hold the stream behind it.
+PENDING_HOLD = timedelta(seconds=30)
 
 
 @dataclass
 class _Watched:
     version: tuple[object, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
-    # Leading entries final and old enough to send before the end (see ready).
+    # The leading entries that may be sent (see _final).
     final: int = 0
-    # Some were held only for being recent: read again next round even if nothing changed.
-    young: bool = False
+    # Some are held: read again next round even if nothing changed (a hold ends with time).
+    held: bool = False
     terminal: bool = False
     # Terminal and quiet for SETTLE_AFTER: nothing more will be added.
     settled: bool = False
@@ -66,9 +70,8 @@ class _Watched:
 
     @property
     def ready(self) -> int:
-        """How many entries may be sent: up to the first send whose outcome is not written
-        (an event is sent once; "pending" would stay its outcome for this listener), all of
-        them once settled (a send cut off by a close stays pending for good)."""
+        """How many entries may be sent: all of them once settled (nothing is held then;
+        and the stream's loop, which waits only while unsettled, must not wait on a hold)."""
         return len(self.timeline) if self.settled else self.final
 
 
@@ -120,6 +123,19 @@ class TimelineHub:
     # resuming by position would miss it. So a timeline is published only when the version
     # read after it is the one it was read under; the poller checks all it read in one query.
 
+    @staticmethod
+    def _final(timeline: Timeline, read_at: datetime) -> int:
+        """The leading entries an event may be sent for: up to the first send whose outcome
+        is not written ("pending" would stay its outcome for this listener) unless it has been
+        pending for PENDING_HOLD, or the first entry written in the last WRITE_MARGIN."""
+        recent, stuck = read_at - WRITE_MARGIN, read_at - PENDING_HOLD
+        for index, (written, pending) in enumerate(
+            zip(timeline.written, timeline.pending, strict=True)
+        ):
+            if written > recent or (pending and written > stuck):
+                return index
+        return len(timeline.live)
+
     def _publish(
         self,
         watched: _Watched,
@@ -127,18 +143,21 @@ class TimelineHub:
         version: tuple[object, ...],
         read_at: datetime,
     ) -> None:
-        recent = read_at - WRITE_MARGIN
-        old = next((i for i, t in enumerate(timeline.written) if t > recent), len(timeline.live))
+        first_read = watched.quiet_since is None
+        changed = version != watched.version
         watched.timeline = timeline.live
-        watched.final = min(timeline.final, old)
-        watched.young = old < timeline.final
+        watched.final = self._final(timeline, read_at)
+        watched.held = watched.final < len(timeline.live)
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
-        # Quiet from this change on (closure notices do not touch the row's updated_at); a
-        # notification that ended long ago (first read) is quiet from its last update.
-        updated = version[1]
-        first_read = not watched.timeline or watched.quiet_since is None
-        watched.quiet_since = updated if first_read and isinstance(updated, datetime) else utcnow()
+        if first_read:
+            # Quiet since its last change: the row's update or the last entry written down
+            # (closure notices do not touch the row).
+            times = [t for t in (version[1], *timeline.written[-1:]) if isinstance(t, datetime)]
+            watched.quiet_since = max(times) if times else utcnow()
+        elif changed:
+            # Quiet from this change on (a held entry read again is no change).
+            watched.quiet_since = utcnow()
         self._settle(watched)
 
     @staticmethod
@@ -149,7 +168,9 @@ class TimelineHub:
     @staticmethod
     def _settle(watched: _Watched) -> bool:
         """True when it just became settled."""
-        if watched.settled or not watched.terminal or watched.quiet_since is None:
+        if watched.settled or not watched.terminal or watched.held:
+            return False
+        if watched.quiet_since is None:
             return False
         if utcnow() - watched.quiet_since >= SETTLE_AFTER:
             watched.settled = True
@@ -183,7 +204,7 @@ class TimelineHub:
             watched = self._watched.get(n)
             if watched is None:
                 continue
-            if version != watched.version or watched.young:
+            if version != watched.version or watched.held:
                 changed[n] = version
             elif self._settle(watched):
                 await self._notify(watched)

@@ -240,7 +240,8 @@ class NotificationAnswer(Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When it was written down: after created_at for an accepted answer (written with its
-    # sends) and a refusal the workflow made. The live event stream's order (migration 0016).
+    # sends) and a refusal the workflow made. The live event stream's order (migration 0016;
+    # NULL for rows written before it: their created_at).
     recorded_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     # The answer template (canned answer) the answer named, by its code: the stored answer is
     # the template's answer as it was at use.

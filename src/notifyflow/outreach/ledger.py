@@ -127,7 +127,7 @@ class Sender:
         kind: DeliveryKind,
         sends: Sequence[Send],
         concurrency: int = SEND_CONCURRENCY,
-        claim_with: Sequence[Any] = (),
+        claim_with: ClaimWith = (),
         record_with: RecordWith | None = None,
         on_claimed: Callable[[], None] | None = None,
     ) -> list[Sent | BaseException]:
@@ -203,9 +203,10 @@ class Sender:
         await self._record(notification_id, accepted, refused, follow)
         return results
 
-    async def write(self, statements: Sequence[Any]) -> None:
+    async def write(self, claim_with: ClaimWith) -> None:
         """A step's own writes, in a transaction of their own (when they have no send to
         ride with)."""
+        statements = built(claim_with)
         if not statements:
             return
         async with self._db() as session:
@@ -253,12 +254,14 @@ class Sender:
         self,
         notification_id: int,
         prepared: list[_Prepared],
-        claim_with: Sequence[Any],
+        claim_with: ClaimWith,
         on_claimed: Callable[[], None] | None = None,
     ) -> dict[str, _Claim]:
         """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
         key that has a row already (a retry) is read, and decided as the single send was."""
+        # Built before the claim's own time: what they stamp comes before the sends.
+        extras = built(claim_with)
         now = utcnow()
         rows = [
             {
@@ -297,7 +300,7 @@ class Sender:
                 returning=["id", "idempotency_key"],
             )
             writes = Writes()
-            for extra in claim_with:
+            for extra in extras:
                 writes.add(extra)
             claimed = await writes.run(session, stmt)
             assert claimed is not None
@@ -451,6 +454,15 @@ class Follow:
 
 # Given a step's results (in the order of its sends), the write that follows from them.
 RecordWith = Callable[[list["Sent | BaseException"]], Follow | None]
+
+# A step's own writes, committed with the claim of its sends: statements, or a function that
+# builds them at the claim, so that a time they carry is when they are written (an accepted
+# answer waits for its reply to be composed between the step's start and the claim).
+ClaimWith = Sequence[Any] | Callable[[], Sequence[Any] | None]
+
+
+def built(claim_with: ClaimWith) -> Sequence[Any]:
+    return (claim_with() or ()) if callable(claim_with) else claim_with
 
 
 @dataclass(frozen=True)

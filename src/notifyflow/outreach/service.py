@@ -40,7 +40,7 @@ from notifyflow.models.vocabulary import (
 from notifyflow.outreach import keys
 from notifyflow.outreach.contacts import CustomerContact
 from notifyflow.outreach.errors import ConfigurationError, retry_later
-from notifyflow.outreach.ledger import Follow, Send, Sender, Sent, Target
+from notifyflow.outreach.ledger import ClaimWith, Follow, Send, Sender, Sent, Target
 from notifyflow.outreach.members import Member, member_conversations
 from notifyflow.outreach.policy import Outcome, instagram_decision, shortened_variable, window_open
 from notifyflow.outreach.templates import RenderedTemplate, TemplateMissing, find_template, render
@@ -116,7 +116,7 @@ class Outreach:
         members: dict[int, Member],
         kind: DeliveryKind,
         *,
-        claim_with: Sequence[Any] = (),
+        claim_with: ClaimWith = (),
     ) -> int:
         """The request campaign to each member (first ask or escalation). ``claim_with``: the
         routing's own writes, committed with the claim of these sends."""
@@ -204,7 +204,7 @@ class Outreach:
         sends: list[Send],
         kind: DeliveryKind,
         *,
-        claim_with: Sequence[Any] = (),
+        claim_with: ClaimWith = (),
     ) -> int:
         """Send to several people at once; a permanent refusal for one person is logged and
         does not stop the others; a retryable one fails the activity (the ledger skips the
@@ -232,7 +232,7 @@ class Outreach:
         *,
         compose: Compose | None = None,
         alongside: Sequence[Send] = (),
-        claim_with: Sequence[Any] = (),
+        claim_with: ClaimWith = (),
         outcome_with: Callable[[Outcome], Any] | None = None,
         part: int | None = None,
         on_claimed: Callable[[], None] | None = None,
@@ -280,7 +280,7 @@ class Outreach:
         campaign: Campaign,
         compose: Compose | None,
         alongside: list[Send],
-        claim_with: Sequence[Any],
+        claim_with: ClaimWith,
         outcome_with: Callable[[Outcome], Any] | None,
         part: int | None = None,
         on_claimed: Callable[[], None] | None = None,

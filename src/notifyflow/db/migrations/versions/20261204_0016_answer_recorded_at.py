@@ -2,7 +2,8 @@
 when it was made; an accepted answer is written with its sends, after the workflow took it
 (its localization in between), and a refusal the workflow made is written by an activity. The
 live event stream sends entries in the order they were recorded, so one written late is not
-slipped in before entries a listener has already had. Earlier rows take their ``created_at``.
+slipped in before entries a listener has already had. Earlier rows are left NULL: readers take
+their ``created_at`` (a backfill would rewrite every row of the table in this migration).
 
 Revision ID: 0016
 Revises: 0015
@@ -25,7 +26,6 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("notification_answer") as batch:
         batch.add_column(sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE notification_answer SET recorded_at = created_at")
 
 
 def downgrade() -> None:
