@@ -273,3 +273,15 @@ async def test_an_entry_written_just_now_waits_a_round_then_comes_unasked(
     assert seen[1] == (1, "by Admin 2")
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
+
+
+def test_a_read_that_brings_a_held_entry_unsettles_the_notification() -> None:
+    # Settled (every listener's stream was ending), then a send is claimed (the CSAT ask): a
+    # listener still attached, or one who joins now, waits for its outcome.
+    hub = TimelineHub(db=None)  # type: ignore[arg-type]
+    watched = _Watched(settled=True, terminal=True, quiet_since=T0, version=("delivered",))
+    at = _lately()
+    read = _timeline(*ASKED, ("sent csat", "to customer: pending"), pending=(2,), at=at)
+    hub._publish(watched, read, ("delivered", at, 3, 1, 1, 0, 0), utcnow())
+    assert not watched.settled and watched.held
+    assert watched.ready == 2

@@ -46,8 +46,9 @@ READ_TRIES = 5
 # An entry written this recently may have a neighbour written just before it whose (short)
 # transaction has not committed yet: it waits a round, so that one is not slipped in before it.
 WRITE_MARGIN = timedelta(milliseconds=500)
-# A send still pending this long after its claim is being retried (the provider is away) or
-# was cut off by a close: it is streamed as it stands rather than hold the stream behind it.
+# A send still pending this long after it was recorded (its claim; a correction's version
+# row) is being retried (the provider or the model is away) or was cut off by a close: it is
+# streamed as it stands rather than hold the stream behind it.
 PENDING_HOLD = timedelta(seconds=30)
 
 
@@ -70,9 +71,10 @@ class _Watched:
 
     @property
     def ready(self) -> int:
-        """How many entries may be sent: all of them once settled (nothing is held then;
-        and the stream's loop, which waits only while unsettled, must not wait on a hold)."""
-        return len(self.timeline) if self.settled else self.final
+        """How many entries may be sent. Settled only while nothing is held (``_publish``
+        unsettles it when a read brings a held entry), so then it is all of them: the stream's
+        loop waits only while unsettled."""
+        return self.final
 
 
 class TimelineHub:
@@ -148,6 +150,9 @@ class TimelineHub:
         watched.timeline = timeline.live
         watched.final = self._final(timeline, read_at)
         watched.held = watched.final < len(timeline.live)
+        if watched.held:
+            # A listener still attached, or a new one, waits for it: the end is not yet.
+            watched.settled = False
         watched.version = version
         watched.terminal = NotificationStatus(str(version[0])).is_terminal
         if first_read:

@@ -206,11 +206,14 @@ class Sender:
     async def write(self, claim_with: ClaimWith) -> None:
         """A step's own writes, in a transaction of their own (when they have no send to
         ride with)."""
-        statements = built(claim_with)
-        if not statements:
+        if not callable(claim_with) and not claim_with:
             return
         async with self._db() as session:
             await autocommit(session)  # one statement on PostgreSQL (Writes)
+            # Built once a connection is held: what they stamp is when they are written.
+            statements = built(claim_with)
+            if not statements:
+                return
             await _run(session, statements)
             await session.commit()
 
@@ -260,38 +263,40 @@ class Sender:
         """Every send's ledger row, by key: new rows in one ``INSERT … ON CONFLICT DO
         NOTHING RETURNING`` (the common case, a first attempt, costs that one statement); a
         key that has a row already (a retry) is read, and decided as the single send was."""
-        # Built before the claim's own time: what they stamp comes before the sends.
-        extras = built(claim_with)
-        now = utcnow()
-        rows = [
-            {
-                "notification_id": notification_id,
-                "idempotency_key": p.send.key,
-                "kind": str(p.kind),
-                "recipient_kind": str(p.send.target.recipient_kind),
-                "merchant_user_id": p.send.target.merchant_user_id,
-                "conversation_id": p.send.target.conversation_id,
-                "method": str(p.method),
-                "channel": str(
-                    ChannelName.console
-                    if p.channel.name == ChannelName.console
-                    else p.send.target.channel
-                ),
-                "to_address": p.send.target.to,
-                "campaign": p.send.template.campaign if p.send.template else None,
-                "body": p.body,
-                "status": "pending",
-                "attempts": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for p in prepared
-        ]
         claims: dict[str, _Claim] = {}
         async with self._db() as session:
             # The claim (with the step's own writes) is one statement on PostgreSQL, atomic on
             # its own: no transaction around it.
             await autocommit(session)
+            # Stamped once a connection is held (a wait for the pool falls before, not between
+            # the stamps and the commit); built before the claim's own time, so what they stamp
+            # comes before the sends.
+            extras = built(claim_with)
+            now = utcnow()
+            rows = [
+                {
+                    "notification_id": notification_id,
+                    "idempotency_key": p.send.key,
+                    "kind": str(p.kind),
+                    "recipient_kind": str(p.send.target.recipient_kind),
+                    "merchant_user_id": p.send.target.merchant_user_id,
+                    "conversation_id": p.send.target.conversation_id,
+                    "method": str(p.method),
+                    "channel": str(
+                        ChannelName.console
+                        if p.channel.name == ChannelName.console
+                        else p.send.target.channel
+                    ),
+                    "to_address": p.send.target.to,
+                    "campaign": p.send.template.campaign if p.send.template else None,
+                    "body": p.body,
+                    "status": "pending",
+                    "attempts": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for p in prepared
+            ]
             stmt = insert_rows(
                 dialect_name(session),
                 Delivery,
