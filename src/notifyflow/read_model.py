@@ -261,7 +261,8 @@ async def notification_timeline(db: SessionFactory, notification_id: str) -> lis
 
 
 async def read_timeline(db: SessionFactory, notification_id: str) -> Timeline:
-    """:func:`notification_timeline` with what of it is final (:class:`Timeline`)."""
+    """:func:`notification_timeline`, also in the order it was written down, with what of it
+    is pending (:class:`Timeline`)."""
     n = parse_id(notification_id)
     view = await get_notification(db, notification_id)
     async with db() as session:

@@ -47,6 +47,7 @@ from tests.fakes._threaded import ThreadedServer
 FAKE_OPENAI_KEY = "sk-fake-0123456789abcdef"
 
 Endpoint = Literal["chat", "responses"]
+# "slow" answers as usual, late: after ``delay`` or when release_held() is called.
 OpenAIFaultKind = Literal[
     "http",
     "timeout",
@@ -56,7 +57,6 @@ OpenAIFaultKind = Literal[
     "empty",
     "refusal",
     "length",
-    # Answers as usual, late: after ``delay`` or when release_held() is called.
     "slow",
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from notifyflow.api import event_stream
-from notifyflow.api.event_stream import READ_TRIES, TimelineHub, _Watched
+from notifyflow.api.event_stream import POLL_EVERY, READ_TRIES, TimelineHub, _Watched
 from notifyflow.db.types import utcnow
 from notifyflow.models.views import TimelineEntry
 from notifyflow.read_model import Timeline
@@ -62,8 +62,10 @@ class _Database:
         return _as_read(_entries(events))
 
 
-def _hub(monkeypatch: pytest.MonkeyPatch, database: _Database) -> TimelineHub:
-    hub = TimelineHub(db=None)  # type: ignore[arg-type]  # every read is replaced below
+def _hub(
+    monkeypatch: pytest.MonkeyPatch, database: _Database | _Live, every: timedelta = POLL_EVERY
+) -> TimelineHub:
+    hub = TimelineHub(db=None, every=every)  # type: ignore[arg-type]  # reads replaced below
     monkeypatch.setattr(hub, "_version", database.version)
     monkeypatch.setattr(hub, "_read", database.read)
     return hub
@@ -120,12 +122,12 @@ class _Live:
     """One notification as the hub reads it now; the test moves it on."""
 
     def __init__(self, version: tuple[Any, ...], timeline: Timeline) -> None:
-        self.version, self.timeline = version, timeline
+        self.current, self.timeline = version, timeline
         self.queries = 0
 
-    async def versions(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    async def version(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:
         self.queries += 1
-        return dict.fromkeys(ids, self.version)
+        return dict.fromkeys(ids, self.current)
 
     async def read(self, _n: int) -> Timeline:
         return self.timeline
@@ -180,16 +182,14 @@ async def test_a_send_is_streamed_once_its_outcome_is_written(
             at=at,
         ),
     )
-    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
-    monkeypatch.setattr(hub, "_version", live.versions)
-    monkeypatch.setattr(hub, "_read", live.read)
+    hub = _hub(monkeypatch, live, every=timedelta(milliseconds=10))
     seen: list[tuple[int, str]] = []
     listener = asyncio.create_task(_listen(hub, seen))
     await _until(lambda: len(seen) == 3)
     queries = live.queries
     await _until(lambda: live.queries >= queries + 5)  # polled, unchanged
     assert [i for i, _ in seen] == [0, 1, 2]  # the pending send is held, not sent
-    live.version = ("delivered", at, 2, 0, 1, 0, 0)
+    live.current = ("delivered", at, 2, 0, 1, 0, 0)
     live.timeline = _timeline(
         *ASKED,
         ("answer accepted", "by Admin 1"),
@@ -213,16 +213,14 @@ async def test_the_stream_does_not_end_on_a_closure_notice_still_pending(
         ("delivered", at, 3, 1, 1, 0, 0),
         _timeline(*done, ("sent closure", "to Admin 2: pending"), pending=(3,), at=at),
     )
-    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
-    monkeypatch.setattr(hub, "_version", live.versions)
-    monkeypatch.setattr(hub, "_read", live.read)
+    hub = _hub(monkeypatch, live, every=timedelta(milliseconds=10))
     seen: list[tuple[int, str]] = []
     listener = asyncio.create_task(_listen(hub, seen))
     await _until(lambda: len(seen) == 3)
     queries = live.queries
     await _until(lambda: live.queries >= queries + 10)  # 100 ms: twice SETTLE_AFTER
     assert not listener.done() and len(seen) == 3
-    live.version = ("delivered", at, 3, 0, 1, 0, 0)
+    live.current = ("delivered", at, 3, 0, 1, 0, 0)
     live.timeline = _timeline(*done, ("sent closure", "to Admin 2: sent"), at=at)
     await asyncio.wait_for(listener, 5)
     assert seen[3:] == [(3, "to Admin 2: sent")]
@@ -236,9 +234,7 @@ async def test_a_send_pending_for_long_is_streamed_as_it_stands_and_the_stream_e
         ("closed", T0, 2, 1, 0, 0, 0),
         _timeline(*ASKED, ("sent request", "to Admin 2: pending"), ("closed", "ttl"), pending=(2,)),
     )
-    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
-    monkeypatch.setattr(hub, "_version", live.versions)
-    monkeypatch.setattr(hub, "_read", live.read)
+    hub = _hub(monkeypatch, live, every=timedelta(milliseconds=10))
     seen: list[tuple[int, str]] = []
     await asyncio.wait_for(_listen(hub, seen), 5)
     assert [detail for _, detail in seen][2:] == ["to Admin 2: pending", "ttl"]
@@ -259,9 +255,7 @@ async def test_an_entry_written_just_now_waits_a_round_then_comes_unasked(
         ("requested", now, 0, 0, 1, 0, 0),
         Timeline(entries=entries, live=entries, written=[T0, now], pending=[False, False]),
     )
-    hub = TimelineHub(db=None, every=timedelta(milliseconds=10))  # type: ignore[arg-type]
-    monkeypatch.setattr(hub, "_version", live.versions)
-    monkeypatch.setattr(hub, "_read", live.read)
+    hub = _hub(monkeypatch, live, every=timedelta(milliseconds=10))
     seen: list[tuple[int, str]] = []
     listener = asyncio.create_task(_listen(hub, seen))
     await _until(lambda: len(seen) == 1)
@@ -284,4 +278,4 @@ def test_a_read_that_brings_a_held_entry_unsettles_the_notification() -> None:
     read = _timeline(*ASKED, ("sent csat", "to customer: pending"), pending=(2,), at=at)
     hub._publish(watched, read, ("delivered", at, 3, 1, 1, 0, 0), utcnow())
     assert not watched.settled and watched.held
-    assert watched.ready == 2
+    assert watched.final == 2

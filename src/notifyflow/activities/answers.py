@@ -150,17 +150,11 @@ class Answers:
         localized: Localized,
         *,
         first: bool,
-        document_exists: bool,
-        subscriptions: int,
-    ) -> list[Any] | None:
+    ) -> list[Any]:
         """What :meth:`record` writes, as statements with every value given, to be committed
-        with the ledger's claim of the customer's message (one statement on PostgreSQL).
-        None when this answer needs :meth:`record`'s own transaction (:meth:`rides_with_claim`).
-        Built at the claim: the accepted answer is stamped as written then."""
-        if not self.rides_with_claim(
-            notification, first=first, document_exists=document_exists, subscriptions=subscriptions
-        ):
-            return None
+        with the ledger's claim of the customer's message (one statement on PostgreSQL), for
+        an answer that :meth:`rides_with_claim`. Built at the claim: the accepted answer is
+        stamped as written then."""
         question = notification.type == NotificationType.user_question_request
         now = utcnow()
         dialect = factory_dialect(self._db)

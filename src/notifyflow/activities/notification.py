@@ -200,14 +200,7 @@ class NotificationActivities:
                 # Built at the claim: the answer is stamped as written then, after the reply
                 # was composed (the live event stream orders entries by it).
                 claim_with = functools.partial(
-                    self._answers.statements,
-                    notification,
-                    input,
-                    text,
-                    localized,
-                    first=first,
-                    document_exists=loaded.document_exists,
-                    subscriptions=merchant.webhook_subscriptions,
+                    self._answers.statements, notification, input, text, localized, first=first
                 )
                 counted_on_claim = first
         cfg = NOTIFICATION_CONFIG[NotificationType(notification.type)]

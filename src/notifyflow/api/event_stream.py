@@ -56,7 +56,8 @@ PENDING_HOLD = timedelta(seconds=30)
 class _Watched:
     version: tuple[object, ...] = ()
     timeline: list[TimelineEntry] = field(default_factory=list)
-    # The leading entries that may be sent (see _final).
+    # The leading entries that may be sent (see _final); all of them once settled, since it
+    # is settled only while nothing is held (the stream's loop waits only while unsettled).
     final: int = 0
     # Some are held: read again next round even if nothing changed (a hold ends with time).
     held: bool = False
@@ -68,13 +69,6 @@ class _Watched:
     listeners: int = 0
     # The first listener reads the timeline; the others wait for it (one read, not one each).
     loading: asyncio.Task[None] | None = None
-
-    @property
-    def ready(self) -> int:
-        """How many entries may be sent. Settled only while nothing is held (``_publish``
-        unsettles it when a read brings a held entry), so then it is all of them: the stream's
-        loop waits only while unsettled."""
-        return self.final
 
 
 class TimelineHub:
@@ -246,7 +240,7 @@ class TimelineHub:
             await asyncio.shield(watched.loading)
             sent = after
             while True:
-                for index in range(sent + 1, watched.ready):
+                for index in range(sent + 1, watched.final):
                     entry = watched.timeline[index]
                     data = json.dumps(entry.model_dump(mode="json"), ensure_ascii=False)
                     yield f"id: {index}\nevent: {entry.event}\ndata: {data}\n\n"
@@ -257,7 +251,7 @@ class TimelineHub:
                 async with watched.changed:
                     # Checked under the lock: a refresh between the loop above and this wait
                     # would otherwise go unnoticed until the heartbeat.
-                    if sent >= watched.ready - 1 and not watched.settled:
+                    if sent >= watched.final - 1 and not watched.settled:
                         try:
                             await asyncio.wait_for(
                                 watched.changed.wait(), HEARTBEAT_EVERY.total_seconds()

@@ -463,11 +463,11 @@ RecordWith = Callable[[list["Sent | BaseException"]], Follow | None]
 # A step's own writes, committed with the claim of its sends: statements, or a function that
 # builds them at the claim, so that a time they carry is when they are written (an accepted
 # answer waits for its reply to be composed between the step's start and the claim).
-ClaimWith = Sequence[Any] | Callable[[], Sequence[Any] | None]
+ClaimWith = Sequence[Any] | Callable[[], Sequence[Any]]
 
 
 def built(claim_with: ClaimWith) -> Sequence[Any]:
-    return (claim_with() or ()) if callable(claim_with) else claim_with
+    return claim_with() if callable(claim_with) else claim_with
 
 
 @dataclass(frozen=True)
